@@ -1,0 +1,1 @@
+"""Subcommands of the ``sparsesel`` CLI, one module each (see :mod:`sparsesel.cli`)."""

@@ -1,0 +1,37 @@
+"""``sparsesel solvers``: list the registered solvers per problem kind."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import sparsesel
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("solvers", help="list the solvers of every problem kind")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run)
+
+
+def _load_all_kinds() -> None:
+    """Import every lazily exported problem kind so that its solvers are listed."""
+    for name in sparsesel._LAZY:
+        try:
+            getattr(sparsesel, name)
+        except ImportError:  # a kind whose optional module is absent
+            pass
+
+
+def run(args: argparse.Namespace) -> int:
+    _load_all_kinds()
+    table = sparsesel.all_solvers()
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    for kind, rows in table.items():
+        print(kind)
+        width = max(map(len, rows))
+        for name, line in rows.items():
+            print(f"  {name:<{width}}  {line}")
+    return 0

@@ -1,0 +1,167 @@
+"""Feature selection: choose k columns of X that best predict y."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sparsesel.problems.base import Problem
+from sparsesel.validation import as_finite_array, check_choice, check_int
+
+LOSSES = ("squared", "logistic")
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureSelection(Problem):
+    """Choose ``k`` of the ``d`` columns of ``X`` to predict ``y``.
+
+    The objective of a subset ``S`` is the training loss of the model refit on
+    the columns ``S`` alone:
+
+    * ``loss="squared"``: the mean squared residual ``(1/n)·‖y − X_S β − b‖²`` of
+      the least-squares fit (``b`` is the intercept when ``fit_intercept``).
+    * ``loss="logistic"``: the mean (multinomial) log-loss of the logistic
+      regression fit with ridge strength ``alpha`` (the penalty
+      ``(alpha/2)·‖β‖²`` is used to fit, not counted in the reported loss). With
+      more than two classes in ``y`` the model is multinomial.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Finite numeric design matrix. Copied as float64; the caller's array is
+        never modified.
+    y : array_like, shape (n,)
+        Finite responses (``squared``) or class labels (``logistic``; numeric,
+        at least two classes).
+    k : int
+        Number of features to select, ``1 <= k <= d``.
+    loss : {"squared", "logistic"}
+    fit_intercept : bool
+        Whether every refit model has an (unpenalised) intercept.
+    alpha : float
+        Ridge strength of the logistic refit (ignored for ``squared``). Must be > 0
+        for ``logistic`` so that separable data still have a finite fit.
+
+    Raises
+    ------
+    TypeError
+        Non-numeric ``X``/``y`` or a non-integer ``k``.
+    ValueError
+        Wrong dimensions, NaN/inf, mismatched lengths, ``k`` outside ``[1, d]``,
+        unknown ``loss``, fewer than two classes for ``logistic``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    k: int
+    loss: str = "squared"
+    fit_intercept: bool = True
+    alpha: float = 1e-4
+
+    kind: ClassVar[str] = "feature_selection"
+
+    def __post_init__(self) -> None:
+        X = as_finite_array(self.X, "X", ndim=2)
+        y = as_finite_array(self.y, "y", ndim=(1, 2))
+        if y.ndim == 2:
+            if y.shape[1] != 1:
+                raise ValueError(f"y must be one-dimensional (n,), got shape {y.shape}")
+            y = y[:, 0]
+        n, d = X.shape
+        if y.shape[0] != n:
+            raise ValueError(f"y has {y.shape[0]} entries but X has {n} rows; they must match")
+        k = check_int(self.k, "k", low=1, high=d)
+        loss = check_choice(self.loss, "loss", LOSSES)
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
+        alpha = float(self.alpha)
+        if not np.isfinite(alpha) or alpha < 0 or (loss == "logistic" and alpha == 0):
+            raise ValueError(f"alpha must be finite and > 0 for the logistic loss, got {self.alpha!r}")
+        if loss == "logistic":
+            classes = np.unique(y)
+            if classes.size < 2:
+                raise ValueError(f"y must hold at least two classes for loss='logistic', got {classes.tolist()}")
+            if classes.size > max(2, n // 2):
+                raise ValueError(
+                    f"y has {classes.size} distinct values for {n} rows: loss='logistic' needs class labels"
+                )
+        X.setflags(write=False)
+        y.setflags(write=False)
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "k", k)
+        object.__setattr__(self, "fit_intercept", bool(self.fit_intercept))
+        object.__setattr__(self, "alpha", alpha)
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.X.shape[1]
+
+    def check_subset(self, subset: Sequence[int]) -> list[int]:
+        """Validate a subset of column indices (distinct, in range) and return it as a list."""
+        subset = [check_int(int(i) if isinstance(i, np.integer) else i, "subset index", 0, self.n_features - 1) for i in subset]
+        if len(set(subset)) != len(subset):
+            raise ValueError(f"subset has repeated indices: {subset}")
+        return subset
+
+    def refit(self, subset: Sequence[int]) -> dict[str, Any]:
+        """Fit the problem's model on the columns ``subset``.
+
+        Returns
+        -------
+        dict
+            ``coef`` (shape ``(len(subset),)``, or ``(n_classes, len(subset))`` for
+            multinomial), ``intercept`` and ``loss`` (the objective value).
+        """
+        subset = self.check_subset(subset)
+        if self.loss == "squared":
+            return self._refit_squared(subset)
+        return self._refit_logistic(subset)
+
+    def objective(self, subset: Sequence[int]) -> float:
+        """The training loss of the model refit on ``subset`` (see the class docstring)."""
+        return float(self.refit(subset)["loss"])
+
+    def _refit_squared(self, subset: list[int]) -> dict[str, Any]:
+        X, y = self.X, self.y
+        if self.fit_intercept:
+            x_mean, y_mean = X[:, subset].mean(axis=0), y.mean()
+        else:
+            x_mean, y_mean = np.zeros(len(subset)), 0.0
+        Xs = X[:, subset] - x_mean
+        yc = y - y_mean
+        if subset:
+            coef, *_ = np.linalg.lstsq(Xs, yc, rcond=None)
+        else:
+            coef = np.zeros(0)
+        residual = yc - Xs @ coef
+        intercept = float(y_mean - x_mean @ coef) if self.fit_intercept else 0.0
+        return {"coef": coef, "intercept": intercept, "loss": float(residual @ residual / X.shape[0])}
+
+    def _refit_logistic(self, subset: list[int]) -> dict[str, Any]:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import log_loss
+
+        X, y = self.X, self.y
+        n = X.shape[0]
+        classes = np.unique(y)
+        if not subset:
+            if self.fit_intercept:
+                freq = np.array([(y == c).mean() for c in classes])
+                proba = np.tile(freq, (n, 1))
+            else:
+                proba = np.full((n, classes.size), 1.0 / classes.size)
+            coef = np.zeros((1 if classes.size == 2 else classes.size, 0))
+            return {"coef": coef, "intercept": np.log(proba[0]), "loss": float(log_loss(y, proba, labels=classes))}
+        model = LogisticRegression(C=1.0 / (self.alpha * n), fit_intercept=self.fit_intercept, max_iter=5000, tol=1e-10)
+        model.fit(X[:, subset], y)
+        proba = model.predict_proba(X[:, subset])
+        coef = model.coef_[0] if classes.size == 2 else model.coef_
+        return {"coef": coef, "intercept": model.intercept_, "loss": float(log_loss(y, proba, labels=model.classes_))}

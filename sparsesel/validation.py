@@ -1,0 +1,55 @@
+"""Input checks shared by the problem kinds; every message names the field."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def as_finite_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = None) -> np.ndarray:
+    """Return ``value`` as a fresh float64 array, checking it is numeric and finite.
+
+    Parameters
+    ----------
+    value : array_like
+        The user's input; it is copied, never modified.
+    name : str
+        The field name used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    """
+    try:
+        array = np.array(value, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be numeric; could not convert it to floats ({exc})") from None
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if array.ndim not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return array
+
+
+def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
+    """Check that ``value`` is an integer (not a bool) within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """Check that ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
