@@ -1,0 +1,52 @@
+"""Atomic file output: write to a temporary file beside the target, then rename.
+
+An existing output is never replaced unless the caller passes ``force=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+
+def refuse_existing(path: str | os.PathLike, force: bool) -> Path:
+    """Return ``path`` as a Path; raise ``FileExistsError`` if it exists and not ``force``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} already exists; pass --force (force=True) to replace it")
+    return path
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *, force: bool = False) -> Path:
+    """Create ``path`` by calling ``write(handle)`` on a temporary file, then renaming it.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file. Its folder is created if missing.
+    write : callable
+        Receives a binary file handle and writes the whole content.
+    force : bool
+        Replace an existing file (otherwise ``FileExistsError``).
+    """
+    path = refuse_existing(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`write_atomic`."""
+    return write_atomic(path, lambda stream: stream.write(text.encode("utf-8")), force=force)

@@ -1,0 +1,104 @@
+"""Tabular data for feature selection: scikit-learn's bundled sets, CSV and NPZ files."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Datasets that scikit-learn ships (no download), by the name used in ``builtin:NAME``.
+BUILTIN = ("digits", "diabetes", "breast_cancer", "wine", "iris")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A design matrix with its response and column names.
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+    y : ndarray, shape (n,)
+    feature_names : tuple of str, length d
+    target_name : str
+    is_classification : bool
+        True for class labels (builtin classification sets), False otherwise.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    target_name: str
+    is_classification: bool
+
+
+def load_table(spec: str, target: str | None = None) -> Table:
+    """Load ``builtin:NAME``, ``FILE.csv`` (header row; ``target`` names a column) or ``FILE.npz``.
+
+    An NPZ file holds arrays ``X`` (n, d) and ``y`` (n,) — or the response under
+    the key named by ``target`` — and optionally ``feature_names``.
+
+    Raises
+    ------
+    ValueError
+        Unknown builtin name, missing target column/key, non-numeric cells.
+    FileNotFoundError
+        The file does not exist.
+    """
+    if spec.startswith("builtin:"):
+        return _load_builtin(spec.removeprefix("builtin:"))
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        return _load_csv(path, target)
+    if path.suffix.lower() == ".npz":
+        return _load_npz(path, target)
+    raise ValueError(f"cannot read {path}: expected builtin:NAME ({', '.join(BUILTIN)}), a .csv or a .npz file")
+
+
+def _load_builtin(name: str) -> Table:
+    import sklearn.datasets as datasets
+
+    if name not in BUILTIN:
+        raise ValueError(f"unknown builtin dataset {name!r}; choose from {', '.join(BUILTIN)}")
+    bunch = getattr(datasets, f"load_{name}")()
+    names = tuple(map(str, getattr(bunch, "feature_names", [f"x{i}" for i in range(bunch.data.shape[1])])))
+    return Table(bunch.data.astype(float), bunch.target.astype(float), names, "target", name != "diabetes")
+
+
+def _load_csv(path: Path, target: str | None) -> Table:
+    with path.open(newline="") as stream:
+        rows = list(csv.reader(stream))
+    if len(rows) < 2:
+        raise ValueError(f"{path} needs a header row and at least one data row")
+    header, body = rows[0], rows[1:]
+    if target is None:
+        raise ValueError(f"--target is required for CSV data; columns of {path.name}: {', '.join(header)}")
+    if target not in header:
+        raise ValueError(f"target column {target!r} not in {path.name}; columns: {', '.join(header)}")
+    column = header.index(target)
+    try:
+        values = np.array([[float(cell) for cell in row] for row in body])
+    except ValueError as exc:
+        raise ValueError(f"{path.name} has a non-numeric cell ({exc}); encode categories as numbers first") from None
+    if values.ndim != 2 or values.shape[1] != len(header):
+        raise ValueError(f"{path.name}: every row must have {len(header)} cells")
+    names = tuple(h for i, h in enumerate(header) if i != column)
+    X = np.delete(values, column, axis=1)
+    y = values[:, column]
+    return Table(X, y, names, target, False)
+
+
+def _load_npz(path: Path, target: str | None) -> Table:
+    with np.load(path, allow_pickle=False) as archive:
+        key = target or "y"
+        if "X" not in archive or key not in archive:
+            raise ValueError(f"{path.name} must hold arrays 'X' and {key!r}; it holds {sorted(archive.files)}")
+        X, y = archive["X"], archive[key]
+        names = tuple(map(str, archive["feature_names"])) if "feature_names" in archive else None
+    X = np.asarray(X)
+    if names is None:
+        names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
+    return Table(X, np.asarray(y), names, key, False)
