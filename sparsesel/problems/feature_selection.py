@@ -160,7 +160,9 @@ class FeatureSelection(Problem):
                 proba = np.full((n, classes.size), 1.0 / classes.size)
             coef = np.zeros((1 if classes.size == 2 else classes.size, 0))
             return {"coef": coef, "intercept": np.log(proba[0]), "loss": float(log_loss(y, proba, labels=classes))}
-        model = LogisticRegression(C=1.0 / (self.alpha * n), fit_intercept=self.fit_intercept, max_iter=5000, tol=1e-10)
+        model = LogisticRegression(
+            C=1.0 / (self.alpha * n), fit_intercept=self.fit_intercept, solver="newton-cholesky", max_iter=500, tol=1e-10
+        )
         model.fit(X[:, subset], y)
         proba = model.predict_proba(X[:, subset])
         coef = model.coef_[0] if classes.size == 2 else model.coef_

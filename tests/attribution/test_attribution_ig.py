@@ -1,0 +1,112 @@
+"""Integrated gradients against closed forms, the completeness identity and Captum."""
+
+import numpy as np
+import pytest
+import torch
+
+import sparsesel as ss
+from sparsesel.attribution.paths.quadrature import METHODS, quadrature
+
+captum_attr = pytest.importorskip("captum.attr")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models run fastest (and disturb other jobs least) on one thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def smooth_mlp(seed=0, d=12, outputs=3):
+    generator = torch.Generator().manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(d, 16), torch.nn.Tanh(), torch.nn.Linear(16, outputs))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator))
+    return net.eval()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_quadrature_integrates_polynomials(method):
+    alphas, weights = quadrature(method, 40)
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12)
+    # ∫_0^1 3a^2 da = 1; error O(1/n) for left/right, O(1/n^2) for middle/trapezoid, exact for GL
+    tol = {"riemann_left": 0.05, "riemann_right": 0.05, "riemann_middle": 1e-3, "riemann_trapezoid": 1e-3, "gausslegendre": 1e-12}
+    assert abs(np.sum(weights * 3 * alphas**2) - 1.0) < tol[method]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_completeness_error_shrinks_with_steps(method):
+    net = smooth_mlp(1)
+    x = torch.randn(2, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    problem = ss.Attribution(net.double(), x, baseline="zeros", target=2, k=3)
+    with torch.no_grad():
+        f_x, f_b = net(torch.stack([x, torch.zeros_like(x)]))[:, 2].tolist()
+    errors = []
+    for steps in (4, 16, 64):
+        result = ss.solve(problem, "integrated_gradients", steps=steps, method=method)
+        total = np.sum(result.info["attribution"])
+        errors.append(abs(total - (f_x - f_b)))
+        assert result.info["convergence_delta"] == pytest.approx(total - (f_x - f_b), abs=1e-10)
+    assert errors[2] < 1e-2
+    if method == "gausslegendre":
+        assert errors[2] < 1e-10
+    else:
+        assert errors[2] < errors[1] < errors[0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_linear_model_ig_is_exact(method):
+    generator = torch.Generator().manual_seed(3)
+    w, c = torch.randn(5, 7, generator=generator, dtype=torch.float64), 0.7
+    x = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    b = torch.randn(5, 7, generator=generator, dtype=torch.float64)
+    problem = ss.Attribution(lambda z: (z * w).sum(dim=(1, 2)) + c, x, baseline=b, k=4)
+    result = ss.solve(problem, "integrated_gradients", steps=3, method=method)
+    expected = ((x - b) * w).numpy()
+    np.testing.assert_allclose(result.info["attribution"], expected, rtol=0, atol=1e-12)
+    assert result.selected == tuple(np.argsort(-expected.ravel(), kind="stable")[:4])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("baseline", ["zeros", "blurred"])
+def test_matches_captum_integrated_gradients(method, baseline):
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)
+    )
+    x = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(4))
+    problem = ss.Attribution(net, x, baseline=baseline, target=3, k=5)
+    steps = 24
+    ours = ss.solve(problem, "integrated_gradients", steps=steps, method=method).info["attribution"]
+    theirs = captum_attr.IntegratedGradients(net).attribute(
+        x[None], baselines=problem.baseline[None], target=3, n_steps=steps, method=method
+    )[0].numpy()
+    if method == "riemann_trapezoid":  # Captum's trapezoid step is 1/n, not 1/(n-1): weights sum to (n-1)/n
+        theirs = theirs * steps / (steps - 1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_baselines_match_captum():
+    net = smooth_mlp(5)
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(6))
+    problem = ss.Attribution(net, x, target=1, k=2)
+    grad = ss.solve(problem, "gradient").info["attribution"]
+    gxi = ss.solve(problem, "gradient_x_input").info["attribution"]
+    np.testing.assert_allclose(grad, captum_attr.Saliency(net).attribute(x[None].clone().requires_grad_(), target=1, abs=False)[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(gxi, captum_attr.InputXGradient(net).attribute(x[None].clone().requires_grad_(), target=1)[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_pixel_groups_sum_channels_and_batching_agrees():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 4))
+    x = torch.rand(3, 5, 5, generator=torch.Generator().manual_seed(7))
+    elementwise = ss.Attribution(net, x, target=0, k=3)
+    pixels = ss.Attribution(net, x, target=0, k=3, groups="pixels")
+    a = ss.solve(elementwise, "integrated_gradients", steps=10).info["attribution"]
+    p = ss.solve(pixels, "integrated_gradients", steps=10, batch_size=3)
+    assert p.info["attribution"].shape == (5, 5)
+    np.testing.assert_allclose(p.info["attribution"], a.sum(axis=0), rtol=1e-5, atol=1e-7)
+    assert p.info["gradient_evaluations"] == 10
