@@ -1,0 +1,88 @@
+"""Helpers shared by the rank-selection solvers (CoreShape, TreeNetworkRanks). Registers nothing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sparsesel.problems.core_shape import CoreShape, SpectralRankProblem
+from sparsesel.problems.tree_network_ranks import TreeNetworkRanks
+from sparsesel.result import Result
+
+RANK_KINDS = (CoreShape, TreeNetworkRanks)
+
+
+def infeasible_result(problem: SpectralRankProblem) -> Result:
+    """``status="infeasible"`` when even the all-ones decomposition exceeds the budget."""
+    return Result(selected=(), objective=math.nan, status="infeasible", info={"message": problem.infeasible_message(), "budget": problem.budget, "min_size": problem.min_size})
+
+
+def ranks_result(problem: SpectralRankProblem, ranks: Sequence[int], status: str = "feasible", bound: float | None = None, trace: Sequence[dict] = (), **info: Any) -> Result:
+    """A Result for ``ranks`` with the problem's standard ``info`` (size, bound, kept energy)."""
+    ranks = tuple(int(r) for r in ranks)
+    details = problem.describe(ranks)
+    details.update(info)
+    return Result(selected=ranks, objective=problem.objective(ranks), bound=bound, status=status, trace=tuple(trace), info=details)
+
+
+def group_size_slopes(problem: SpectralRankProblem) -> list[int]:
+    """Size increase per unit of rank of group ``g`` when every other rank is 1."""
+    slopes = [0] * problem.n_groups
+    for coef, groups in problem.size_model.terms:
+        for g in groups:
+            slopes[g] += coef
+    return slopes
+
+
+def useful_max_ranks(problem: SpectralRankProblem) -> list[int]:
+    """Per group, the largest rank worth considering.
+
+    A rank is dropped when (a) the budget cannot hold it even with every other rank at 1,
+    or (b) it adds exactly zero energy: every energy after it is 0, so lowering it to the
+    last positive energy keeps the objective and strictly lowers the size.
+    """
+    slopes = group_size_slopes(problem)
+    spare = problem.budget - problem.min_size
+    out = []
+    for g, e in enumerate(problem.energies):
+        k = min(problem.max_ranks[g], 1 + spare // slopes[g]) if slopes[g] else problem.max_ranks[g]
+        positive = np.flatnonzero(e[:k] > 0)
+        last = int(positive[-1]) + 1 if positive.size else 1
+        out.append(max(1, min(k, last)))
+    return out
+
+
+def greedy_increments(
+    problem: SpectralRankProblem,
+    score: Callable[[int, tuple[int, ...], int], float],
+    start: Sequence[int] | None = None,
+) -> tuple[tuple[int, ...], list[dict]]:
+    """From ``start`` (all ones), repeatedly add 1 to the group of best ``score`` that fits.
+
+    ``score(g, ranks, size_increase)`` is larger for better moves; moves with score ``<= 0``
+    or that exceed the budget are skipped. Returns the final ranks and a trace.
+    """
+    ranks = list(start) if start is not None else [1] * problem.n_groups
+    size = problem.size(ranks)
+    trace = []
+    while True:
+        best, best_score, best_size = None, 0.0, None
+        for g in range(problem.n_groups):
+            if ranks[g] >= problem.max_ranks[g]:
+                continue
+            ranks[g] += 1
+            new_size = problem.size_model.size(ranks)
+            ranks[g] -= 1
+            if new_size > problem.budget:
+                continue
+            s = score(g, tuple(ranks), new_size - size)
+            if s > best_score:
+                best, best_score, best_size = g, s, new_size
+        if best is None:
+            return tuple(ranks), trace
+        ranks[best] += 1
+        size = best_size
+        trace.append({"ranks": tuple(ranks), "size": size, "group": best})

@@ -1,0 +1,167 @@
+"""``sparsesel core-shape``: choose Tucker (or tree-network) ranks of a tensor within a size budget."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import sparsesel
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "core-shape",
+        help="optimal Tucker core shape / tree-network ranks within a size budget",
+        description=(
+            "Choose one rank per mode (Tucker) or per edge (tree tensor network) minimising the discarded "
+            "spectral energy within a size budget. Examples: sparsesel core-shape --tensor builtin:digits "
+            "--budget 0.1 ; sparsesel core-shape --tensor X.npy --budget 5000 --tree tt --evaluate --json"
+        ),
+    )
+    parser.add_argument("--tensor", required=True, help="FILE.npy or builtin:NAME (" + ", ".join(_builtin_names()) + ")")
+    parser.add_argument("--budget", required=True, help="entries (int, e.g. 5000) or a fraction of the tensor size (e.g. 0.1; rounded down)")
+    parser.add_argument("--solver", default="ilp", help="a solver name (see `sparsesel solvers`); default ilp")
+    parser.add_argument("--tree", default=None, help="tt (tensor train), tucker (star) or a JSON file {\"edges\": [[u, v], ...], \"modes\": {node: mode}}; default: Tucker core shape")
+    parser.add_argument("--epsilon", type=float, default=None, help="epsilon of the ptas solver")
+    parser.add_argument("--time-limit", type=float, default=None, help="time limit (s) of the ilp / ptas / greedy solvers")
+    parser.add_argument("--evaluate", action="store_true", help="also compute the true squared relative error (HOOI / TT-SVD / hierarchical SVD)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--output", default=None, help="also write the JSON result to this file (atomically)")
+    parser.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    parser.set_defaults(func=run)
+
+
+def _builtin_names() -> list[str]:
+    from sparsesel.tensors.datasets import DATASETS
+
+    return sorted(DATASETS)
+
+
+def load_tensor_argument(spec: str) -> tuple[np.ndarray, str]:
+    """``builtin:NAME`` or a ``.npy`` path; returns the tensor and a label."""
+    if spec.startswith("builtin:"):
+        from sparsesel.tensors.datasets import load_tensor
+
+        return load_tensor(spec.split(":", 1)[1]), spec
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"--tensor {spec}: no such file")
+    if path.suffix != ".npy":
+        raise ValueError(f"--tensor must be a .npy file or builtin:NAME, got {spec!r}")
+    X = np.load(path, allow_pickle=False)
+    return X, str(path)
+
+
+def parse_budget(text: str) -> int | float:
+    """``"5000"`` -> 5000 entries; ``"0.1"`` / ``"1e-2"`` -> a fraction."""
+    text = text.strip()
+    try:
+        if any(c in text for c in ".eE"):
+            return float(text)
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--budget must be an int (entries) or a fraction such as 0.1, got {text!r}") from None
+
+
+def load_tree_argument(spec: str, n_modes: int):
+    from sparsesel.tensors.tree_networks import path_tree, star_tree
+
+    if spec == "tt":
+        return path_tree(n_modes)
+    if spec == "tucker":
+        return star_tree(n_modes)
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"--tree {spec}: not tt, tucker or an existing JSON file")
+    import networkx as nx
+
+    try:
+        data = json.loads(path.read_text())
+        tree = nx.Graph()
+        tree.add_edges_from((str(u), str(v)) for u, v in data["edges"])
+        for node, mode in data.get("modes", {}).items():
+            if str(node) not in tree:
+                raise ValueError(f"--tree {spec}: mode given for node {node!r} that is on no edge")
+            tree.nodes[str(node)]["mode"] = mode
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"--tree {spec}: expected JSON {{\"edges\": [[u, v], ...], \"modes\": {{node: mode}}}} ({exc})") from None
+    return tree
+
+
+def _write_atomic(path: Path, text: str, force: bool) -> None:
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    X, label = load_tensor_argument(args.tensor)
+    budget = parse_budget(args.budget)
+    options: dict[str, Any] = {}
+    if args.epsilon is not None:
+        options["epsilon"] = args.epsilon
+    if args.time_limit is not None:
+        options["time_limit"] = args.time_limit
+    if args.tree is None:
+        problem = sparsesel.CoreShape.from_tensor(X, budget)
+    else:
+        problem = sparsesel.TreeNetworkRanks.from_tensor(X, load_tree_argument(args.tree, np.ndim(X)), budget)
+    result = sparsesel.solve(problem, args.solver, **options)
+    report: dict[str, Any] = {
+        "tensor": label,
+        "shape": list(problem.shape),
+        "budget": problem.budget,
+        "solver": result.solver,
+        "status": result.status,
+        "ranks": list(result.selected),
+        "size": result.info.get("size"),
+        "discarded_energy": result.objective,
+        "relative_error_bound": result.info.get("relative_error_bound"),
+        "bound": result.bound,
+        "seconds": result.wall_time,
+    }
+    if args.tree is not None:
+        report["edges"] = [[str(u), str(v)] for u, v in problem.edges]
+    if result.status == "infeasible":
+        report["message"] = result.info.get("message")
+    elif args.evaluate:
+        if args.tree is None:
+            from sparsesel.tensors.tucker import tucker_relative_error
+
+            report["true_relative_error"] = tucker_relative_error(problem.tensor, result.selected)
+        else:
+            from sparsesel.tensors.tree_networks import tree_relative_error
+
+            report["true_relative_error"] = tree_relative_error(problem.tensor, problem.tree, problem.edges, result.selected)
+    text = json.dumps(sparsesel.result._jsonable(report), indent=2)
+    if args.output:
+        _write_atomic(Path(args.output), text + "\n", args.force)
+    if args.json:
+        print(text)
+        return 0
+    if result.status == "infeasible":
+        print(f"infeasible: {report['message']}")
+        return 0
+    print(f"tensor {label} shape {tuple(problem.shape)}  budget {problem.budget} entries")
+    print(f"solver {result.solver}: status {result.status}, {result.wall_time:.3g} s")
+    print(f"ranks {tuple(result.selected)}  size {report['size']}")
+    print(f"discarded energy {result.objective:.6g}  relative error bound {report['relative_error_bound']:.6g}")
+    if result.bound is not None:
+        print(f"bound {result.bound:.6g}")
+    if "true_relative_error" in report:
+        print(f"true squared relative error {report['true_relative_error']:.6g}")
+    return 0
