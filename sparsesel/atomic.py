@@ -36,6 +36,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, _default_mode())  # mkstemp creates 0600; give the file the usual umask mode
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()
@@ -45,6 +46,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _default_mode() -> int:
+    """Permissions a new file gets under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, force: bool = False) -> Path:

@@ -1,0 +1,166 @@
+"""Colour images that scikit-image and scikit-learn ship inside their wheels, and image file I/O.
+
+No image is ever downloaded: the files are read straight from the installed packages'
+data folders (``skimage/data`` holds the "legacy" images bundled with every release;
+images that scikit-image fetches with pooch on first use are *not* listed here), and from
+``sklearn/datasets/images`` (the two images behind :func:`sklearn.datasets.load_sample_images`).
+
+Splits
+------
+``train``: astronaut, coffee, rocket, hubble_deep_field, immunohistochemistry,
+motorcycle_left, motorcycle_right, retina, china (9 images).
+``test``: chelsea, flower (2 images, never seen in training; the motorcycle stereo pair
+stays together in ``train`` so that no near-duplicate leaks into ``test``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "IMAGE_SPLITS",
+    "bundled_image_names",
+    "bundled_image_path",
+    "load_bundled_image",
+    "load_split",
+    "read_image",
+    "write_image",
+]
+
+
+def _skimage_dir() -> Path:
+    import skimage.data
+
+    return Path(skimage.data.__file__).parent
+
+
+def _sklearn_dir() -> Path:
+    import sklearn.datasets
+
+    return Path(sklearn.datasets.__file__).parent / "images"
+
+
+# name -> (which package folder, file name)
+_FILES: dict[str, tuple[str, str]] = {
+    "astronaut": ("skimage", "astronaut.png"),
+    "coffee": ("skimage", "coffee.png"),
+    "rocket": ("skimage", "rocket.jpg"),
+    "hubble_deep_field": ("skimage", "hubble_deep_field.jpg"),
+    "immunohistochemistry": ("skimage", "ihc.png"),
+    "motorcycle_left": ("skimage", "motorcycle_left.png"),
+    "motorcycle_right": ("skimage", "motorcycle_right.png"),
+    "retina": ("skimage", "retina.jpg"),
+    "chelsea": ("skimage", "chelsea.png"),
+    "china": ("sklearn", "china.jpg"),
+    "flower": ("sklearn", "flower.jpg"),
+}
+
+IMAGE_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "astronaut",
+        "coffee",
+        "rocket",
+        "hubble_deep_field",
+        "immunohistochemistry",
+        "motorcycle_left",
+        "motorcycle_right",
+        "retina",
+        "china",
+    ),
+    "test": ("chelsea", "flower"),
+}
+
+
+def bundled_image_names() -> tuple[str, ...]:
+    """Names accepted by :func:`load_bundled_image`, sorted."""
+    return tuple(sorted(_FILES))
+
+
+def bundled_image_path(name: str) -> Path:
+    """The file of a bundled image inside the installed scikit-image / scikit-learn package."""
+    if name not in _FILES:
+        raise ValueError(f"unknown bundled image {name!r}; choose one of {bundled_image_names()}")
+    package, filename = _FILES[name]
+    folder = _skimage_dir() if package == "skimage" else _sklearn_dir()
+    path = folder / filename
+    if not path.is_file():  # pragma: no cover - a broken installation
+        raise FileNotFoundError(f"bundled image {name!r} is missing from the {package} installation: {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(name: str) -> np.ndarray:
+    image = read_image(bundled_image_path(name))
+    image.setflags(write=False)
+    return image
+
+
+def load_bundled_image(name: str) -> np.ndarray:
+    """Load a bundled colour image.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(H, W, 3)``, float32 in ``[0, 1]``; a fresh, writable copy.
+    """
+    return _load_cached(name).copy()
+
+
+def load_split(split: str) -> list[np.ndarray]:
+    """All images of ``split`` (``"train"`` or ``"test"``), each ``(H, W, 3)`` float32 in ``[0, 1]``."""
+    if split not in IMAGE_SPLITS:
+        raise ValueError(f"split must be one of {tuple(IMAGE_SPLITS)}, got {split!r}")
+    return [load_bundled_image(name) for name in IMAGE_SPLITS[split]]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``(H, W, 3)`` float32 RGB in ``[0, 1]`` (grey and alpha are converted)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as handle:
+            image = np.asarray(handle.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    return image
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, force: bool = False) -> Path:
+    """Write ``image`` (``(H, W, 3)`` or ``(H, W)``, floats in ``[0, 1]``) as an 8-bit file, atomically.
+
+    The format follows the suffix (``.png``, ``.jpg``, ``.tif`` ...). An existing file is
+    refused unless ``force``.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+    array = np.asarray(image, dtype=np.float64)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
+        raise ValueError(f"image must have shape (H, W) or (H, W, 3), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError("image contains NaN or infinite values")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
+    suffix = path.suffix.lower() or ".png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        Image.fromarray(pixels).save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

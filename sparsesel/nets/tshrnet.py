@@ -1,0 +1,229 @@
+"""Three-stage specular highlight removal (TSHRNet; Fu et al., ICCV 2023).
+
+Four encoder–decoders of the same pix2pix-style U-Net (:class:`HighlightUNet`):
+
+1. physics-based removal: ``A = U1(I)`` (albedo), ``S = U2(I)`` (shading), coarse diffuse
+   ``A·S`` and specular residue ``R = I − A·S`` (image model ``I = A·S + R``);
+2. refinement: ``D = U3(A·S, I)``;
+3. tone correction: ``D_tc = U4(D, R, I)``.
+
+Losses (all MSE, weight 1, as the official ``train_4_networks.py``):
+``MSE(A) + MSE(S) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``.
+
+Differences from the official code: images are ``[0, 1]`` here, each U-Net sees its inputs
+mapped to ``[−1, 1]`` and its tanh output is mapped back to ``[0, 1]``, so ``A·S`` is the
+product of physical quantities (the official code multiplies the ``[−1, 1]`` tensors).
+
+:class:`HighlightUNet` generalises the official ``UNet``: 4×4 stride-2 convolutions,
+LeakyReLU(0.2) before, BatchNorm after every encoder convolution but the first and the
+innermost; a middle convolution applied ``shared_repeats`` times **with shared weights**
+(and its mirror in the decoder); ReLU → transposed conv → BatchNorm in the decoder with
+concatenated skips, tanh at the end. ``TSHRNetConfig.paper()`` (width 64, 4 levels, 3
+shared repeats) reproduces the official layer shapes: 29,245,507 parameters for a 3→3 U-Net,
+about 117.0 M for the four. Inputs must be multiples of ``2**(levels + shared_repeats + 1)``
+(256 for the paper's configuration; :meth:`TSHRNet.restore` pads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsesel.nets.layers import reflect_pad_to_multiple
+
+__all__ = ["HighlightUNet", "SpecularRemoval", "TSHRNet", "TSHRNetConfig", "tshrnet_loss"]
+
+
+@dataclass(frozen=True)
+class TSHRNetConfig:
+    """Options of :class:`TSHRNet`.
+
+    Attributes
+    ----------
+    width : int
+        Channels of the first encoder convolution (official 64).
+    levels : int
+        Encoder convolutions before the shared middle; level ``i`` has
+        ``width · min(2**i, max_width_mult)`` channels (official 4: 64, 128, 256, 512).
+    shared_repeats : int
+        Times the shared middle convolution (and its decoder mirror) is applied (official 3).
+    max_width_mult : int
+        Cap of the width multiplier (official 8).
+    """
+
+    width: int = 64
+    levels: int = 4
+    shared_repeats: int = 3
+    max_width_mult: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("width", "levels", "max_width_mult"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.shared_repeats, bool) or not isinstance(self.shared_repeats, int) or self.shared_repeats < 0:
+            raise ValueError(f"shared_repeats must be a non-negative integer, got {self.shared_repeats!r}")
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be multiples of this (one factor 2 per stride-2 convolution)."""
+        return 2 ** (self.levels + self.shared_repeats + 1)
+
+    @classmethod
+    def small(cls) -> TSHRNetConfig:
+        """A tiny configuration (width 8, 3 levels, 1 shared repeat; inputs multiples of 32)."""
+        return cls(width=8, levels=3, shared_repeats=1, max_width_mult=4)
+
+    @classmethod
+    def paper(cls) -> TSHRNetConfig:
+        """The official layer sizes (about 117.0 M parameters for the four U-Nets)."""
+        return cls()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TSHRNetConfig:
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} options {unknown}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+
+class _Down(nn.Sequential):
+    """[LeakyReLU(0.2)] → Conv 4×4 stride 2 (no bias) → [BatchNorm]."""
+
+    def __init__(self, cin: int, cout: int, *, act: bool, norm: bool) -> None:
+        layers: list[nn.Module] = [nn.LeakyReLU(0.2)] if act else []
+        layers.append(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False))
+        if norm:
+            layers.append(nn.BatchNorm2d(cout))
+        super().__init__(*layers)
+
+
+class _Up(nn.Sequential):
+    """ReLU → ConvTranspose 4×4 stride 2 (with bias) → [BatchNorm]."""
+
+    def __init__(self, cin: int, cout: int, *, norm: bool) -> None:
+        layers: list[nn.Module] = [nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)]
+        if norm:
+            layers.append(nn.BatchNorm2d(cout))
+        super().__init__(*layers)
+
+
+class HighlightUNet(nn.Module):
+    """The pix2pix-style U-Net of TSHRNet with a weight-shared middle.
+
+    ``forward`` maps ``(B, in_channels, H, W)`` in ``[−1, 1]`` to ``(B, out_channels, H, W)``
+    in ``(−1, 1)`` (tanh).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, config: TSHRNetConfig) -> None:
+        super().__init__()
+        widths = [config.width * min(2**i, config.max_width_mult) for i in range(config.levels)]
+        inner = widths[-1]
+        self.config = config
+        self.encoder = nn.ModuleList(
+            [_Down(in_channels, widths[0], act=False, norm=False)]
+            + [_Down(widths[i - 1], widths[i], act=True, norm=True) for i in range(1, config.levels)]
+        )
+        self.shared_down = _Down(inner, inner, act=True, norm=True) if config.shared_repeats else None
+        self.innermost = _Down(inner, inner, act=True, norm=False)
+        self.innermost_up = _Up(inner, inner, norm=True)
+        self.shared_up = _Up(2 * inner, inner, norm=True) if config.shared_repeats else None
+        self.decoder = nn.ModuleList([_Up(2 * widths[i], widths[i - 1], norm=True) for i in range(config.levels - 1, 0, -1)])
+        self.out = _Up(2 * widths[0], out_channels, norm=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for layer in self.encoder:
+            x = layer(x)
+            skips.append(x)
+        shared = []
+        for _ in range(self.config.shared_repeats):
+            x = self.shared_down(x)
+            shared.append(x)
+        x = self.innermost_up(self.innermost(x))
+        for skip in reversed(shared):
+            x = self.shared_up(torch.cat([x, skip], dim=1))
+        for layer, skip in zip(self.decoder, reversed(skips[1:])):
+            x = layer(torch.cat([x, skip], dim=1))
+        return torch.tanh(self.out(torch.cat([x, skips[0]], dim=1)))
+
+
+class TSHRNet(nn.Module):
+    """Three-stage specular highlight removal network (four :class:`HighlightUNet`).
+
+    ``forward(image)`` takes ``(B, 3, H, W)`` in ``[0, 1]`` (sides multiples of
+    ``config.multiple``) and returns a dict of ``(B, 3, H, W)`` tensors: ``albedo``,
+    ``shading``, ``diffuse_coarse`` (A·S), ``residue`` (I − A·S), ``diffuse`` (refined) and
+    ``diffuse_tc`` (tone-corrected, the final output).
+    """
+
+    def __init__(self, config: TSHRNetConfig | None = None) -> None:
+        super().__init__()
+        config = TSHRNetConfig() if config is None else config
+        if not isinstance(config, TSHRNetConfig):
+            raise TypeError(f"config must be a TSHRNetConfig, got {type(config).__name__}")
+        self.config = config
+        self.multiple = config.multiple
+        self.albedo_net = HighlightUNet(3, 3, config)
+        self.shading_net = HighlightUNet(3, 3, config)
+        self.refine_net = HighlightUNet(6, 3, config)
+        self.tone_net = HighlightUNet(9, 3, config)
+
+    @staticmethod
+    def _run(net: HighlightUNet, *images: torch.Tensor) -> torch.Tensor:
+        return (net(torch.cat(images, dim=1) * 2.0 - 1.0) + 1.0) * 0.5
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
+        if image.shape[-2] % self.multiple or image.shape[-1] % self.multiple:
+            raise ValueError(f"image sides must be multiples of {self.multiple}, got {tuple(image.shape[-2:])}; use restore()")
+        albedo = self._run(self.albedo_net, image)
+        shading = self._run(self.shading_net, image)
+        coarse = albedo * shading
+        residue = image - coarse
+        refined = self._run(self.refine_net, coarse, image)
+        toned = self._run(self.tone_net, refined, residue, image)
+        return {
+            "albedo": albedo,
+            "shading": shading,
+            "diffuse_coarse": coarse,
+            "residue": residue,
+            "diffuse": refined,
+            "diffuse_tc": toned,
+        }
+
+    @torch.no_grad()
+    def restore(self, image: torch.Tensor) -> torch.Tensor:
+        """Tone-corrected diffuse image of a ``(3, H, W)`` or ``(B, 3, H, W)`` image of any size."""
+        squeeze = image.ndim == 3
+        x = image.unsqueeze(0) if squeeze else image
+        padded, (height, width) = reflect_pad_to_multiple(x, self.multiple)
+        out = self(padded)["diffuse_tc"][..., :height, :width]
+        return out[0] if squeeze else out
+
+
+SpecularRemoval = TSHRNet
+
+
+def tshrnet_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The official SSHR loss: MSE on albedo, shading, residue, refined and tone-corrected diffuse.
+
+    ``batch`` needs ``albedo``, ``shading``, ``residue``, ``diffuse`` and ``target`` (= D_tc).
+    """
+    missing = [k for k in ("albedo", "shading", "residue", "diffuse", "target") if k not in batch]
+    if missing:
+        raise ValueError(f"the TSHRNet loss needs batch keys {missing} (use the 'specular' task)")
+    return (
+        F.mse_loss(outputs["albedo"], batch["albedo"])
+        + F.mse_loss(outputs["shading"], batch["shading"])
+        + F.mse_loss(outputs["residue"], batch["residue"])
+        + F.mse_loss(outputs["diffuse"], batch["diffuse"])
+        + F.mse_loss(outputs["diffuse_tc"], batch["target"])
+    )

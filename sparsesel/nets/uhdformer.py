@@ -1,0 +1,693 @@
+"""UHDformer: correlation-matching transformers for UHD image restoration.
+
+Wang et al., "Correlation Matching Transformation Transformers for UHD Image
+Restoration", AAAI 2024 (arXiv 2406.00629).  This is a re-implementation of the
+network of the official code (``supersupercong/UHDformer``,
+``basicsr/archs/femasr_arch.py``, class ``Net``); it computes the same function
+(see ``tests/nets/test_nets_uhdformer.py``), loads the official checkpoints
+(:func:`sparsesel.nets.checkpoints.load_uhdformer`), and is organised for CPU
+speed and memory.
+
+Structure (``C = width``, ``s = scale_factor``, ``H x W`` the input size)::
+
+    x ─ stem 3x3 ─ e ─ shallow ─ middle ─ deep        (ConvNeXt-like blocks, full resolution)
+                   │      └──────┴─────────┴─ ACM ─ P  (3C channels, full resolution)
+                   └ down (s x s conv, stride s) ─ groups of CMT blocks (H/s x W/s) ─ + ─ up (3x3, pixel shuffle)
+    out = head(tail(fusion(up, deep))) + x
+
+Each CMT block is ``x += attn(LN(x), P); x += ffn(LN(x), P)``.  Inside the
+attention (on the query) and the feed-forward network, a *dual correlation
+matching* module (DualCMT) reduces ``LN_acm(P)`` to ``C`` channels (1x1 conv),
+max- and average-pools it by ``s`` and, for each low-resolution channel, picks
+the pooled channel at the smallest Euclidean distance; the ``C / match_factor``
+best-matched pooled channels of each pooling feed a gated refinement.
+
+What differs from the official code (the function computed does not, up to
+float rounding):
+
+* The full-resolution perception path is fused.  ``P`` is normalised once
+  (the per-block LayerNorms differ only by their affine part), and the affine
+  part and the DualCMT 1x1 reductions of *all* blocks are folded into a single
+  ``3C -> (number of DualCMTs) * C`` matrix.  Only its max-pooled result is
+  kept; the average-pooled branch is computed at low resolution (pooling is
+  linear).  The official code runs a LayerNorm on the 3C-channel full-resolution
+  map in every block.
+* The full-resolution parts run on tiles (with a halo for the 3x3
+  convolutions), so temporaries stay small and in cache; a 3840x2160 image
+  needs about 2 GiB.
+* The fusion 1x1 convolution's weights for the upsampled branch are folded into
+  the upsampling convolution; ConvNeXt's layer scale ``gamma`` into its second
+  linear layer.  The full-resolution tensors are channels-last.
+* With ``ffn_matching=False`` (and ``ffn_restormer=False``) the official
+  ``FeedForward.forward`` fails (it calls a matching module it did not build);
+  here the feed-forward network then simply skips the matching.
+* ``unit_num`` is honoured; the official wrapper ``FeMaSRNet`` ignores it
+  (always 3), while the inner ``Net`` accepts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, reflect_pad_to_multiple
+
+__all__ = ["UHDformer", "UHDformerConfig", "match_channels"]
+
+
+def _expanded(width: int, factor: float) -> int:
+    # the official code sizes every hidden layer as int(width * factor)
+    return int(width * factor)
+
+
+@dataclass(frozen=True)
+class UHDformerConfig:
+    """Every option of the official UHDformer network.
+
+    Parameters
+    ----------
+    width : int
+        Channel width ``C`` of the trunk (the official code hard-codes 16).
+    number_block : int
+        Number of residual groups in the low-resolution space.
+    unit_num : int
+        CMT transformer blocks per group.
+    num_heads : int
+        Attention heads; must divide ``width``.
+    match_factor : float
+        ``r``: each DualCMT keeps ``int(width / r)`` matched channels per pooling.
+    ffn_expansion_factor : float
+        Hidden width factor of the feed-forward network and the DualCMT gate
+        (hidden width ``int(width * factor)``; the CMT feed-forward network
+        needs it to be a multiple of ``width``).
+    scale_factor : int
+        Down-sampling factor between the full- and the low-resolution spaces;
+        input sides must be multiples of it.
+    bias : bool
+        Biases in the transformer blocks' convolutions.
+    layernorm_type : {"WithBias", "BiasFree"}
+        LayerNorm variant before attention and feed-forward network (the
+        perception LayerNorm always has a bias, as in the official code).
+    attention_matching, ffn_matching : bool
+        Use DualCMT on the attention's query / inside the feed-forward network.
+    ffn_restormer : bool
+        Replace the CMT feed-forward network by Restormer's gated one (GDFN).
+    """
+
+    width: int = 16
+    number_block: int = 5
+    unit_num: int = 3
+    num_heads: int = 8
+    match_factor: float = 4
+    ffn_expansion_factor: float = 4
+    scale_factor: int = 8
+    bias: bool = True
+    layernorm_type: str = "WithBias"
+    attention_matching: bool = True
+    ffn_matching: bool = True
+    ffn_restormer: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("width", "number_block", "unit_num", "num_heads", "scale_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"UHDformerConfig.{name} must be an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"UHDformerConfig.{name} must be >= 1, got {value}")
+            object.__setattr__(self, name, int(value))
+        for name in ("match_factor", "ffn_expansion_factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"UHDformerConfig.{name} must be a positive number, got {value!r}")
+            value = int(value) if float(value).is_integer() else float(value)
+            object.__setattr__(self, name, value)
+        for name in ("bias", "attention_matching", "ffn_matching", "ffn_restormer"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"UHDformerConfig.{name} must be a bool, got {getattr(self, name)!r}")
+        if self.layernorm_type not in LAYERNORM_TYPES:
+            raise ValueError(f"UHDformerConfig.layernorm_type must be one of {LAYERNORM_TYPES}, got {self.layernorm_type!r}")
+        if self.width % self.num_heads:
+            raise ValueError(f"UHDformerConfig.num_heads ({self.num_heads}) must divide width ({self.width})")
+        if self.hidden_features < 1:
+            raise ValueError(
+                f"UHDformerConfig.ffn_expansion_factor {self.ffn_expansion_factor} gives no hidden channel at width {self.width}"
+            )
+        if not self.ffn_restormer and self.hidden_features % self.width:
+            raise ValueError(
+                f"UHDformerConfig.ffn_expansion_factor: the CMT feed-forward network needs int(width * factor) = "
+                f"{self.hidden_features} to be a multiple of width {self.width} (grouped convolution)"
+            )
+        if self.uses_matching and self.num_matching < 1:
+            raise ValueError(
+                f"UHDformerConfig.match_factor {self.match_factor} keeps no channel at width {self.width} (int(width / r) = 0)"
+            )
+
+    # -- derived sizes -------------------------------------------------
+    @property
+    def hidden_features(self) -> int:
+        """Hidden width ``int(width * ffn_expansion_factor)``."""
+        return _expanded(self.width, self.ffn_expansion_factor)
+
+    @property
+    def num_matching(self) -> int:
+        """Matched channels per pooling in a DualCMT, ``int(width / match_factor)``."""
+        return int(self.width / self.match_factor)
+
+    @property
+    def ffn_uses_matching(self) -> bool:
+        return self.ffn_matching and not self.ffn_restormer
+
+    @property
+    def uses_matching(self) -> bool:
+        """Whether any block uses the full-resolution perception map."""
+        return self.attention_matching or self.ffn_uses_matching
+
+    # -- constructors and conversions ----------------------------------
+    @classmethod
+    def paper(cls) -> "UHDformerConfig":
+        """The released model (``inference_uhdformer.py``): 339,323 parameters."""
+        return cls()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain ``dict`` of the fields (JSON- and ``weights_only``-safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "UHDformerConfig":
+        """Build from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them."""
+        if not isinstance(values, dict):
+            raise TypeError(f"UHDformer config must be a dict, got {type(values).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown UHDformer config field(s) {unknown}; valid: {sorted(names)}")
+        return cls(**values)
+
+    def canonical(self) -> "UHDformerConfig":
+        """The same network with the options that change nothing set to their defaults.
+
+        ``ffn_matching`` is irrelevant with ``ffn_restormer`` and ``match_factor``
+        without any matching; checkpoints cannot record them, so
+        :func:`~sparsesel.nets.checkpoints.infer_uhdformer_config` returns this form.
+        """
+        changes: dict[str, Any] = {}
+        if self.ffn_restormer:
+            changes["ffn_matching"] = False
+        if not (self.attention_matching or (self.ffn_matching and not self.ffn_restormer)):
+            changes["match_factor"] = UHDformerConfig.match_factor
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------
+# building blocks
+# ---------------------------------------------------------------------------
+
+
+class ConvNeXtLiteBlock(nn.Module):
+    """The official "ConvNeXtBlock": a full 3x3 conv, Linear-GELU-Linear, layer scale, residual.
+
+    Unlike ConvNeXt there is no LayerNorm, no expansion, and the 3x3 conv is
+    dense (not depthwise).  Input and output ``(B, C, H, W)``; channels-last
+    input keeps the linear layers copy-free.
+    """
+
+    def __init__(self, dim: int, layer_scale: float = 1e-6) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
+        y = F.gelu(self.fc1(y))
+        # layer scale folded into the second linear layer
+        y = F.linear(y, self.fc2.weight * self.gamma[:, None], self.fc2.bias * self.gamma)
+        return x + y.permute(0, 3, 1, 2)
+
+
+class AdaptiveContextFusion(nn.Module):
+    """ACM ("Perception_fusion"): fuses three feature maps into a 3C-channel perception map.
+
+    ``cat = [a, b, c]``; ``g, h = split(dw3x3(conv1x1(cat)))``;
+    ``out = softmax_channels(g) * cat + h``.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(3 * dim, 3 * dim, 1)
+        self.spread = nn.Conv2d(3 * dim, 6 * dim, 3, padding=1, groups=3 * dim)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Inputs ``(B, C, H, W)`` each; output ``(B, 3C, H, W)`` (channels-last)."""
+        return self.forward_nhwc(a, b, c).permute(0, 3, 1, 2)
+
+    def forward_nhwc(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """As :meth:`forward`, returning the ``(B, H, W, 3C)`` tensor."""
+        cat = torch.cat([t.permute(0, 2, 3, 1) for t in (a, b, c)], dim=-1)  # (B, H, W, 3C)
+        # The depthwise conv doubles the channels (output o reads input o // 2).  Doubling the
+        # 1x1 conv's outputs instead makes it a plain depthwise conv, which is ~3x faster on CPU.
+        mixed = F.linear(cat, self.mix.weight.flatten(1).repeat_interleave(2, dim=0), self.mix.bias.repeat_interleave(2))
+        spread = F.conv2d(mixed.permute(0, 3, 1, 2), self.spread.weight, self.spread.bias, padding=1, groups=mixed.shape[-1])
+        spread = spread.permute(0, 2, 3, 1)  # (B, H, W, 6C)
+        dims = cat.shape[-1]
+        return torch.addcmul(spread[..., dims:], torch.softmax(spread[..., :dims], dim=-1), cat)
+
+
+def match_channels(x: torch.Tensor, candidates: torch.Tensor, num_matching: int) -> torch.Tensor:
+    """Nearest-channel matching ("CMT").
+
+    For every channel of ``x`` find the candidate channel at the smallest
+    Euclidean distance (``torch.cdist`` over the flattened maps); keep the
+    ``num_matching`` channels of ``x`` with the smallest such distances, in their
+    original order, and return their matched candidates.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C, N)
+    candidates : torch.Tensor, shape (B, C2, N)
+    num_matching : int
+
+    Returns
+    -------
+    torch.Tensor, shape (B, num_matching, N)
+        Rows of ``candidates`` (gradients flow to them, not through the choice).
+    """
+    distances = torch.cdist(x, candidates)  # (B, C, C2): the only C x C2 intermediate
+    nearest_distance, nearest_index = distances.min(dim=-1)
+    kept = nearest_distance.topk(num_matching, dim=1, largest=False).indices.sort(dim=1).values
+    source = nearest_index.gather(1, kept)  # (B, num_matching) candidate channels
+    if candidates.shape[0] == 1:
+        return candidates.index_select(1, source[0])
+    return candidates.gather(1, source.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
+
+
+class DualCMT(nn.Module):
+    """Dual correlation matching transformation ("Matching_transformation").
+
+    ``reduce`` (1x1, 3C -> C) is applied to the (LayerNorm-ed) perception map by
+    the network's fused perception pass; :meth:`forward` receives its max- and
+    average-pooled results.
+    """
+
+    def __init__(self, dim: int, num_matching: int, hidden: int, bias: bool) -> None:
+        super().__init__()
+        self.num_matching = int(num_matching)
+        pair = 2 * self.num_matching
+        self.reduce = nn.Conv2d(3 * dim, dim, 1, bias=bias)
+        self.gate_in = nn.Conv2d(pair, hidden, 1, bias=bias)
+        self.gate_dw = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=bias)
+        self.gate_out = nn.Conv2d(hidden, pair, 1, bias=bias)
+        self.fuse = nn.Conv2d(pair, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, pooled_max: torch.Tensor, pooled_avg: torch.Tensor) -> torch.Tensor:
+        """``x``, ``pooled_max``, ``pooled_avg``: ``(B, C, h, w)``; returns ``(B, C, h, w)``."""
+        batch, _, height, width = x.shape
+        flat = x.flatten(2)
+        matched = torch.cat(
+            [
+                match_channels(flat, pooled_max.flatten(2), self.num_matching),
+                match_channels(flat, pooled_avg.flatten(2), self.num_matching),
+            ],
+            dim=1,
+        ).view(batch, 2 * self.num_matching, height, width)
+        gate = self.gate_out(F.gelu(self.gate_dw(self.gate_in(matched))))
+        return self.fuse(gate * matched)
+
+
+class CMTAttention(nn.Module):
+    """Transposed (channel) self-attention whose query goes through DualCMT ("CMTA")."""
+
+    def __init__(self, dim: int, num_heads: int, match: DualCMT | None, bias: bool) -> None:
+        super().__init__()
+        self.num_heads = int(num_heads)
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=bias)
+        self.qkv_dw = nn.Conv2d(3 * dim, 3 * dim, 3, padding=1, groups=3 * dim, bias=bias)
+        self.match = match
+        self.proj = nn.Conv2d(dim, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, pooled: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        if self.match is not None:
+            q = self.match(q, *pooled)
+        shape = (batch, self.num_heads, channels // self.num_heads, height * width)
+        q, k, v = q.reshape(shape), k.reshape(shape), v.reshape(shape)
+        # cosine similarity of the (L2-normalised) rows, without normalised copies of q and k
+        q_norm = torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min(1e-12)
+        k_norm = torch.linalg.vector_norm(k, dim=-1, keepdim=True).clamp_min(1e-12)
+        attn = (q @ k.transpose(-2, -1)) / (q_norm * k_norm.transpose(-2, -1))
+        attn = torch.softmax(attn * self.temperature, dim=-1)
+        out = (attn @ v).reshape(batch, channels, height, width)
+        return self.proj(out)
+
+
+class CMTFeedForward(nn.Module):
+    """The UHDformer feed-forward network ("CMTN"): 1x1 expand, grouped 3x3 squeeze,
+    DualCMT, grouped 3x3 expand, 1x1 project (no other non-linearity)."""
+
+    def __init__(self, dim: int, hidden: int, match: DualCMT | None, bias: bool) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(dim, hidden, 1, bias=bias)
+        self.squeeze = nn.Conv2d(hidden, dim, 3, padding=1, groups=dim, bias=bias)
+        self.match = match
+        self.unsqueeze = nn.Conv2d(dim, hidden, 3, padding=1, groups=dim, bias=bias)
+        self.project = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, pooled: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        y = self.squeeze(self.expand(x))
+        if self.match is not None:
+            y = self.match(y, *pooled)
+        return self.project(self.unsqueeze(y))
+
+
+class GatedFeedForward(nn.Module):
+    """Restormer's gated depthwise feed-forward network (GDFN)."""
+
+    def __init__(self, dim: int, hidden: int, bias: bool) -> None:
+        super().__init__()
+        self.project_in = nn.Conv2d(dim, 2 * hidden, 1, bias=bias)
+        self.dw = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, pooled: Any = None) -> torch.Tensor:
+        a, b = self.dw(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(a) * b)
+
+
+class CMTBlock(nn.Module):
+    """One CMT transformer block: ``x += attn(norm1(x)); x += ffn(norm2(x))``.
+
+    ``norm_acm`` is the block's LayerNorm of the 3C-channel perception map; the
+    network folds it into its fused perception pass, and the block receives the
+    pooled maps for its DualCMTs.
+    """
+
+    def __init__(self, config: UHDformerConfig) -> None:
+        super().__init__()
+        c = config
+        dim, hidden = c.width, c.hidden_features
+
+        def dual() -> DualCMT:
+            return DualCMT(dim, c.num_matching, hidden, c.bias)
+
+        self.norm1 = ChannelLayerNorm(dim, c.layernorm_type)
+        self.attn = CMTAttention(dim, c.num_heads, dual() if c.attention_matching else None, c.bias)
+        self.norm2 = ChannelLayerNorm(dim, c.layernorm_type)
+        if c.ffn_restormer:
+            self.ffn: nn.Module = GatedFeedForward(dim, hidden, c.bias)
+        else:
+            self.ffn = CMTFeedForward(dim, hidden, dual() if c.ffn_matching else None, c.bias)
+        self.norm_acm = ChannelLayerNorm(3 * dim, "WithBias")
+
+    def matchers(self) -> list[DualCMT]:
+        """This block's DualCMT modules, attention first."""
+        return [m for m in (self.attn.match, getattr(self.ffn, "match", None)) if m is not None]
+
+    def forward(self, x: torch.Tensor, pooled: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """``pooled``: one ``(max, avg)`` pair per DualCMT of :meth:`matchers`, in order."""
+        pooled_iter = iter(pooled)
+        x = x + self.attn(self.norm1(x), next(pooled_iter) if self.attn.match is not None else None)
+        has_ffn_match = getattr(self.ffn, "match", None) is not None
+        return x + self.ffn(self.norm2(x), next(pooled_iter) if has_ffn_match else None)
+
+
+class CMTGroup(nn.Module):
+    """``unit_num`` CMT blocks with a scaled residual: ``out = 0.2 * blocks(x) + x``."""
+
+    def __init__(self, config: UHDformerConfig) -> None:
+        super().__init__()
+        self.units = nn.ModuleList(CMTBlock(config) for _ in range(config.unit_num))
+
+    def forward(self, x: torch.Tensor, pooled: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> torch.Tensor:
+        y = x
+        for unit, unit_pooled in zip(self.units, pooled):
+            y = unit(y, unit_pooled)
+        return 0.2 * y + x
+
+
+# ---------------------------------------------------------------------------
+# the network
+# ---------------------------------------------------------------------------
+
+
+def _tiles(height: int, width: int, step: int) -> list[tuple[int, int, int, int]]:
+    return [
+        (r0, min(r0 + step, height), c0, min(c0 + step, width))
+        for r0 in range(0, height, step)
+        for c0 in range(0, width, step)
+    ]
+
+
+class UHDformer(nn.Module):
+    """UHDformer (see the module docstring).
+
+    Parameters
+    ----------
+    config : UHDformerConfig, optional
+        Defaults to :meth:`UHDformerConfig.paper`.
+
+    Attributes
+    ----------
+    tile_size : int
+        The full-resolution parts run on tiles of about this many pixels square
+        (rounded down to a multiple of ``scale_factor``), each with the halo its
+        3x3 convolutions need; small tiles keep the temporaries in cache and bound
+        the memory.  It does not change the result.
+    structure : list of dict
+        Structural edits applied after construction (e.g. by compression), saved
+        with the checkpoint and replayed on load; empty for the plain network.
+    """
+
+    checkpoint_format: ClassVar[str] = "sparsesel.uhdformer"
+
+    def __init__(self, config: UHDformerConfig | None = None) -> None:
+        super().__init__()
+        config = UHDformerConfig.paper() if config is None else config
+        if not isinstance(config, UHDformerConfig):
+            raise TypeError(f"config must be a UHDformerConfig, got {type(config).__name__}")
+        self.config = config
+        c, s = config.width, config.scale_factor
+        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.shallow = ConvNeXtLiteBlock(c)
+        self.middle = ConvNeXtLiteBlock(c)
+        self.deep = ConvNeXtLiteBlock(c)
+        self.acm = AdaptiveContextFusion(c)
+        self.down = nn.Conv2d(c, c, s, stride=s, bias=False)
+        self.groups = nn.ModuleList(CMTGroup(config) for _ in range(config.number_block))
+        self.up = nn.Conv2d(c, c * s * s, 3, padding=1, bias=False)
+        self.fusion = nn.Conv2d(2 * c, c, 1)
+        self.tail = nn.ModuleList([ConvNeXtLiteBlock(c), ConvNeXtLiteBlock(c)])
+        self.head = nn.Conv2d(c, 3, 3, padding=1)
+        self.tile_size = 128
+        self.structure: list[dict[str, Any]] = []
+
+    # -- helpers ---------------------------------------------------------
+    @property
+    def size_multiple(self) -> int:
+        """Input heights and widths must be multiples of this (the scale factor)."""
+        return self.config.scale_factor
+
+    def _matchers(self) -> list[tuple[DualCMT, ChannelLayerNorm]]:
+        return [(m, unit.norm_acm) for group in self.groups for unit in group.units for m in unit.matchers()]
+
+    def _fused_reduction(self, matchers: list[tuple[DualCMT, ChannelLayerNorm]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(M*C, 3C)`` weight and ``(M*C,)`` bias of all DualCMT reductions applied to the
+        *un-scaled* normalised perception map (each block's LayerNorm affine folded in)."""
+        weights, biases = [], []
+        for matcher, norm in matchers:
+            w = matcher.reduce.weight.flatten(1)  # (C, 3C)
+            b = w @ norm.bias
+            if matcher.reduce.bias is not None:
+                b = b + matcher.reduce.bias
+            weights.append(w * norm.weight)
+            biases.append(b)
+        return torch.cat(weights), torch.cat(biases)
+
+    # -- forward -----------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore a batch.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, 3, H, W)
+            Images in [0, 1]; ``H`` and ``W`` multiples of :attr:`size_multiple`
+            (use :meth:`restore` for any size).
+
+        Returns
+        -------
+        torch.Tensor, shape (B, 3, H, W)
+        """
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"UHDformer expects a (B, 3, H, W) tensor, got shape {tuple(x.shape)}")
+        s = self.config.scale_factor
+        batch, _, height, width = x.shape
+        if height % s or width % s or height == 0 or width == 0:
+            raise ValueError(
+                f"UHDformer input sides must be positive multiples of {s}, got {height}x{width}; "
+                "use restore() to pad and crop automatically"
+            )
+        x = x.contiguous(memory_format=torch.channels_last)
+        deep, low, pooled_max, pooled_avg = self._front(x)
+        matchers = self._matchers()
+        pooled = self._split_pooled(pooled_max, pooled_avg, len(matchers))
+        y = low
+        position = 0
+        for group in self.groups:
+            per_unit = []
+            for unit in group.units:
+                n = len(unit.matchers())
+                per_unit.append(pooled[position : position + n])
+                position += n
+            y = group(y, per_unit)
+        return self._tail(x, deep, low + y)
+
+    def _front(self, x: torch.Tensor):
+        """Full-resolution encoder, tile by tile.
+
+        Returns the deep features ``(B, C, H, W)``, the down-sampled trunk input
+        ``(B, C, h, w)``, and the max-/average-pooled fused perception reductions,
+        both ``(B, M*C, h, w)`` (``None`` without matching).
+        """
+        cfg = self.config
+        c, s = cfg.width, cfg.scale_factor
+        batch, _, height, width = x.shape
+        matchers = self._matchers()
+        use_perception = bool(matchers)
+        halo = 5 if use_perception else 4  # 3x3 convs between the input and the ACM output
+        factory = dict(dtype=x.dtype, device=x.device)
+        deep_all = torch.empty(batch, c, height, width, **factory).contiguous(memory_format=torch.channels_last)
+        low = torch.empty(batch, c, height // s, width // s, **factory)
+        pooled_max = pooled_avg = None
+        grad = torch.is_grad_enabled()
+        if use_perception:
+            fused_w, fused_b = self._fused_reduction(matchers)
+            fused_wt = fused_w.t()
+            total = fused_w.shape[0]
+            # channels-last stores; the bias is added after pooling (max(y + b) = max(y) + b)
+            pooled_max = torch.empty(batch, height // s, width // s, total, **factory)
+            pooled_avg = torch.empty(batch, height // s, width // s, 3 * c, **factory)
+            buffer = None
+        tile = self._tile(height, width)
+        for r0, r1, c0, c1 in _tiles(height, width, tile):
+            a, b = max(0, r0 - halo), min(height, r1 + halo)
+            ac, bc = max(0, c0 - halo), min(width, c1 + halo)
+            top, left, n, m = r0 - a, c0 - ac, r1 - r0, c1 - c0
+            e = self.stem(x[:, :, a:b, ac:bc])
+            f1 = self.shallow(e)
+            f2 = self.middle(f1)
+            f3 = self.deep(f2)
+            low[:, :, r0 // s : r1 // s, c0 // s : c1 // s] = self.down(e[:, :, top : top + n, left : left + m])
+            deep_all[:, :, r0:r1, c0:c1] = f3[:, :, top : top + n, left : left + m]
+            if not use_perception:
+                continue
+            # the ACM needs one more row/column around the tile (its 3x3 depthwise conv)
+            lo, hi = max(top - 1, 0), min(top + n + 1, b - a)
+            lo_c, hi_c = max(left - 1, 0), min(left + m + 1, bc - ac)
+            p = self.acm.forward_nhwc(f1[:, :, lo:hi, lo_c:hi_c], f2[:, :, lo:hi, lo_c:hi_c], f3[:, :, lo:hi, lo_c:hi_c])
+            p_hat = normalize_channels(p[:, top - lo : top - lo + n, left - lo_c : left - lo_c + m])  # (B, n, m, 3C)
+            rows, cols = slice(r0 // s, r1 // s), slice(c0 // s, c1 // s)
+            pooled_avg[:, rows, cols] = F.avg_pool2d(p_hat.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+            for i in range(0, n, s):
+                strip = p_hat[:, i : i + s].reshape(-1, 3 * c)
+                if grad:
+                    reduced = strip @ fused_wt
+                else:  # reuse one small output buffer: cache-resident, no fresh pages
+                    if buffer is None or buffer.shape[0] < strip.shape[0]:
+                        buffer = torch.empty(strip.shape[0], total, **factory)
+                    reduced = torch.mm(strip, fused_wt, out=buffer[: strip.shape[0]])
+                reduced = reduced.view(batch, s, m, total).amax(dim=1).view(batch, m // s, s, total).amax(dim=2)
+                pooled_max[:, (r0 + i) // s, cols] = reduced
+        if use_perception:
+            pooled_max = (pooled_max + fused_b).permute(0, 3, 1, 2).contiguous()
+            # average pooling commutes with the (affine) reductions: apply them at low resolution
+            pooled_avg = F.linear(pooled_avg, fused_w, fused_b).permute(0, 3, 1, 2).contiguous()
+        return deep_all, low, pooled_max, pooled_avg
+
+    def _tile(self, height: int, width: int) -> int:
+        s = self.config.scale_factor
+        return max(s, self.tile_size // s * s)
+
+    @staticmethod
+    def _split_pooled(pooled_max, pooled_avg, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if count == 0:
+            return []
+        return list(zip(pooled_max.chunk(count, dim=1), pooled_avg.chunk(count, dim=1)))
+
+    def _tail(self, x: torch.Tensor, deep: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """Up-sampling, fusion with the deep features and reconstruction, tile by tile."""
+        c, s = self.config.width, self.config.scale_factor
+        batch, _, height, width = x.shape
+        low_h, low_w = low.shape[2:]
+        fusion_w = self.fusion.weight.flatten(1)
+        # fusion's weights for the up-sampled half folded into the up-sampling conv:
+        # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
+        up_w = self.up.weight.view(c, s * s, c, 3, 3)
+        up_w = torch.einsum("dc,ckixy->dkixy", fusion_w[:, :c], up_w).reshape(c * s * s, c, 3, 3)
+        deep_w = fusion_w[:, c:]
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        halo = 3  # 3x3 convs after the fusion
+        for r0, r1, c0, c1 in _tiles(height, width, self._tile(height, width)):
+            a, b = max(0, r0 - halo), min(height, r1 + halo)
+            ac, bc = max(0, c0 - halo), min(width, c1 + halo)
+            la, lb, lca, lcb = a // s, -(-b // s), ac // s, -(-bc // s)
+            ua, ub, uca, ucb = max(0, la - 1), min(low_h, lb + 1), max(0, lca - 1), min(low_w, lcb + 1)
+            up = F.conv2d(low[:, :, ua:ub, uca:ucb], up_w, None, padding=1)[:, :, la - ua : lb - ua, lca - uca : lcb - uca]
+            up = F.pixel_shuffle(up, s)[:, :, a - la * s : b - la * s, ac - lca * s : bc - lca * s]
+            f = up + F.linear(deep[:, :, a:b, ac:bc].permute(0, 2, 3, 1), deep_w, self.fusion.bias).permute(0, 3, 1, 2)
+            for block in self.tail:
+                f = block(f)
+            f = self.head(f)
+            out[:, :, r0:r1, c0:c1] = f[:, :, r0 - a : r1 - a, c0 - ac : c1 - ac] + x[:, :, r0:r1, c0:c1]
+        return out
+
+    # -- whole images ------------------------------------------------------
+    def restore(self, image: torch.Tensor | np.ndarray, *, clamp: bool = True) -> torch.Tensor | np.ndarray:
+        """Restore whole images of any size in one pass.
+
+        The image is reflect-padded at the bottom/right to multiples of
+        :attr:`size_multiple`, run through the network under
+        ``torch.inference_mode`` and cropped back.
+
+        Parameters
+        ----------
+        image : torch.Tensor of shape (3, H, W) or (B, 3, H, W), or numpy array of shape (H, W, 3)
+            Values in [0, 1] (a ``uint8`` numpy image is scaled by 1/255).
+        clamp : bool
+            Clip the result to [0, 1].
+
+        Returns
+        -------
+        Same kind and layout as ``image`` (float32 for numpy input).
+        """
+        is_numpy = isinstance(image, np.ndarray)
+        if is_numpy:
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"restore expects an (H, W, 3) numpy image, got shape {image.shape}")
+            scale = 1.0 / 255.0 if image.dtype == np.uint8 else 1.0
+            tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) * scale).permute(2, 0, 1)[None]
+        elif isinstance(image, torch.Tensor):
+            if image.dim() not in (3, 4) or image.shape[-3] != 3:
+                raise ValueError(f"restore expects a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(image.shape)}")
+            tensor = image if image.dim() == 4 else image[None]
+        else:
+            raise TypeError(f"restore expects a torch.Tensor or numpy array, got {type(image).__name__}")
+        parameter = next(self.parameters())
+        with torch.inference_mode():
+            tensor = tensor.to(device=parameter.device, dtype=parameter.dtype)
+            padded, (height, width) = reflect_pad_to_multiple(tensor, self.size_multiple)
+            out = self(padded)[:, :, :height, :width]
+            if clamp:
+                out = out.clamp(0.0, 1.0)
+        if is_numpy:
+            return out[0].permute(1, 2, 0).contiguous().numpy()
+        return out if image.dim() == 4 else out[0]

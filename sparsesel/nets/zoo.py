@@ -1,0 +1,285 @@
+"""A registry of the restoration networks by name, and their checkpoint file format.
+
+======================  ============================================  =========================
+name                    class (module)                                tasks
+======================  ============================================  =========================
+``uhdformer``           ``UHDformer`` (:mod:`sparsesel.nets.uhdformer`)  lowlight, haze, blur
+``csattn``              :class:`~sparsesel.nets.csattn.CSAttn`            lowlight, haze, blur
+``tshrnet``             :class:`~sparsesel.nets.tshrnet.TSHRNet`          specular
+``harmonizer``          :class:`~sparsesel.nets.harmonization.Harmonizer` harmonize
+======================  ============================================  =========================
+
+Every network is built from a configuration dataclass (``small()`` and ``paper()``
+presets, or a plain dict of its fields). :func:`save_net` writes the file that
+:func:`load_net` reads back::
+
+    {"format": "sparsesel.nets", "version": 1, "net": name,
+     "config": {field: value, ...}, "params": state_dict, "meta": {...}}
+
+UHDformer files use that network's own format (``"format": "sparsesel.uhdformer"``, see
+:mod:`sparsesel.nets.checkpoints`), and :func:`load_net` also reads official UHDformer
+releases (``{"params": ...}`` wrappers, ``restoration_network.`` prefixes). Files are loaded with
+``torch.load(..., weights_only=True)``: a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "FORMAT",
+    "NetEntry",
+    "build_net",
+    "config_dict",
+    "load_checkpoint_file",
+    "load_net",
+    "net_entry",
+    "net_names",
+    "save_net",
+]
+
+FORMAT = "sparsesel.nets"
+PRESETS = ("small", "paper")
+
+# presets for config classes that do not define them (fields of the config dataclass)
+_FALLBACK_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("uhdformer", "small"): {
+        "width": 8, "number_block": 1, "unit_num": 2, "num_heads": 2,
+        "match_factor": 2, "ffn_expansion_factor": 2, "scale_factor": 4,
+    },
+}
+
+
+@dataclass(frozen=True)
+class NetEntry:
+    """How to build one network: its module, class and config class names, and its tasks."""
+
+    name: str
+    module: str
+    model_class: str
+    config_class: str
+    tasks: tuple[str, ...]
+    description: str
+
+    def classes(self) -> tuple[type, type]:
+        """``(model class, config class)``, imported on first use."""
+        module = importlib.import_module(self.module)
+        return getattr(module, self.model_class), getattr(module, self.config_class)
+
+
+_NETS: dict[str, NetEntry] = {
+    entry.name: entry
+    for entry in (
+        NetEntry("uhdformer", "sparsesel.nets.uhdformer", "UHDformer", "UHDformerConfig", ("lowlight", "haze", "blur"),
+                 "UHDformer (AAAI 2024): correlation-matching transformer for UHD restoration"),
+        NetEntry("csattn", "sparsesel.nets.csattn", "CSAttn", "CSAttnConfig", ("lowlight", "haze", "blur"),
+                 "CSAttn (arXiv 2403.10336): FFN-free continuous scaling attention, 3-level encoder-decoder"),
+        NetEntry("tshrnet", "sparsesel.nets.tshrnet", "TSHRNet", "TSHRNetConfig", ("specular",),
+                 "TSHRNet (ICCV 2023): three-stage specular highlight removal"),
+        NetEntry("harmonizer", "sparsesel.nets.harmonization", "Harmonizer", "HarmonizerConfig", ("harmonize",),
+                 "SI-GAN / DIH-GAN (CVPR 2022): illumination harmonization with cast shadow"),
+    )
+}
+
+
+def net_names() -> tuple[str, ...]:
+    """Names of the registered networks."""
+    return tuple(_NETS)
+
+
+def net_entry(name: str) -> NetEntry:
+    """The :class:`NetEntry` of ``name``; unknown names list the valid ones."""
+    if name not in _NETS:
+        raise ValueError(f"unknown network {name!r}; choose one of {net_names()}")
+    return _NETS[name]
+
+
+def _config_from_dict(config_class: type, data: dict) -> Any:
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} options {unknown}; valid: {sorted(fields)}")
+    return config_class(**data)
+
+
+def build_net(name: str, config: str | dict | Any = "small", **overrides: Any) -> nn.Module:
+    """Build network ``name``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`net_names`.
+    config : {"small", "paper"}, dict or config dataclass
+        A preset, a dict of config fields, or the config object itself.
+    **overrides
+        Config fields replacing the preset's / dict's values.
+    """
+    entry = net_entry(name)
+    model_class, config_class = entry.classes()
+    if isinstance(config, str):
+        if config not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {config!r}")
+        factory = getattr(config_class, config, None)
+        if factory is not None:
+            config = factory()
+        elif (name, config) in _FALLBACK_PRESETS:
+            config = _config_from_dict(config_class, _FALLBACK_PRESETS[(name, config)])
+        else:
+            raise ValueError(f"{config_class.__name__} has no {config!r} preset")
+    elif isinstance(config, dict):
+        config = _config_from_dict(config_class, config)
+    elif not isinstance(config, config_class):
+        raise TypeError(f"config must be a preset name, a dict or a {config_class.__name__}, got {type(config).__name__}")
+    if overrides:
+        config = _config_from_dict(config_class, {**config_dict(config), **overrides})
+    return model_class(config)
+
+
+def config_dict(config_or_model: Any) -> dict:
+    """The configuration of a model (or a config dataclass) as plain data (lists, not tuples)."""
+    config = getattr(config_or_model, "config", config_or_model)
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a model with a dataclass .config or a config dataclass, got {type(config).__name__}")
+    return {
+        key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(config).items()
+    }
+
+
+def _default_mode() -> int:
+    """Permissions of a new file under the current umask (``mkstemp`` would leave 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.chmod(tmp, _default_mode())
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_net(model: nn.Module, path: str | os.PathLike, *, net: str, meta: dict | None = None, force: bool = False) -> Path:
+    """Write ``model`` atomically; an existing file is refused unless ``force``.
+
+    UHDformer is written in its own self-describing format
+    (:func:`sparsesel.nets.checkpoints.save_checkpoint`, readable by
+    :func:`sparsesel.nets.load_uhdformer`); the other networks in the ``sparsesel.nets``
+    format of the module docstring.
+    """
+    net_entry(net)
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
+    if net == "uhdformer":
+        from sparsesel.nets.checkpoints import save_checkpoint
+
+        save_checkpoint(model, path, layout="sparsesel", meta=dict(meta or {}), overwrite=force)
+        os.chmod(path, _default_mode())  # its temporary file was created 0600
+        return path
+    payload = {
+        "format": FORMAT,
+        "version": 1,
+        "net": net,
+        "config": config_dict(model),
+        "params": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "meta": dict(meta or {}),
+    }
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def load_checkpoint_file(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` with clear errors for missing, corrupt or unsafe files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
+        raise ValueError(
+            f"cannot read checkpoint {path} safely: it is not a plain tensor checkpoint (corrupt, or holding "
+            f"Python objects whose unpickling could run code; it was not unpickled). torch: {reason}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: it is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+
+
+def _short(items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > limit else ''}]"
+
+
+def _check_state(model: nn.Module, state: dict, what: str) -> None:
+    """Raise ``ValueError`` naming missing/unexpected keys and wrong shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_short(unexpected)}")
+    if wrong:
+        problems.append(f"wrong shapes (file vs network) {_short(wrong)}")
+    if problems:
+        raise ValueError(f"{what}: " + "; ".join(problems))
+
+
+def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Load a network file written by :func:`save_net`, or an official UHDformer checkpoint.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode.
+    info : dict
+        ``{"net": name, "config": dict, "meta": dict}``.
+    """
+    payload = load_checkpoint_file(path)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        missing = [key for key in ("net", "config", "params") if key not in payload]
+        if missing:
+            raise ValueError(f"{path}: sparsesel.nets checkpoint lacks the keys {missing}")
+        name = payload["net"]
+        model = build_net(name, dict(payload["config"]))
+        state = payload["params"]
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{path}: 'params' must be a dict of tensors")
+        _check_state(model, state, f"{path}: weights do not match the {name} configuration")
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        return model, {"net": name, "config": dict(payload["config"]), "meta": dict(payload.get("meta", {}))}
+    # anything else: UHDformer (our format, the official release or a plain state dict);
+    # its loader checks the keys and infers the configuration from the tensors
+    from sparsesel.nets.checkpoints import uhdformer_from_checkpoint
+
+    model = uhdformer_from_checkpoint(payload, name=str(path))
+    meta = dict(payload.get("meta", {})) if isinstance(payload, dict) else {}
+    return model, {"net": "uhdformer", "config": config_dict(model), "meta": meta}
+

@@ -1,0 +1,347 @@
+"""A small, resumable trainer for the restoration networks of :mod:`sparsesel.nets.zoo`.
+
+* AdamW + cosine annealing per training step (one optimizer for plain networks, generator
+  and discriminator optimizers for the GAN), as in UHDformer's recipe (lr 5e-4, weight decay
+  1e-3, betas (0.9, 0.99), cosine down to ``eta_min``).
+* Losses from :func:`sparsesel.training.losses.recipe` (UHDformer: L1 + 0.1·FFT-L1).
+* Data: :class:`sparsesel.data.datasets.PairedPatchDataset`; batch ``t`` holds samples
+  ``t·B … t·B + B − 1``, each a pure function of ``(seed, index)``, so a resumed run sees the
+  same batches as an uninterrupted one.
+* Files (all written atomically, temp file + rename):
+  ``OUT`` — the final network (:func:`sparsesel.nets.zoo.save_net` format);
+  ``OUT.state`` — the full training state (model, optimizers, schedules, step, loss
+  history), rewritten every ``checkpoint_every`` steps while the run lasts and removed when
+  it ends; ``OUT`` with suffix ``.json`` — how the network was made and its held-out scores.
+  ``train(..., resume=True)`` continues from ``OUT.state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sparsesel.data import metrics
+from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.nets import zoo
+from sparsesel.training.losses import predict, recipe
+
+__all__ = ["TrainConfig", "evaluate", "state_path", "train"]
+
+# fields whose change makes a saved state unusable for resuming
+_RESUME_KEYS = ("net", "task", "preset", "net_options", "steps", "batch_size", "patch_size", "lr", "weight_decay", "betas", "eta_min", "seed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train and how.
+
+    Attributes
+    ----------
+    net : str
+        A name of :func:`sparsesel.nets.zoo.net_names`.
+    task : str
+        One of the network's tasks (``lowlight``, ``haze``, ``blur``, ``specular``, ``harmonize``).
+    preset : {"small", "paper"}
+        Configuration preset of the network.
+    net_options : dict
+        Config fields overriding the preset.
+    steps : int
+        Optimisation steps (iterations).
+    batch_size, patch_size : int
+        Patches per step and their side in pixels.
+    lr, weight_decay, betas, eta_min : float
+        AdamW and cosine-schedule settings.
+    seed : int
+        Fixes the initial weights and every sample.
+    checkpoint_every : int
+        Steps between two saves of the training state.
+    eval_count, eval_size : int
+        Held-out evaluation: ``eval_count`` patches of ``eval_size`` pixels from the test images.
+    threads : int or None
+        ``torch.set_num_threads`` during the run (None leaves it).
+    """
+
+    net: str
+    task: str
+    preset: str = "small"
+    net_options: dict = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int = 4
+    patch_size: int = 128
+    lr: float = 5e-4
+    weight_decay: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    eta_min: float = 1e-7
+    seed: int = 0
+    checkpoint_every: int = 50
+    eval_count: int = 8
+    eval_size: int = 256
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        entry = zoo.net_entry(self.net)
+        if self.task not in entry.tasks:
+            raise ValueError(f"task {self.task!r} is not one of {self.net}'s tasks {entry.tasks}")
+        if self.preset not in zoo.PRESETS:
+            raise ValueError(f"preset must be one of {zoo.PRESETS}, got {self.preset!r}")
+        if not isinstance(self.net_options, dict):
+            raise TypeError(f"net_options must be a dict, got {type(self.net_options).__name__}")
+        for name, low in (("steps", 1), ("batch_size", 1), ("patch_size", 16), ("seed", 0), ("checkpoint_every", 1), ("eval_count", 0), ("eval_size", 16)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        for name in ("lr", "weight_decay", "eta_min"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        betas = tuple(float(b) for b in self.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+
+def state_path(out: str | os.PathLike) -> Path:
+    """Where the resumable training state of a run writing ``out`` lives (``OUT.state``)."""
+    out = Path(out)
+    return out.with_name(out.name + ".state")
+
+
+def _json_path(out: Path) -> Path:
+    return out.with_suffix(".json") if out.suffix != ".json" else out.with_name(out.name + ".meta.json")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, zoo._default_mode())
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _build(config: TrainConfig) -> torch.nn.Module:
+    # initial weights from the run's seed, without touching the caller's global RNG state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return zoo.build_net(config.net, config.preset, **config.net_options)
+
+
+def _optimizers(config: TrainConfig, model: torch.nn.Module) -> tuple[list, list, list]:
+    steps = recipe(config.net)
+    optimizers, schedules = [], []
+    for step in steps:
+        optimizer = torch.optim.AdamW(list(step.parameters(model)), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        optimizers.append(optimizer)
+        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.eta_min))
+    return steps, optimizers, schedules
+
+
+def evaluate(net: str, model: torch.nn.Module, dataset: PairedPatchDataset) -> dict[str, float]:
+    """Mean PSNR/SSIM (Y channel, crop 1) of the degraded inputs and of the network's outputs.
+
+    For the ``harmonize`` task also the foreground metrics fMSE and fPSNR.
+    """
+    was_training = model.training
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    try:
+        for index in range(len(dataset)):
+            batch = dataset.batch([index])
+            output = predict(net, model, batch).clamp(0.0, 1.0)[0].permute(1, 2, 0).numpy()
+            degraded = batch["input"][0].permute(1, 2, 0).numpy()
+            target = batch["target"][0].permute(1, 2, 0).numpy()
+            scores = {
+                "psnr_input": metrics.psnr(degraded, target),
+                "psnr_output": metrics.psnr(output, target),
+                "ssim_input": metrics.ssim(degraded, target),
+                "ssim_output": metrics.ssim(output, target),
+            }
+            if dataset.task == "harmonize":
+                mask = batch["mask"][0, 0].numpy()
+                scores.update(
+                    fmse_input=metrics.fmse(degraded, target, mask),
+                    fmse_output=metrics.fmse(output, target, mask),
+                    fpsnr_input=metrics.fpsnr(degraded, target, mask),
+                    fpsnr_output=metrics.fpsnr(output, target, mask),
+                )
+            for key, value in scores.items():
+                sums.setdefault(key, []).append(value)
+    finally:
+        model.train(was_training)
+    return {key: float(np.mean(values)) for key, values in sums.items()}
+
+
+def train(
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, dict[str, float]], Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.net`` on ``config.task`` and write the network to ``out``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    out : path
+        The final network file (see the module docstring for the other files).
+    resume : bool
+        Continue from ``OUT.state`` (which must exist and come from the same configuration).
+    force : bool
+        Overwrite an existing ``out`` and discard an existing ``OUT.state``.
+    progress : bool
+        Show a tqdm progress bar.
+    callback : callable, optional
+        ``callback(step, logs)`` after every step (1-based ``step``; ``logs`` maps loss names
+        to floats), after the state of that step has been saved when it is saved.
+
+    Returns
+    -------
+    dict
+        ``{"steps", "losses" (per-step main loss), "logs" (last step), "evaluation", "wall_time",
+        "out", "resumed_from"}``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    out = Path(out)
+    state_file = state_path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
+    if resume and not state_file.exists():
+        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
+    if state_file.exists() and not resume and not force:
+        raise FileExistsError(f"an interrupted run left {state_file}; pass resume=True (--resume) to continue it or force=True (--force) to start over")
+
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        model = _build(config)
+        steps, optimizers, schedules = _optimizers(config, model)
+        start, history = 0, []
+        if resume:
+            state = zoo.load_checkpoint_file(state_file)
+            saved = state.get("config", {}) if isinstance(state, dict) else {}
+            current = config.to_dict()
+            changed = [key for key in _RESUME_KEYS if saved.get(key) != current[key]]
+            if changed:
+                raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
+            model.load_state_dict(state["model"])
+            for optimizer, schedule, saved_opt, saved_sched in zip(optimizers, schedules, state["optimizers"], state["schedules"]):
+                optimizer.load_state_dict(saved_opt)
+                schedule.load_state_dict(saved_sched)
+            start, history = int(state["step"]), [float(v) for v in state["losses"]]
+        elif force and state_file.exists():
+            state_file.unlink()
+
+        dataset = PairedPatchDataset(
+            config.task, split="train", patch_size=config.patch_size, length=config.steps * config.batch_size, seed=config.seed
+        )
+
+        def save_state(step: int) -> None:
+            zoo._atomic_torch_save(
+                {
+                    "format": "sparsesel.training",
+                    "config": config.to_dict(),
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedules": [s.state_dict() for s in schedules],
+                    "losses": list(history),
+                },
+                state_file,
+            )
+
+        model.train()
+        began = time.perf_counter()
+        logs: dict[str, float] = {}
+        bar = tqdm(total=config.steps, initial=start, desc=f"train {config.net}/{config.task}", disable=not progress, dynamic_ncols=True)
+        try:
+            for step in range(start, config.steps):
+                b = config.batch_size
+                batch = dataset.batch(range(step * b, (step + 1) * b))
+                cache: dict = {}
+                logs = {}
+                for training_step, optimizer, schedule in zip(steps, optimizers, schedules):
+                    optimizer.zero_grad(set_to_none=True)
+                    result = training_step.loss(model, batch, cache)
+                    loss = result["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"{training_step.name} loss became {loss.item()} at step {step + 1}")
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    prefix = "" if training_step.name == "main" else f"{training_step.name}_"
+                    logs.update({f"{prefix}{key}": float(value.detach()) for key, value in result.items()})
+                history.append(logs.get("loss", logs.get("generator_loss", float("nan"))))
+                bar.update(1)
+                bar.set_postfix(loss=f"{history[-1]:.4f}")
+                done = step + 1
+                if done % config.checkpoint_every == 0 and done < config.steps:
+                    save_state(done)
+                if callback is not None:
+                    callback(done, logs)
+        finally:
+            bar.close()
+        train_time = time.perf_counter() - began
+
+        evaluation: dict[str, float] = {}
+        if config.eval_count:
+            held_out = PairedPatchDataset(
+                config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
+            )
+            evaluation = evaluate(config.net, model, held_out)
+        meta = {
+            "train": config.to_dict(),
+            "train_seconds": round(train_time, 2),
+            "steps_done_in_this_process": config.steps - start,
+            "evaluation": evaluation,
+            "evaluation_split": "test images (see sparsesel.data.images.IMAGE_SPLITS), random crops",
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+        }
+        zoo.save_net(model, out, net=config.net, meta=meta, force=force)
+        _atomic_write_text(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n")
+        if state_file.exists():
+            state_file.unlink()
+        return {
+            "steps": config.steps,
+            "losses": history,
+            "logs": logs,
+            "evaluation": evaluation,
+            "wall_time": train_time,
+            "out": str(out),
+            "resumed_from": start if resume else None,
+        }
+    finally:
+        torch.set_num_threads(previous_threads)
