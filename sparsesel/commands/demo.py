@@ -77,7 +77,7 @@ def _plot(rows: list[dict], mean_image: np.ndarray, path: Path, force: bool) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.4))
+    figure, axes = plt.subplots(1, len(rows), figsize=(3 * len(rows), 3.8))
     for axis, row in zip(np.atleast_1d(axes), rows):
         axis.imshow(mean_image, cmap="gray")
         ys, xs = np.divmod(np.array(row["selected"]), 8)
@@ -86,6 +86,6 @@ def _plot(rows: list[dict], mean_image: np.ndarray, path: Path, force: bool) -> 
         axis.set_xticks([])
         axis.set_yticks([])
     figure.suptitle("Selected pixels on the mean digit (colour = pick order)")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.93))
     write_atomic(path, lambda stream: figure.savefig(stream, format="png", dpi=110), force=force)
     plt.close(figure)
