@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import sparsesel
+from sparsesel.atomic import write_text_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,18 +93,10 @@ def load_tree_argument(spec: str, n_modes: int):
     return tree
 
 
-def _write_atomic(path: Path, text: str, force: bool) -> None:
+def _write_output(path: Path, text: str, force: bool) -> None:
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, force=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             report["true_relative_error"] = tree_relative_error(problem.tensor, problem.tree, problem.edges, result.selected)
     text = json.dumps(sparsesel.result._jsonable(report), indent=2)
     if args.output:
-        _write_atomic(Path(args.output), text + "\n", args.force)
+        _write_output(Path(args.output), text + "\n", args.force)
     if args.json:
         print(text)
         return 0

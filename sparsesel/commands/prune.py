@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from sparsesel.atomic import write_atomic, write_text_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,19 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the new checkpoint")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.set_defaults(func=run)
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def prune_model(model: Any, density: float, block: str, allocation: str = "per_layer") -> tuple[Any, Any]:
@@ -86,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
         saver(pruned, args.out, meta={"prune": summary}, overwrite=bool(args.force))
     else:  # the official wrapper layout, which load_uhdformer reads
         state = {k: v.detach().clone() for k, v in pruned.state_dict().items()}
-        _write_atomic(args.out, lambda tmp: torch.save({"params": state}, tmp))
+        write_atomic(args.out, lambda stream: torch.save({"params": state}, stream), force=True)
     sidecar = args.out.with_name(args.out.name + ".prune.json")
-    _write_atomic(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    write_text_atomic(sidecar, json.dumps(summary, indent=1), force=True)
     print(
         f"pruned {len(result.selected)} weights of {args.checkpoint}: kept {result.info['kept_blocks']}/"
         f"{result.info['total_blocks']} blocks of {args.block} (density {result.info['density']:.4f}), "

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from sparsesel.atomic import write_atomic
 
 __all__ = [
     "IMAGE_SPLITS",
@@ -150,17 +151,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, force: bool = Fal
         array = array[..., 0]
     pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
     suffix = path.suffix.lower() or ".png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        Image.fromarray(pixels).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ValueError(f"unknown file extension: {suffix}")  # Pillow's own wording
+    return write_atomic(path, lambda stream: Image.fromarray(pixels).save(stream, format=image_format), force=True)

@@ -34,7 +34,6 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +41,7 @@ from typing import Any
 
 import torch
 
+from sparsesel.atomic import write_atomic
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
 
 __all__ = [
@@ -122,15 +122,7 @@ def _check_plain(value: Any, where: str) -> None:
 def _atomic_save(obj: Any, path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda stream: torch.save(obj, stream), force=True)
 
 
 def save_checkpoint(

@@ -28,7 +28,6 @@ import dataclasses
 import importlib
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from sparsesel.atomic import write_atomic
 
 __all__ = [
     "FORMAT",
@@ -156,25 +157,9 @@ def config_dict(config_or_model: Any) -> dict:
     }
 
 
-def _default_mode() -> int:
-    """Permissions of a new file under the current umask (``mkstemp`` would leave 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        os.chmod(tmp, _default_mode())
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save(obj)`` to ``path`` atomically, replacing an existing file (the caller decides)."""
+    write_atomic(path, lambda stream: torch.save(obj, stream), force=True)
 
 
 def save_net(model: nn.Module, path: str | os.PathLike, *, net: str, meta: dict | None = None, force: bool = False) -> Path:
@@ -193,7 +178,6 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str, meta: dict 
         from sparsesel.nets.checkpoints import save_checkpoint
 
         save_checkpoint(model, path, layout="sparsesel", meta=dict(meta or {}), overwrite=force)
-        os.chmod(path, _default_mode())  # its temporary file was created 0600
         return path
     payload = {
         "format": FORMAT,

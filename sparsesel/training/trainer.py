@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sparsesel.atomic import write_atomic, write_text_atomic
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
@@ -129,20 +129,6 @@ def state_path(out: str | os.PathLike) -> Path:
 
 def _json_path(out: Path) -> Path:
     return out.with_suffix(".json") if out.suffix != ".json" else out.with_name(out.name + ".meta.json")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, zoo._default_mode())
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _build(config: TrainConfig) -> torch.nn.Module:
@@ -267,18 +253,16 @@ def train(
         )
 
         def save_state(step: int) -> None:
-            zoo._atomic_torch_save(
-                {
-                    "format": "sparsesel.training",
-                    "config": config.to_dict(),
-                    "step": step,
-                    "model": model.state_dict(),
-                    "optimizers": [o.state_dict() for o in optimizers],
-                    "schedules": [s.state_dict() for s in schedules],
-                    "losses": list(history),
-                },
-                state_file,
-            )
+            state = {
+                "format": "sparsesel.training",
+                "config": config.to_dict(),
+                "step": step,
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "schedules": [s.state_dict() for s in schedules],
+                "losses": list(history),
+            }
+            write_atomic(state_file, lambda stream: torch.save(state, stream), force=True)
 
         model.train()
         began = time.perf_counter()
@@ -331,7 +315,7 @@ def train(
             "parameters": int(sum(p.numel() for p in model.parameters())),
         }
         zoo.save_net(model, out, net=config.net, meta=meta, force=force)
-        _atomic_write_text(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n")
+        write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
         if state_file.exists():
             state_file.unlink()
         return {

@@ -9,14 +9,6 @@ import torch
 from sparsesel.data.datasets import TASKS, PairedPatchDataset, collate
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 _KEYS = {
     "lowlight": {"input", "target"},
     "haze": {"input", "target"},

@@ -11,15 +11,6 @@ from scipy.special import erf, softmax
 from sparsesel.nets.csattn import CSAttn, CSAttnBlock, CSAttnConfig, ContinuousScalingAttention
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _numpy_attention(module: ContinuousScalingAttention, x: np.ndarray) -> np.ndarray:
     """Stage 1: MDTA; stages 2-3: the previous stage's output queries V2 / V3 with GELU values."""
     c = x.shape[0]

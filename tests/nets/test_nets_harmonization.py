@@ -15,15 +15,6 @@ from sparsesel.nets.harmonization import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _mask(batch: int, size: int) -> torch.Tensor:
     mask = torch.zeros(batch, 1, size, size)
     mask[:, :, size // 4 : 3 * size // 4, size // 4 : size // 2 + 2] = 1

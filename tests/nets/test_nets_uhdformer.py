@@ -32,14 +32,6 @@ FIXTURE_IO = FIXTURES / "uhdformer_official_random_io.pt"
 needs_fixture = pytest.mark.skipif(not FIXTURE_G.is_file(), reason=f"official fixture not found in {FIXTURES}")
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _official_cfg(config: UHDformerConfig) -> dict:
     return {k: getattr(config, k) for k in ("number_block", "unit_num", "scale_factor", "attention_matching", "ffn_matching", "ffn_restormer")}
 

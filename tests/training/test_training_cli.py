@@ -6,21 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from sparsesel.cli import main
 from sparsesel.data.datasets import TASKS
 from sparsesel.data.images import load_bundled_image, read_image, write_image
 from sparsesel.nets import zoo
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_train_then_restore_an_odd_sized_image(tmp_path, capsys):

@@ -18,14 +18,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("net", sorted(TINY))
 def test_loss_goes_down_on_a_fixed_batch(net):
     task, options = TINY[net]

@@ -12,14 +12,6 @@ from sparsesel.nets import zoo
 from sparsesel.training import TrainConfig, state_path, train
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _config(**changes) -> TrainConfig:
     base = dict(
         net="csattn", task="lowlight", net_options={"width": 4, "heads": [1, 1, 2]}, steps=6, batch_size=2,
