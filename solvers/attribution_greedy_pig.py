@@ -14,9 +14,25 @@ from sparsesel.result import Result
 from sparsesel.validation import check_choice, check_int
 
 
-def round_sizes(k: int, rounds: int) -> list[int]:
-    """Features chosen per round: ``k // rounds``, the first ``k % rounds`` rounds one more."""
-    return [k // rounds + (1 if r < k % rounds else 0) for r in range(rounds)]
+SCHEDULES: tuple[str, ...] = ("uniform", "geometric")
+
+
+def round_sizes(k: int, rounds: int, schedule: str = "uniform") -> list[int]:
+    """Features chosen per round, ``rounds`` positive sizes summing to ``k``.
+
+    ``"uniform"``: ``k // rounds``, the first ``k % rounds`` rounds one more.
+    ``"geometric"``: the number fixed after round ``r`` grows like ``k^(r/rounds)``
+    (at least one more each round), so the first rounds, which decide the most
+    salient pixels, fix few features each and the last ones many.
+    """
+    if schedule == "uniform":
+        return [k // rounds + (1 if r < k % rounds else 0) for r in range(rounds)]
+    cumulative, previous = [], 0
+    for r in range(1, rounds + 1):
+        target = int(round(k ** (r / rounds)))
+        previous = min(max(target, previous + 1), k - (rounds - r))
+        cumulative.append(previous)
+    return [int(size) for size in np.diff([0, *cumulative])]
 
 
 @register_solver(
@@ -32,6 +48,8 @@ def greedy_pig(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     absolute: bool = False,
+    ranked: int | float | None = None,
+    schedule: str = "uniform",
 ) -> Result:
     """Greedy path integrated gradients.
 
@@ -42,10 +60,16 @@ def greedy_pig(
     ``k % rounds`` rounds take one more). The total gradient budget is
     ``rounds × steps``: compare with IG at ``steps_IG = rounds × steps``.
 
+    With ``ranked > k`` the rounds go on past ``k``: ``ranked`` features are
+    fixed greedily, ``z = ranked / rounds`` per round, and ``selected`` is the
+    first ``k`` of them. Rank-based metrics such as SIC reveal far more than
+    ``k`` pixels (up to 75%), so ``ranked=0.75`` makes the whole revealed
+    prefix a greedy order instead of one last-round IG ranking.
+
     Parameters
     ----------
     rounds : int, optional
-        Number of IG rounds, ``1 <= rounds <= k``; default ``min(k, 5)``.
+        Number of IG rounds, ``1 <= rounds <= ranked`` (``k`` by default); default ``min(ranked, 5)``.
         ``rounds=1`` is IG's top-k.
     steps : int
         Gradient evaluations per round.
@@ -55,6 +79,12 @@ def greedy_pig(
         Points per forward/backward pass.
     absolute : bool
         Rank by ``|attribution|`` instead of the signed value.
+    ranked : int or float, optional
+        How many features the rounds fix in total: an int in ``[k, n_features]``
+        or a fraction of ``n_features`` in ``(0, 1]`` (rounded up, at least ``k``).
+        Default ``k``.
+    schedule : {"uniform", "geometric"}
+        How the ``ranked`` features are split over the rounds (:func:`round_sizes`).
 
     Returns
     -------
@@ -63,23 +93,30 @@ def greedy_pig(
         selected feature, its IG score in the round that selected it and, for the
         others, their score in the last round; ``info["order"]`` ranks the
         selected features first (in selection order), then the rest by their
-        last-round score; ``info["round_of"]`` is the round that selected each
-        feature (−1 if none). ``trace`` has one record per round.
+        last-round score; ``info["rank_scores"]`` turns that order into a
+        saliency map (``n − position``): use it, not ``info["attribution"]``, for
+        rank-based metrics such as SIC, since a feature fixed in round ``t`` must
+        be revealed before one fixed in round ``t + 1`` whatever their IG scores.
+        ``info["round_of"]`` is the round that selected each feature (−1 if
+        none). ``trace`` has one record per round, with ``G`` after it.
     """
     check_choice(method, "method", METHODS)
-    rounds = min(problem.k, 5) if rounds is None else check_int(rounds, "rounds", low=1)
-    if rounds > problem.k:
-        raise ValueError(f"rounds must be <= k ({problem.k}), got {rounds}")
+    check_choice(schedule, "schedule", SCHEDULES)
+    n = problem.n_features
+    total = _ranked_count(ranked, problem.k, n)
+    rounds = min(total, 5) if rounds is None else check_int(rounds, "rounds", low=1)
+    if rounds > total:
+        which = "k" if ranked is None else "ranked"
+        raise ValueError(f"rounds must be <= {which} ({total}), got {rounds}")
     steps = check_int(steps, "steps", low=1)
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
 
-    n = problem.n_features
     chosen = np.zeros(n, dtype=bool)
     selected: list[int] = []
     attribution = np.zeros(n)
     round_of = np.full(n, -1, dtype=np.int64)
     trace = []
-    for r, size in enumerate(round_sizes(problem.k, rounds)):
+    for r, size in enumerate(round_sizes(total, rounds, schedule)):
         weights = torch.from_numpy(chosen.astype(np.float64)).to(problem.x.dtype).unsqueeze(0)
         start = problem.compose(weights)[0]
         element_attr = path_integrated_gradients(problem, start, steps=steps, method=method, batch_size=batch_size)
@@ -108,6 +145,21 @@ def greedy_pig(
         order,
         gradient_evaluations=rounds * steps,
         trace=tuple(trace),
-        objective=float(values[-1]),
-        extra={"round_of": problem.to_map(round_of), "rounds": rounds, "steps_per_round": steps, "method": method},
+        objective=float(values[-1]) if total == problem.k else None,  # else G(first k) is computed there
+        extra={"round_of": problem.to_map(round_of), "rounds": rounds, "steps_per_round": steps, "method": method,
+               "ranked": total, "schedule": schedule},
     )
+
+
+def _ranked_count(ranked: int | float | None, k: int, n: int) -> int:
+    """The number of features the greedy rounds fix: ``k`` by default, else ``ranked`` (a count or a fraction of ``n``)."""
+    if ranked is None:
+        return k
+    if isinstance(ranked, float):
+        if not 0.0 < ranked <= 1.0:
+            raise ValueError(f"ranked as a fraction must be in (0, 1], got {ranked}")
+        return max(k, min(n, int(np.ceil(ranked * n))))
+    total = check_int(ranked, "ranked", low=1)
+    if not k <= total <= n:
+        raise ValueError(f"ranked must be between k ({k}) and the number of features ({n}), got {total}")
+    return total

@@ -92,3 +92,58 @@ def test_brute_force_refuses_large_instances():
     problem = ss.Attribution(lambda z: z.sum(1), torch.ones(40), k=10)
     with pytest.raises(ValueError, match=r"C\(40, 10\) = 847660528 subsets > max_subsets"):
         ss.solve(problem, "brute_force")
+
+
+def test_rank_scores_put_earlier_rounds_first_and_rank_the_rest_by_the_last_round():
+    """The saliency map for SIC: round-1 picks > round-2 picks > the rest, ordered by the last round's IG.
+
+    Closed form on the redundant model from ``x = 1``, baseline 0: round 1 ties features 0 and 1 at
+    ``(1 − e^−6)/2`` and picks 0; round 2 starts at ``(1, 0, 0, 0)``, where ``IG_2 = 0.45``,
+    ``IG_3 = 0.05`` and ``IG_1 = e^−3 − e^−6 ≈ 0.047``; so the order is 0, 2, 3, 1 although plain IG
+    ranks feature 1 second.
+    """
+    problem = ss.Attribution(redundant_model, torch.ones(4, dtype=torch.float64), baseline="zeros", k=2)
+    pig = ss.solve(problem, "greedy_pig", rounds=2, steps=32)
+    assert list(pig.info["order"]) == [0, 2, 3, 1]
+    np.testing.assert_array_equal(pig.info["rank_scores"], [4.0, 1.0, 3.0, 2.0])
+    np.testing.assert_array_equal(pig.info["round_of"], [0, -1, 1, -1])
+    # the remainder carries its last-round IG, in closed form
+    np.testing.assert_allclose(pig.info["attribution"][[1, 3]], [np.exp(-3) - np.exp(-6), 0.05], rtol=1e-6)
+    # a round-2 pick may score below a remaining feature's round-1 score: the ranking, not the scores, orders SIC
+    ig = ss.solve(problem, "integrated_gradients", steps=64)
+    assert list(ig.info["order"][:2]) == [0, 1]
+
+
+def test_ranked_continues_rounds_past_k():
+    problem = ss.Attribution(redundant_model, torch.ones(4, dtype=torch.float64), baseline="zeros", k=2)
+    pig = ss.solve(problem, "greedy_pig", rounds=3, steps=32, ranked=3)
+    assert [t["picked"] for t in pig.trace] == [[0], [2], [3]]
+    assert pig.selected == (0, 2)
+    assert list(pig.info["order"]) == [0, 2, 3, 1]
+    assert pig.info["gradient_evaluations"] == 96
+    # objective is G(selected), the first k, in closed form
+    assert pig.objective == pytest.approx(1 - np.exp(-3) + 0.45)
+    # a fraction of the features, rounded up
+    assert ss.solve(problem, "greedy_pig", rounds=2, steps=4, ranked=0.6).info["ranked"] == 3
+    with pytest.raises(ValueError, match=r"ranked must be between k \(2\) and the number of features \(4\), got 5"):
+        ss.solve(problem, "greedy_pig", ranked=5)
+    with pytest.raises(ValueError, match=r"ranked as a fraction must be in \(0, 1\], got 1.5"):
+        ss.solve(problem, "greedy_pig", ranked=1.5)
+    with pytest.raises(ValueError, match=r"rounds must be <= ranked \(3\), got 4"):
+        ss.solve(problem, "greedy_pig", rounds=4, ranked=3)
+
+
+def test_geometric_schedule_sizes():
+    from solvers.attribution_greedy_pig import round_sizes
+
+    # cumulative counts round(768^(r/8)), r = 1..8, computed independently
+    cumulative = np.round(768.0 ** (np.arange(1, 9) / 8)).astype(int)
+    assert round_sizes(768, 8, "geometric") == list(np.diff(np.concatenate([[0], cumulative])))
+    assert round_sizes(5, 5, "geometric") == [1, 1, 1, 1, 1]  # every round fixes at least one
+    assert round_sizes(10, 3, "uniform") == [4, 3, 3]
+    problem = ss.Attribution(lambda z: (z**2).sum(1), torch.arange(1.0, 11.0), k=3)
+    pig = ss.solve(problem, "greedy_pig", rounds=3, steps=2, ranked=10, schedule="geometric")
+    assert [len(t["picked"]) for t in pig.trace] == [2, 3, 5]  # round(10^(1/3)), round(10^(2/3)), 10
+    assert pig.selected == (9, 8, 7)
+    with pytest.raises(ValueError, match="schedule"):
+        ss.solve(problem, "greedy_pig", schedule="linear")
