@@ -9,8 +9,10 @@ larger -- to 50% of the tensor's size):
   ``brute_force`` (the oracle) and the surrogate baselines;
 * true squared relative Tucker error (tensorly HOOI, SVD init, ≤ 20 sweeps, tol 1e-6: the
   same settings for every shape) of every solver's shape;
-* ``ilp_refine`` three ways: default (shortlist 4, one HOOI sweep), ``_wide`` (shortlist 8, two
-  sweeps) and ``_hooi`` (three full HOOI fits);
+* ``ilp_refine`` three ways: default (HOSVD-table candidates + greedy on the HOSVD error,
+  re-ranked in the bases of one HOOI run, a pool of 3 + greedy end raced by HOOI sweeps, the best
+  2 to 3 sweeps; never worse than the surrogate optimum on the converged HOOI error), ``_wide``
+  (pool 8, two sweeps per stage) and ``_hooi`` (legacy: three full HOOI fits);
 * ``greedy_tucker`` (the paper's baseline): fits are cached across the budgets of one tensor,
   but each budget is charged the time of every fit it used (the uncached cost), as in the
   authors' logs. ``ilp_refine`` runs with its own fresh fits (no cache).
@@ -144,6 +146,7 @@ def run_tensor(name: str, n_budgets: int, with_hooi: bool, bar) -> dict:
                 entry["fits"] = r.info["fits"]
             if solver.startswith("ilp_refine"):
                 entry["fits"] = r.info["fits"]
+                entry["hooi_sweeps"] = r.info.get("hooi_sweeps")
             if with_hooi and r.status != "infeasible" and solver != "brute_force":
                 entry["true_error"] = oracle(tuple(r.selected))
             if solver == "ilp":
