@@ -1,0 +1,95 @@
+"""``sparsesel compress CHECKPOINT --budget 0.5 --out DIR``: plan, apply, fine-tune and report.
+
+Writes into ``DIR``: ``compressed.pt`` (loadable by :func:`sparsesel.compress.load_compressed`;
+UHDformer files also by :func:`sparsesel.nets.load_uhdformer` once :mod:`sparsesel.compress` is
+imported), ``plan.json`` (editable), ``report.json``, ``report.md`` and PNG plots. While fine-tuning,
+``DIR/finetune.state`` allows ``--resume`` after an interruption. Under
+``torchrun --nproc_per_node=N`` the fine-tuning is data-parallel (rank 0 writes the files).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+METHODS = ("packing", "uniform", "energy", "magnitude")
+DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "uhdformer_lowlight.pt"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compress",
+        help="compress a trained network under a global parameter budget (plan, apply, fine-tune, report)",
+        description=(
+            "Factorize every dense conv (Tucker-2) and linear / 1x1 layer (low rank) of CHECKPOINT, with the "
+            "global budget split across layers by an exact multiple-choice knapsack (CP-SAT), fine-tune by "
+            "distillation from the original, and report parameters, MACs, latency and PSNR/SSIM against baselines. "
+            "The input checkpoint is never modified."
+        ),
+    )
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="a network file of sparsesel.nets (or an official UHDformer release)")
+    parser.add_argument("--demo", action="store_true", help=f"use the shipped demo checkpoint ({DEMO_CHECKPOINT.name})")
+    parser.add_argument("--budget", type=float, default=0.5, help="fraction (0, 1] of the parameters to keep, or an absolute count")
+    parser.add_argument("--method", default="packing", help=f"one of {', '.join(METHODS)} (default packing)")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="distillation steps (default 100, --demo 60; 0: none)")
+    parser.add_argument("--task", default="lowlight", help="degradation used for calibration, fine-tuning and evaluation")
+    parser.add_argument("--batch-size", type=int, default=4, help="global batch of the fine-tuning")
+    parser.add_argument("--patch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--eval-count", type=int, default=6, help="held-out patches for PSNR/SSIM")
+    parser.add_argument("--eval-size", type=int, default=128)
+    parser.add_argument("--curve", default="0.25,0.5,0.75", help="budgets of the quality-vs-size curve ('' for none)")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
+    parser.add_argument("--latency-size", type=int, default=512)
+    parser.add_argument("--latency-repeats", type=int, default=3, help="0 skips the latency measurement")
+    parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (required unless --demo: compress-demo)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.method not in METHODS:
+        raise ValueError(f"unknown method {args.method!r}; choose one of {METHODS}")
+    if args.demo:
+        if args.checkpoint is not None:
+            raise ValueError("give either CHECKPOINT or --demo, not both")
+        if not DEMO_CHECKPOINT.is_file():
+            raise FileNotFoundError(
+                f"the demo checkpoint {DEMO_CHECKPOINT} is not installed yet (it is trained by `sparsesel train uhdformer "
+                "--task lowlight`); pass a CHECKPOINT instead"
+            )
+        args.checkpoint = DEMO_CHECKPOINT
+        args.out = args.out or Path("compress-demo")
+    if args.checkpoint is None:
+        raise ValueError("CHECKPOINT is required (or --demo)")
+    if args.finetune_steps is None:
+        args.finetune_steps = 60 if args.demo else 100
+    if args.finetune_steps < 0:
+        raise ValueError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
+    if args.out is None:
+        raise ValueError("--out DIR is required")
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    if args.out.exists() and any(args.out.iterdir()) and not (args.force or args.resume):
+        raise FileExistsError(f"{args.out} exists; pass --force to replace it or --resume to continue it")
+    if args.resume and not (args.out / "finetune.state").exists():
+        raise FileNotFoundError(f"nothing to resume: {args.out / 'finetune.state'} does not exist")
+    from sparsesel.compress.pipeline import compress_checkpoint
+
+    summary = compress_checkpoint(
+        args.checkpoint, args.out, budget=args.budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
+        batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
+        curve=[float(b) for b in args.curve.split(",") if b.strip()], baselines=not args.no_baselines,
+        latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
+        threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
+    )
+    if summary is not None:
+        print(summary)
+    return 0
+
+

@@ -1,0 +1,28 @@
+"""Compress a trained network under a global budget: plan -> apply -> fine-tune -> report.
+
+>>> from sparsesel.compress import plan, apply
+>>> p = plan(model, 0.5)                 # Tucker-2 / low-rank choice per layer, budget split by CP-SAT
+>>> small = apply(model, p)              # a new module; `model` is untouched
+
+See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
+:mod:`~sparsesel.compress.finetune`, :mod:`~sparsesel.compress.report`,
+:mod:`~sparsesel.compress.baselines`.
+"""
+
+from sparsesel.compress.apply import apply, count_params, load_compressed, save_compressed
+from sparsesel.compress.factorized import LowRankConv, LowRankLinear, Tucker2Conv
+from sparsesel.compress.plan import LayerPlan, Plan, analyze, plan
+
+__all__ = [
+    "LayerPlan",
+    "LowRankConv",
+    "LowRankLinear",
+    "Plan",
+    "Tucker2Conv",
+    "analyze",
+    "apply",
+    "count_params",
+    "load_compressed",
+    "plan",
+    "save_compressed",
+]

@@ -1,0 +1,80 @@
+"""Baselines compared with the packing plan at the same parameter budget.
+
+* ``uniform`` -- the same fraction of every rank (:func:`sparsesel.compress.plan.plan`, ``method="uniform"``);
+* ``energy`` -- the same kept fraction of every unfolding's spectral energy (``method="energy"``);
+* ``magnitude`` -- structured (channel) magnitude pruning with Torch-Pruning
+  (``torch_pruning.pruner.MagnitudePruner``, L2 group importance), its global ratio bisected so
+  that the pruned network has at most the budget's parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sparsesel.compress.apply import apply, count_params
+from sparsesel.compress.plan import plan
+
+__all__ = ["BASELINES", "baseline_model", "magnitude_prune"]
+
+BASELINES: tuple[str, ...] = ("uniform", "energy", "magnitude")
+
+
+def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor, *, ignored: Sequence[str] = (), iterations: int = 12) -> nn.Module:
+    """Channel-prune a copy of ``model`` with Torch-Pruning to at most ``budget_params`` parameters.
+
+    Raises
+    ------
+    ValueError
+        If Torch-Pruning cannot trace the network or no ratio meets the budget.
+    """
+    import torch_pruning as tp
+
+    def pruned(ratio: float) -> nn.Module:
+        work = copy.deepcopy(model).eval()
+        layers = [work.get_submodule(name) for name in ignored]
+        # the last layer (image channels) must keep its outputs
+        convs = [m for m in work.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        pruner = tp.pruner.MagnitudePruner(work, example, importance=tp.importance.MagnitudeImportance(p=2),
+                                           pruning_ratio=ratio, global_pruning=False, ignored_layers=layers + convs[-1:])
+        pruner.step()
+        return work
+
+    try:
+        low, high = 0.0, 0.95
+        best = None
+        for _ in range(iterations):
+            mid = 0.5 * (low + high)
+            candidate = pruned(mid)
+            if count_params(candidate) <= budget_params:
+                best, high = candidate, mid
+            else:
+                low = mid
+        if best is None:
+            candidate = pruned(high)
+            if count_params(candidate) > budget_params:
+                raise ValueError(f"Torch-Pruning cannot reach {budget_params} parameters (at ratio {high}: {count_params(candidate)})")
+            best = candidate
+        with torch.no_grad():
+            best(example)  # the pruned network must still run
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tracing failures come as many types
+        raise ValueError(f"Torch-Pruning failed on {type(model).__name__}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return best
+
+
+def baseline_model(model: nn.Module, name: str, budget: float | int, *, example: torch.Tensor, analysis=None) -> tuple[nn.Module, dict]:
+    """The baseline ``name`` compression of ``model`` (not modified) at ``budget``; returns (network, info)."""
+    if name in ("uniform", "energy"):
+        p = plan(model, budget, method=name, analysis=analysis)
+        return apply(model, p), {"plan_objective": p.solver.get("objective"), "params": p.params_after}
+    if name == "magnitude":
+        total = count_params(model)
+        cap = int(budget * total) if budget <= 1 else int(budget)
+        net = magnitude_prune(model, cap, example)
+        return net, {"params": count_params(net)}
+    raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")

@@ -1,0 +1,272 @@
+"""Factorized replacements of dense layers, initialised from the trained weights.
+
+* :class:`Tucker2Conv` -- a ``k x k`` convolution ``C_in -> C_out`` as
+  ``1x1 (C_in -> R_in)``, ``k x k (R_in -> R_out)``, ``1x1 (R_out -> C_out)``
+  (Kim et al. 2016), initialised from the Tucker-2 decomposition of the kernel
+  over its output- and input-channel modes (tensorly ``partial_tucker``, HOOI).
+* :class:`LowRankConv` -- a ``1x1`` convolution as two ``1x1`` convolutions
+  through ``R`` channels (truncated SVD of the ``C_out x C_in`` matrix).
+* :class:`LowRankLinear` -- the same for ``nn.Linear``.
+
+Each exposes ``weight`` (the reconstructed dense weight, differentiable) and
+``bias``, so code that reads a layer's weight directly (e.g. UHDformer folds
+its up-sampling and fusion weights) keeps working.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorly as tl
+import torch
+from torch import nn
+
+from sparsesel.tensors.tucker import leading_left_singular_vectors
+
+__all__ = [
+    "LowRankConv",
+    "LowRankLinear",
+    "Tucker2Conv",
+    "factorized_params",
+    "factorize",
+    "empty_factorized",
+    "truncated_tucker2",
+    "truncated_svd",
+]
+
+#: HOOI sweeps used to initialise a Tucker-2 layer (tensorly ``partial_tucker``).
+HOOI_ITERATIONS = 10
+
+
+def _pair(value) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def truncated_tucker2(kernel: np.ndarray, out_rank: int, in_rank: int, *, n_iter_max: int = HOOI_ITERATIONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tucker-2 of a conv kernel over its channel modes (HOSVD initialisation, then HOOI sweeps).
+
+    Parameters
+    ----------
+    kernel : ndarray, shape (C_out, C_in, kh, kw)
+    out_rank, in_rank : int
+        ``R_out <= C_out``, ``R_in <= C_in``.
+    n_iter_max : int
+        HOOI sweeps after the HOSVD (SVD) initialisation.
+
+    Returns
+    -------
+    core : ndarray, shape (R_out, R_in, kh, kw)
+    out_factor : ndarray, shape (C_out, R_out)
+    in_factor : ndarray, shape (C_in, R_in)
+        ``kernel ≈ core ×_0 out_factor ×_1 in_factor``.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 4:
+        raise ValueError(f"kernel must have shape (C_out, C_in, kh, kw), got {kernel.shape}")
+    if not (1 <= out_rank <= kernel.shape[0] and 1 <= in_rank <= kernel.shape[1]):
+        raise ValueError(f"ranks (out {out_rank}, in {in_rank}) must lie in [1, {kernel.shape[0]}] x [1, {kernel.shape[1]}]")
+    # HOOI over modes 0 and 1 with tensorly's unfoldings and mode products; the leading singular
+    # vectors come from numpy's SVD (tensorly's partial_tucker computes the same, much slower on CPU)
+    ranks = (int(out_rank), int(in_rank))
+    factors = [_leading(tl.unfold(kernel, mode), r) for mode, r in enumerate(ranks)]  # HOSVD
+    for _ in range(int(n_iter_max)):
+        for mode in (0, 1):
+            other = 1 - mode
+            projected = tl.tenalg.mode_dot(kernel, factors[other].T, other)
+            factors[mode] = _leading(tl.unfold(projected, mode), ranks[mode])
+    core = tl.tenalg.multi_mode_dot(kernel, factors, modes=[0, 1], transpose=True)
+    return np.asarray(core), factors[0], factors[1]
+
+
+def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
+    """The ``rank`` leading left singular vectors of ``matrix`` (columns)."""
+    rows, cols = matrix.shape
+    if rows <= 4 * cols:
+        u, _, _ = np.linalg.svd(matrix, full_matrices=False)
+        return np.ascontiguousarray(u[:, :rank])
+    # tall unfolding (e.g. the 1024-channel up-sampling conv): from the small Gram matrix
+    return np.ascontiguousarray(leading_left_singular_vectors(matrix, rank))
+
+
+def truncated_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best rank-``rank`` factorization ``matrix ≈ left @ right`` (Eckart-Young).
+
+    Returns ``left`` (m, r) = U_r diag(s_r) and ``right`` (r, n) = V_rᵀ.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    return u[:, :rank] * s[:rank], vt[:rank]
+
+
+class Tucker2Conv(nn.Module):
+    """``1x1 (C_in -> R_in)``, then ``k x k (R_in -> R_out)`` with the original stride,
+    padding and dilation, then ``1x1 (R_out -> C_out)`` with the original bias.
+
+    Input ``(B, C_in, H, W)``, output as the original convolution's.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, in_rank: int, out_rank: int, *,
+                 stride=1, padding=0, dilation=1, bias: bool = True, padding_mode: str = "zeros") -> None:
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = _pair(kernel_size)
+        self.in_rank, self.out_rank = int(in_rank), int(out_rank)
+        self.first = nn.Conv2d(in_channels, in_rank, 1, bias=False)
+        # the channel maps are pointwise and bias-free, so padding (zeros or reflect) commutes with them
+        self.core = nn.Conv2d(in_rank, out_rank, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                              bias=False, padding_mode=padding_mode)
+        self.last = nn.Conv2d(out_rank, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.core(self.first(x)))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The equivalent dense kernel ``(C_out, C_in, kh, kw)``."""
+        return torch.einsum("or,rsxy,si->oixy", self.last.weight[:, :, 0, 0], self.core.weight, self.first.weight[:, :, 0, 0]).contiguous()
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.last.bias
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, in_rank: int, out_rank: int, *, n_iter_max: int = HOOI_ITERATIONS) -> "Tucker2Conv":
+        """Factorize a trained dense ``conv`` (groups 1) at ranks ``(R_in, R_out)``."""
+        layer = empty_factorized(conv, "tucker2", [out_rank, in_rank])
+        weight = conv.weight.detach().cpu().double().numpy()
+        core, out_factor, in_factor = truncated_tucker2(weight, out_rank, in_rank, n_iter_max=n_iter_max)
+        like = dict(dtype=conv.weight.dtype, device=conv.weight.device)
+        with torch.no_grad():
+            layer.first.weight.copy_(torch.from_numpy(in_factor.T.copy())[:, :, None, None].to(**like))
+            layer.core.weight.copy_(torch.from_numpy(core).to(**like))
+            layer.last.weight.copy_(torch.from_numpy(out_factor.copy())[:, :, None, None].to(**like))
+            if conv.bias is not None:
+                layer.last.bias.copy_(conv.bias.detach())
+        return layer
+
+
+class LowRankConv(nn.Module):
+    """A ``1x1`` convolution as ``1x1 (C_in -> R)`` (with the stride) then ``1x1 (R -> C_out)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, rank: int, *, stride=1, bias: bool = True) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.rank = int(in_channels), int(out_channels), int(rank)
+        self.first = nn.Conv2d(in_channels, rank, 1, stride=stride, bias=False)
+        self.last = nn.Conv2d(rank, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.first(x))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The equivalent dense ``(C_out, C_in, 1, 1)`` kernel."""
+        return (self.last.weight[:, :, 0, 0] @ self.first.weight[:, :, 0, 0])[:, :, None, None]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.last.bias
+
+
+class LowRankLinear(nn.Module):
+    """``nn.Linear`` as ``Linear (in -> R, no bias)`` then ``Linear (R -> out)``."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, *, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.rank = int(in_features), int(out_features), int(rank)
+        self.first = nn.Linear(in_features, rank, bias=False)
+        self.last = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.last(self.first(x))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The equivalent dense ``(out, in)`` matrix."""
+        return self.last.weight @ self.first.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.last.bias
+
+
+def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: bool) -> int:
+    """Parameters of a layer of weight ``shape`` factorized as ``factorization`` at ``ranks``.
+
+    ``shape`` is ``(C_out, C_in, kh, kw)`` for convolutions and ``(out, in)`` for linear layers;
+    ``ranks`` is ``[R_out, R_in]`` for ``"tucker2"``, ``[R]`` for ``"lowrank"``, ``None`` for ``"dense"``.
+    """
+    out, inp = int(shape[0]), int(shape[1])
+    area = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    extra = out if bias else 0
+    if factorization == "dense":
+        return out * inp * area + extra
+    if factorization == "tucker2":
+        r_out, r_in = (int(r) for r in ranks)
+        return inp * r_in + r_in * r_out * area + r_out * out + extra
+    if factorization == "lowrank":
+        (r,) = (int(r) for r in ranks)
+        return r * (inp + out) + extra
+    raise ValueError(f"factorization must be 'dense', 'tucker2' or 'lowrank', got {factorization!r}")
+
+
+def empty_factorized(module: nn.Module, factorization: str, ranks) -> nn.Module:
+    """A factorized layer shaped to replace ``module`` (weights uninitialised, on its device/dtype)."""
+    like = dict(dtype=module.weight.dtype, device=module.weight.device)
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1:
+            raise ValueError(f"cannot factorize a grouped convolution (groups={module.groups})")
+        out, inp = module.out_channels, module.in_channels
+        if factorization == "tucker2":
+            r_out, r_in = (int(r) for r in ranks)
+            _check_rank(r_out, out, "R_out")
+            _check_rank(r_in, inp, "R_in")
+            layer: nn.Module = Tucker2Conv(inp, out, module.kernel_size, r_in, r_out, stride=module.stride, padding=module.padding,
+                                           dilation=module.dilation, bias=module.bias is not None, padding_mode=module.padding_mode)
+        elif factorization == "lowrank":
+            if tuple(module.kernel_size) != (1, 1) or _pair(module.padding) != (0, 0):
+                raise ValueError("factorization 'lowrank' applies to 1x1 convolutions without padding; use 'tucker2'")
+            (r,) = (int(r) for r in ranks)
+            _check_rank(r, min(out, inp), "R")
+            layer = LowRankConv(inp, out, r, stride=module.stride, bias=module.bias is not None)
+        else:
+            raise ValueError(f"factorization of a Conv2d must be 'tucker2' or 'lowrank', got {factorization!r}")
+    elif isinstance(module, nn.Linear):
+        if factorization != "lowrank":
+            raise ValueError(f"factorization of a Linear layer must be 'lowrank', got {factorization!r}")
+        (r,) = (int(r) for r in ranks)
+        _check_rank(r, min(module.in_features, module.out_features), "R")
+        layer = LowRankLinear(module.in_features, module.out_features, r, bias=module.bias is not None)
+    else:
+        raise TypeError(f"only nn.Conv2d and nn.Linear layers can be factorized, not {type(module).__name__}")
+    return layer.to(**like)
+
+
+def _check_rank(rank: int, limit: int, name: str) -> None:
+    if not 1 <= rank <= limit:
+        raise ValueError(f"rank {name}={rank} must lie in [1, {limit}]")
+
+
+def factorize(module: nn.Module, factorization: str, ranks, *, n_iter_max: int = HOOI_ITERATIONS) -> nn.Module:
+    """The factorized replacement of a trained ``module``, initialised from its weights.
+
+    ``"tucker2"``: truncated Tucker-2 (HOOI) of a conv kernel; ``"lowrank"``: truncated SVD of a
+    1x1 conv or linear weight. The input module is not modified.
+    """
+    if factorization == "tucker2":
+        if not isinstance(module, nn.Conv2d):
+            raise TypeError(f"tucker2 needs an nn.Conv2d, got {type(module).__name__}")
+        r_out, r_in = (int(r) for r in ranks)
+        return Tucker2Conv.from_conv(module, r_in, r_out, n_iter_max=n_iter_max)
+    layer = empty_factorized(module, factorization, ranks)
+    (r,) = (int(r) for r in ranks)
+    weight = module.weight.detach().cpu().double().numpy().reshape(module.weight.shape[0], -1)
+    left, right = truncated_svd(weight, r)
+    like = dict(dtype=module.weight.dtype, device=module.weight.device)
+    with torch.no_grad():
+        first = torch.from_numpy(right.copy()).to(**like)
+        last = torch.from_numpy(left.copy()).to(**like)
+        layer.first.weight.copy_(first.view_as(layer.first.weight))
+        layer.last.weight.copy_(last.view_as(layer.last.weight))
+        if module.bias is not None:
+            layer.last.bias.copy_(module.bias.detach())
+    return layer
+

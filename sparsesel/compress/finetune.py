@@ -1,0 +1,211 @@
+"""Fine-tune a compressed network by distillation from the original one.
+
+Loss per batch: ``L1+0.1·FFT-L1(student, teacher output) + L1+0.1·FFT-L1(student, target)``
+(:func:`sparsesel.training.losses.l1_fft_loss`), on degraded patches of
+:class:`sparsesel.data.datasets.PairedPatchDataset`. AdamW + cosine schedule.
+
+* **Resumable**: every ``checkpoint_every`` steps the full state (student, optimizer,
+  schedule, step, losses) is written atomically to ``state_file``; ``resume=True`` continues
+  from it. Batch ``t`` is samples ``t·B .. t·B+B-1`` (each a pure function of the seed and its
+  index), so a resumed run sees the batches an uninterrupted one would.
+* **Data-parallel**: launched with ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` set), the
+  student is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); rank ``r`` takes
+  the ``r``-th slice of each global batch, so gradients averaged over ranks equal the global
+  batch's gradient and the weights equal a one-process run up to floating-point noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.training.losses import l1_fft_loss
+
+__all__ = ["FinetuneConfig", "finetune"]
+
+_RESUME_KEYS = ("task", "steps", "batch_size", "patch_size", "lr", "weight_decay", "eta_min", "seed", "teacher_weight", "target_weight")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning settings.
+
+    Attributes
+    ----------
+    task : str
+        Degradation of :class:`PairedPatchDataset` (``lowlight``, ``haze``, ``blur``).
+    steps : int
+    batch_size : int
+        The *global* batch (split evenly across data-parallel ranks).
+    patch_size : int
+    lr, weight_decay, eta_min : float
+    seed : int
+    checkpoint_every : int
+    teacher_weight, target_weight : float
+        Weights of the distillation and the ground-truth terms.
+    """
+
+    task: str = "lowlight"
+    steps: int = 100
+    batch_size: int = 4
+    patch_size: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    eta_min: float = 1e-6
+    seed: int = 0
+    checkpoint_every: int = 25
+    teacher_weight: float = 1.0
+    target_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("steps", 0), ("batch_size", 1), ("patch_size", 16), ("seed", 0), ("checkpoint_every", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"FinetuneConfig.{name} must be an integer >= {low}, got {value!r}")
+        for name in ("lr", "weight_decay", "eta_min", "teacher_weight", "target_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"FinetuneConfig.{name} must be a non-negative number, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    from sparsesel.nets.zoo import _atomic_torch_save as save
+
+    save(obj, path)
+
+
+def finetune(
+    student: nn.Module,
+    teacher: nn.Module,
+    config: FinetuneConfig,
+    *,
+    state_file: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[int, float], Any] | None = None,
+) -> dict[str, Any]:
+    """Distil ``teacher`` into ``student`` (trained in place; ``teacher`` is not modified).
+
+    Parameters
+    ----------
+    student : torch.nn.Module
+        The compressed network; its weights are updated.
+    teacher : torch.nn.Module
+        The original network (evaluated without gradients).
+    config : FinetuneConfig
+    state_file : path, optional
+        Where the resumable state is written every ``checkpoint_every`` steps (rank 0 only).
+    resume : bool
+        Continue from ``state_file`` (must exist and match ``config``).
+    progress : bool
+        tqdm bar (rank 0 only).
+    callback : callable, optional
+        ``callback(step, loss)`` after each step (after that step's state is saved).
+
+    Returns
+    -------
+    dict
+        ``{"losses", "steps", "resumed_from", "wall_time", "world_size"}``.
+    """
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    rank, world = _world()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
+    state_file = None if state_file is None else Path(state_file)
+    if resume and (state_file is None or not state_file.exists()):
+        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
+    was_training = teacher.training
+    teacher.eval()  # its outputs are computed under no_grad; its parameters are left as they are
+    student.train()
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1), eta_min=config.eta_min)
+    start, losses = 0, []
+    if resume:
+        from sparsesel.nets.zoo import load_checkpoint_file
+
+        state = load_checkpoint_file(state_file)
+        if not isinstance(state, dict) or state.get("format") != "sparsesel.compress.finetune":
+            raise ValueError(f"{state_file} is not a fine-tuning state")
+        saved = state.get("config", {})
+        changed = [k for k in _RESUME_KEYS if saved.get(k) != getattr(config, k)]
+        if changed:
+            raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start, losses = int(state["step"]), [float(v) for v in state["losses"]]
+    model = student
+    if world > 1:
+        # some parameters (e.g. of channels a matching step never selects) may get no gradient in a step
+        model = nn.parallel.DistributedDataParallel(student, find_unused_parameters=True)
+    dataset = PairedPatchDataset(config.task, split="train", patch_size=config.patch_size,
+                                 length=max(config.steps, 1) * config.batch_size, seed=config.seed)
+    local = config.batch_size // world
+
+    def save(step: int) -> None:
+        if state_file is None or rank != 0:
+            return
+        _atomic_torch_save({
+            "format": "sparsesel.compress.finetune", "config": config.to_dict(), "step": step,
+            "student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "losses": list(losses),
+        }, state_file)
+
+    began = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start, desc="fine-tune", disable=not progress or rank != 0, dynamic_ncols=True)
+    try:
+        for step in range(start, config.steps):
+            first = step * config.batch_size + rank * local
+            batch = dataset.batch(range(first, first + local))
+            with torch.no_grad():
+                taught = teacher(batch["input"])
+            out = model(batch["input"])
+            loss = config.teacher_weight * l1_fft_loss(out, taught) + config.target_weight * l1_fft_loss(out, batch["target"])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning loss became {loss.item()} at step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            value = float(loss.detach())
+            if world > 1:
+                reduced = torch.tensor([value], dtype=torch.float64)
+                dist.all_reduce(reduced)
+                value = float(reduced) / world
+            losses.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.4f}")
+            done = step + 1
+            if done % config.checkpoint_every == 0 and done < config.steps:
+                save(done)
+            if callback is not None:
+                callback(done, value)
+    finally:
+        bar.close()
+    student.eval()
+    teacher.train(was_training)
+    if state_file is not None and rank == 0 and state_file.exists():
+        state_file.unlink()
+    return {"losses": losses, "steps": config.steps, "resumed_from": start if resume else None,
+            "wall_time": time.perf_counter() - began, "world_size": world}

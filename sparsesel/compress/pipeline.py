@@ -1,0 +1,165 @@
+"""The whole ``sparsesel compress`` run: load, plan, apply, fine-tune, measure, report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from sparsesel.compress.apply import apply, count_params, save_compressed
+from sparsesel.compress.finetune import FinetuneConfig, finetune
+from sparsesel.compress.plan import Plan, analyze, plan
+from sparsesel.compress.report import evaluate_quality, measure, write_report
+from sparsesel.data.datasets import PairedPatchDataset
+
+__all__ = ["compress_checkpoint", "compress_model"]
+
+
+def _init_distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def compress_model(
+    model: torch.nn.Module,
+    budget: float,
+    *,
+    method: str = "packing",
+    task: str = "lowlight",
+    exclude: Sequence[str] = (),
+    seed: int = 0,
+    calibration_count: int = 4,
+    calibration_size: int = 64,
+    analysis=None,
+) -> tuple[torch.nn.Module, Plan | None, Any]:
+    """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis)."""
+    if method == "magnitude":
+        from sparsesel.compress.baselines import magnitude_prune
+
+        example = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+        cap = int(budget * count_params(model)) if budget <= 1 else int(budget)
+        return magnitude_prune(model, cap, example), None, analysis
+    multiple = int(getattr(model, "size_multiple", getattr(model, "multiple", 1)) or 1)
+    size = max(multiple, calibration_size // multiple * multiple)
+    calibration = PairedPatchDataset(task, split="train", patch_size=size, length=calibration_count, seed=seed + 7).batch(range(calibration_count))["input"]
+    if analysis is None:
+        analysis = analyze(model, exclude=exclude, calibration=calibration)
+    p = plan(model, budget, method=method, analysis=analysis, calibration=calibration, seed=seed)
+    return apply(model, p), p, analysis
+
+
+def compress_checkpoint(
+    checkpoint: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    budget: float = 0.5,
+    method: str = "packing",
+    finetune_steps: int = 100,
+    task: str = "lowlight",
+    batch_size: int = 4,
+    patch_size: int = 64,
+    lr: float = 2e-4,
+    eval_count: int = 6,
+    eval_size: int = 128,
+    curve: Sequence[float] = (0.25, 0.5, 0.75),
+    baselines: bool = True,
+    latency_size: int = 512,
+    latency_repeats: int = 3,
+    exclude: Sequence[str] = (),
+    seed: int = 0,
+    threads: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> str | None:
+    """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks)."""
+    from sparsesel.nets import zoo
+
+    began = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    rank, world = _init_distributed()
+    out = Path(out)
+    teacher, info = zoo.load_net(checkpoint)
+    net = info["net"]
+    if rank == 0 and out.exists() and force and not resume:
+        shutil.rmtree(out)
+    if world > 1:
+        dist.barrier()
+    config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
+    student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed)
+    if finetune_steps:
+        out.mkdir(parents=True, exist_ok=True)
+        tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress)
+    else:
+        tuned = {"losses": [], "wall_time": 0.0}
+    baseline_models = {}
+    if baselines:
+        for name in ("uniform", "energy", "magnitude"):
+            if name == method:
+                continue
+            try:
+                model_b, _, _ = compress_model(teacher, budget, method=name, task=task, exclude=exclude, seed=seed, analysis=analysis)
+            except ValueError as exc:
+                baseline_models[name] = str(exc)
+                continue
+            if finetune_steps:
+                finetune(model_b, teacher, config, progress=False)
+            baseline_models[name] = model_b
+    if rank != 0:
+        return None
+    held_out = PairedPatchDataset(task, split="test", patch_size=eval_size, length=eval_count, seed=seed + 1, augment=False)
+    before = measure(teacher, held_out, latency_size=latency_size, repeats=latency_repeats)
+    after = measure(student, held_out, latency_size=latency_size, repeats=latency_repeats)
+    report: dict[str, Any] = {
+        "checkpoint": str(checkpoint), "net": net, "method": method, "budget": budget, "task": task,
+        "params_before": before["params"], "params_after": after["params"],
+        "psnr_before": before["psnr"], "psnr_after": after["psnr"], "ssim_before": before["ssim"], "ssim_after": after["ssim"],
+        "latency_ms_before": before["latency_ms"], "latency_ms_after": after["latency_ms"],
+        "macs_before": before.get("macs"), "macs_after": after.get("macs"), "latency_size": latency_size,
+        "threads": torch.get_num_threads(), "finetune": {**config.to_dict(), "final_loss": tuned["losses"][-1] if tuned["losses"] else None,
+                                                          "wall_time": tuned["wall_time"], "world_size": world},
+        "evaluation": f"{eval_count} held-out {eval_size}x{eval_size} patches of the test images (seed {seed + 1}), Y-channel PSNR/SSIM, crop 1",
+        "baselines": {},
+        "plan": None if the_plan is None else the_plan.to_dict(),
+    }
+    for name, model_b in baseline_models.items():
+        if isinstance(model_b, str):
+            report["baselines"][name] = {"params": None, "psnr": None, "ssim": None, "error": model_b}
+        else:
+            m = measure(model_b, held_out, latency_size=latency_size, repeats=latency_repeats)
+            report["baselines"][name] = {k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")}
+    points = []
+    if curve and analysis is not None:
+        for b in curve:
+            for name in ("packing", "uniform", "energy"):
+                try:
+                    model_c, p_c, _ = compress_model(teacher, b, method=name, task=task, exclude=exclude, seed=seed, analysis=analysis)
+                except ValueError as exc:
+                    points.append({"method": name, "budget": b, "error": str(exc)})
+                    continue
+                points.append({"method": name, "budget": b, "params": count_params(model_c), **evaluate_quality(model_c, held_out)})
+    report["curve"] = points
+    report["wall_time_s"] = time.perf_counter() - began
+    if report["plan"] is None:  # magnitude: no factorization plan
+        report["plan"] = {"layers": []}
+    save_compressed(student, out / "compressed.pt", net=net, meta={"compress_report": {k: report[k] for k in ("psnr_before", "psnr_after", "params_before", "params_after")}}, force=True)
+    if the_plan is not None:
+        the_plan.save(out / "plan.json", force=True)
+    files = write_report(report, out, force=True)
+    lines = [f"compressed {checkpoint} ({net}) with {method} at budget {budget}: params {report['params_before']} -> {report['params_after']}, "
+             f"PSNR {report['psnr_before']:.3f} -> {report['psnr_after']:.3f} dB, SSIM {report['ssim_before']:.4f} -> {report['ssim_after']:.4f}"]
+    for name, b in report["baselines"].items():
+        lines.append(f"  baseline {name}: " + (f"params {b['params']}, PSNR {b['psnr']:.3f} dB, SSIM {b['ssim']:.4f}" if b.get("psnr") is not None else f"failed: {b.get('error')}"))
+    lines.append(f"wrote {out}/: compressed.pt, plan.json, " + ", ".join(files) + f" ({report['wall_time_s']:.0f} s)")
+    return "\n".join(lines)

@@ -1,0 +1,859 @@
+"""Compression plans: one factorization per prunable layer, the global budget split by packing.
+
+Every dense ``nn.Conv2d`` (``groups == 1``) and every ``nn.Linear`` of a network is a
+selection problem with a small menu of options:
+
+* ``k x k`` convolutions (``k > 1``, or any stride/padding): Tucker-2 ranks ``(R_out, R_in)``
+  of the kernel over its channel modes (:class:`~sparsesel.compress.factorized.Tucker2Conv`);
+* ``1 x 1`` convolutions and linear layers: a rank ``R`` (two factors, truncated SVD);
+* always: keep the layer dense.
+
+The *cost* of an option is the number of parameters of the factorized layer (weights and
+bias), or with ``cost="macs"`` its multiply-accumulates at ``image_size``. Its *error* is the
+squared relative error of the truncated decomposition of the trained weight: for Tucker-2 the
+HOSVD truncation error (:class:`sparsesel.tensors.tucker.HosvdErrorTable`, an upper bound on the
+HOOI error that :func:`~sparsesel.compress.apply.apply` initialises with), for a rank ``R`` the
+tail energy of the singular values (exact, Eckart-Young).
+
+``method="packing"`` chooses one option per layer to minimise a summed per-layer objective under
+the global budget -- a multiple-choice knapsack solved exactly by OR-tools CP-SAT (integer costs;
+objectives scaled to integers with a step of ``2^-k`` of the largest possible total, so the
+optimum is exact up to that rounding). Without calibration data the objective is the predicted
+relative weight error. With calibration inputs (degraded images of the task) the knapsack is
+solved for three surrogates of the output damage -- the measured output MSE of each layer's
+truncation (:func:`output_distortions`), a first-order noise sensitivity times the weight error
+(:func:`noise_sensitivities`), and the weight error -- and the plan whose compressed network
+changes the calibration outputs least is kept (the errors of different layers do not add up
+exactly, so the surrogates are checked on data; all candidates are recorded in ``Plan.solver``). ``"uniform"`` keeps the same fraction of every rank and
+``"energy"`` the same fraction of every unfolding's spectral energy, each at the largest fraction
+that fits. Depthwise/grouped convolutions, other layer types and the layers matched by
+``exclude`` are left untouched and listed in :attr:`Plan.skipped`.
+
+A :class:`Plan` is plain data: :meth:`Plan.to_json` / :meth:`Plan.from_json` round-trip it, and a
+user may edit the ``factorization``/``ranks`` of any layer before calling ``apply``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+from torch import nn
+
+from sparsesel.atomic import write_text_atomic
+from sparsesel.compress.factorized import factorized_params
+from sparsesel.tensors.tucker import HosvdErrorTable
+
+__all__ = [
+    "METHODS",
+    "LayerAnalysis",
+    "LayerPlan",
+    "Plan",
+    "analyze",
+    "plan",
+    "solve_multiple_choice_knapsack",
+]
+
+METHODS: tuple[str, ...] = ("packing", "uniform", "energy")
+COSTS: tuple[str, ...] = ("params", "macs")
+PLAN_VERSION = 1
+_WEIGHT_BITS = 40
+
+
+# ---------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LayerPlan:
+    """The decision for one layer.
+
+    Attributes
+    ----------
+    name : str
+        Module path in the network (``model.get_submodule(name)``).
+    module : {"Conv2d", "Linear"}
+    shape : list of int
+        Weight shape ``(C_out, C_in, kh, kw)`` or ``(out, in)``.
+    bias : bool
+    factorization : {"dense", "tucker2", "lowrank"}
+    ranks : list of int or None
+        ``[R_out, R_in]`` for ``tucker2``, ``[R]`` for ``lowrank``, ``None`` for ``dense``.
+    params : int
+        Parameters of the layer as planned (weights + bias).
+    dense_params : int
+        Parameters of the original layer.
+    error : float
+        Predicted squared relative weight error of the chosen option.
+    max_ranks : list of int
+        Largest useful ranks (``[R_out, R_in]`` or ``[R]``).
+    """
+
+    name: str
+    module: str
+    shape: list[int]
+    bias: bool
+    factorization: str
+    ranks: list[int] | None
+    params: int
+    dense_params: int
+    error: float
+    max_ranks: list[int]
+
+
+@dataclass
+class Plan:
+    """A compression plan (JSON-serialisable; see the module docstring).
+
+    Attributes
+    ----------
+    method : str
+        How the ranks were chosen (``packing``, ``uniform``, ``energy`` or ``edited``).
+    budget : float or int
+        As requested: a fraction of the model's cost, or an absolute cost.
+    budget_cost : int
+        The resolved cap, in the unit of ``cost``.
+    cost : {"params", "macs"}
+    image_size : list of int or None
+        ``[H, W]`` at which MACs are counted (``cost="macs"``).
+    params_before, params_after : int
+        Parameters of the whole network before and after applying the plan.
+    cost_before, cost_after : int
+        The whole network's cost (``params`` or ``macs``) before and after.
+    layers : list of LayerPlan
+    skipped : list of dict
+        ``{"name", "reason"}`` for the layers left untouched.
+    solver : dict
+        ``{"status", "objective", "wall_time", ...}`` of the allocation.
+    """
+
+    method: str
+    budget: float | int
+    budget_cost: int
+    cost: str
+    image_size: list[int] | None
+    params_before: int
+    params_after: int
+    cost_before: int
+    cost_after: int
+    layers: list[LayerPlan]
+    skipped: list[dict] = field(default_factory=list)
+    solver: dict = field(default_factory=dict)
+    version: int = PLAN_VERSION
+
+    # -- serialisation ---------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        """Rebuild a plan from :meth:`to_dict` output, checking every field."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a plan must be a dict, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(n for n in names - set(data) if n not in ("skipped", "solver", "version"))
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise ValueError(f"plan fields: missing {missing}, unknown {unknown}")
+        if data.get("version", PLAN_VERSION) != PLAN_VERSION:
+            raise ValueError(f"plan version {data.get('version')!r} is not supported (this code reads {PLAN_VERSION})")
+        layer_names = {f.name for f in dataclasses.fields(LayerPlan)}
+        layers = []
+        for i, layer in enumerate(data["layers"]):
+            if not isinstance(layer, dict) or set(layer) != layer_names:
+                raise ValueError(f"plan layers[{i}] must have exactly the fields {sorted(layer_names)}")
+            layers.append(LayerPlan(**layer))
+        return cls(**{**data, "layers": layers})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write the plan as JSON atomically."""
+        return write_text_atomic(path, self.to_json(), force=force)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Plan":
+        return cls.from_json(Path(path).read_text())
+
+    # -- views -----------------------------------------------------------
+    def layer(self, name: str) -> LayerPlan:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer {name!r} in the plan")
+
+    def ranks(self) -> dict[str, list[int] | None]:
+        """``{layer name: ranks}`` (``None`` for dense layers)."""
+        return {layer.name: layer.ranks for layer in self.layers}
+
+    def summary(self) -> str:
+        """A short human-readable table of the plan."""
+        lines = [f"plan ({self.method}, cost={self.cost}): params {self.params_before} -> {self.params_after} "
+                 f"({self.params_after / max(self.params_before, 1):.3f}); cost {self.cost_before} -> {self.cost_after} "
+                 f"(budget {self.budget_cost})"]
+        for layer in self.layers:
+            ranks = "dense" if layer.ranks is None else f"{layer.factorization} {layer.ranks}"
+            lines.append(f"  {layer.name:40s} {str(layer.shape):22s} {ranks:22s} {layer.dense_params:>8d} -> {layer.params:>8d}  err {layer.error:.4f}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# per-layer analysis: options, their costs and errors
+# ---------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class LayerAnalysis:
+    """The option menu of one layer.
+
+    ``options`` is a list of ``(factorization, ranks)``; ``params``, ``macs`` and ``errors`` are
+    arrays aligned with it. Option 0 is always ``("dense", None)`` with error 0.
+    ``spectra`` holds the singular values of the unfoldings (mode 0 = output channels,
+    mode 1 = input channels; one entry for ``lowrank`` layers).
+    """
+
+    name: str
+    module: str
+    shape: tuple[int, ...]
+    bias: bool
+    kind: str  # "tucker2" or "lowrank"
+    max_ranks: tuple[int, ...]
+    options: list[tuple[str, tuple[int, ...] | None]]
+    params: np.ndarray
+    errors: np.ndarray
+    spectra: list[np.ndarray]
+    macs: np.ndarray | None = None
+    table: Any = None
+    objective: np.ndarray | None = None  # per option: predicted output MSE (with calibration data)
+    sensitivity: float | None = None  # output MSE per unit of relative squared weight error (noise probe)
+
+    def objective_of(self, factorization: str, ranks) -> float:
+        """The packing objective of an option: predicted output MSE if measured, else weight error."""
+        error = self.error_of(factorization, ranks)
+        if self.objective is None:
+            return error
+        order = np.argsort(self.errors)
+        return float(np.interp(error, self.errors[order], self.objective[order]))
+
+    def option_objectives(self) -> np.ndarray:
+        return self.errors if self.objective is None else self.objective
+
+    @property
+    def dense_params(self) -> int:
+        return int(self.params[0])
+
+    def error_of(self, factorization: str, ranks) -> float:
+        """Predicted squared relative error of any option (not only the menu's)."""
+        if factorization == "dense":
+            return 0.0
+        if factorization == "tucker2":
+            r_out, r_in = (int(r) for r in ranks)
+            r_out, r_in = min(r_out, self.max_ranks[0]), min(r_in, self.max_ranks[1])
+            return float(self.table.relative_error((r_out, r_in, self.table.max_ranks[2])))
+        (r,) = (int(r) for r in ranks)
+        energy = self.spectra[0] ** 2
+        total = float(energy.sum())
+        return float(energy[r:].sum() / total) if total > 0 else 0.0
+
+    def macs_of(self, factorization: str, ranks) -> int:
+        if self.macs is None:
+            return 0
+        return int(_macs(self, factorization, ranks))
+
+
+def _layer_shape(module: nn.Module) -> tuple[int, ...]:
+    return tuple(int(s) for s in module.weight.shape)
+
+
+def _is_prunable(module: nn.Module) -> str | None:
+    """``None`` if ``module`` can be planned, else the reason it is skipped."""
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1:
+            return f"grouped/depthwise convolution (groups={module.groups})"
+        return None
+    if isinstance(module, nn.Linear):
+        return None
+    return "not a Conv2d or Linear"
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _pixel_counts(model: nn.Module, names: list[str], image_size: Sequence[int]) -> dict[str, tuple[int, int]]:
+    """``{name: (input positions, output positions)}`` summed over the calls of one forward pass
+    of a ``(1, 3, H, W)`` input (positions = pixels for convolutions, rows for linear layers)."""
+    counts = {name: [0, 0] for name in names}
+    handles = []
+
+    def hook(name):
+        def record(module, inputs, output):
+            x = inputs[0]
+            if isinstance(module, nn.Conv2d):
+                counts[name][0] += int(x.shape[0] * x.shape[-2] * x.shape[-1])
+                counts[name][1] += int(output.shape[0] * output.shape[-2] * output.shape[-1])
+            else:
+                rows = int(np.prod(x.shape[:-1]))
+                counts[name][0] += rows
+                counts[name][1] += rows
+        return record
+
+    for name in names:
+        handles.append(model.get_submodule(name).register_forward_hook(hook(name)))
+    try:
+        parameter = next(model.parameters())
+        with torch.no_grad():
+            model(torch.zeros(1, 3, int(image_size[0]), int(image_size[1]), dtype=parameter.dtype, device=parameter.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    silent = [name for name, (a, b) in counts.items() if a == 0]
+    if silent:
+        raise ValueError(
+            f"cost='macs' needs every planned layer to run as a module in forward(); these do not "
+            f"(their weights are read directly): {silent[:8]}{' ...' if len(silent) > 8 else ''}; "
+            "exclude them or use cost='params'"
+        )
+    return {name: (a, b) for name, (a, b) in counts.items()}
+
+
+def _macs(analysis: LayerAnalysis, factorization: str, ranks) -> float:
+    p_in, p_out = analysis.pixels
+    shape = analysis.shape
+    out, inp = shape[0], shape[1]
+    area = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+    if factorization == "dense":
+        return out * inp * area * p_out
+    if factorization == "tucker2":
+        r_out, r_in = ranks
+        return inp * r_in * p_in + r_in * r_out * area * p_out + r_out * out * p_out
+    (r,) = ranks
+    return (inp * r + r * out) * p_out
+
+
+def _spectrum(matrix: np.ndarray) -> np.ndarray:
+    return np.linalg.svd(matrix, compute_uv=False)
+
+
+def _analyze_layer(name: str, module: nn.Module) -> LayerAnalysis:
+    weight = module.weight.detach().cpu().double().numpy()
+    shape = _layer_shape(module)
+    bias = module.bias is not None
+    out, inp = shape[0], shape[1]
+    dense = factorized_params(shape, "dense", None, bias)
+    conv_1x1 = isinstance(module, nn.Conv2d) and tuple(module.kernel_size) == (1, 1) and tuple(module.padding) == (0, 0)
+    if isinstance(module, nn.Linear) or conv_1x1:
+        matrix = weight.reshape(out, inp)
+        spectrum = _spectrum(matrix)
+        max_rank = len(spectrum)
+        energy = spectrum**2
+        total = float(energy.sum())
+        tail = np.concatenate([np.cumsum(energy[::-1])[::-1], [0.0]])  # tail[r] = sum_{i >= r}
+        options: list[tuple[str, tuple[int, ...] | None]] = [("dense", None)]
+        params, errors = [dense], [0.0]
+        for r in range(1, max_rank + 1):
+            cost = factorized_params(shape, "lowrank", [r], bias)
+            if cost < dense:
+                options.append(("lowrank", (r,)))
+                params.append(cost)
+                errors.append(float(tail[r] / total) if total > 0 else 0.0)
+        return LayerAnalysis(name, type(module).__name__, shape, bias, "lowrank", (max_rank,), options,
+                             np.asarray(params, dtype=np.int64), np.asarray(errors), [spectrum])
+    area = int(np.prod(shape[2:]))
+    tensor = weight.reshape(out, inp, area)
+    max_out, max_in = min(out, inp * area), min(inp, out * area)
+    table = HosvdErrorTable(tensor, (max_out, max_in, area))
+    max_out, max_in = table.max_ranks[0], table.max_ranks[1]
+    grid = np.array([(ro, ri, table.max_ranks[2]) for ro in range(1, max_out + 1) for ri in range(1, max_in + 1)], dtype=np.int64)
+    costs = in_params = inp * grid[:, 1] + grid[:, 1] * grid[:, 0] * area + grid[:, 0] * out + (out if bias else 0)
+    keep = costs < dense
+    grid, costs = grid[keep], in_params[keep]
+    errs = table.relative_errors(grid) if len(grid) else np.zeros(0)
+    options = [("dense", None)] + [("tucker2", (int(ro), int(ri))) for ro, ri, _ in grid]
+    spectra = [_spectrum(tensor.reshape(out, -1)), _spectrum(np.moveaxis(tensor, 1, 0).reshape(inp, -1))]
+    return LayerAnalysis(name, type(module).__name__, shape, bias, "tucker2", (int(max_out), int(max_in)), options,
+                         np.concatenate([[dense], costs]).astype(np.int64), np.concatenate([[0.0], errs]), spectra, table=table)
+
+
+def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor) -> None:
+    """Attach to each layer the predicted output damage of every option (``layer.objective``).
+
+    For each layer the mean squared change of the network's output on ``calibration`` is measured
+    with the layer truncated (as :func:`~sparsesel.compress.apply.apply` would initialise it) at
+    two options: its cheapest one and the one closest to half its dense cost. The damage of any
+    option is interpolated piecewise-linearly in its predicted weight error through ``(0, 0)`` and
+    the measured points (the slope of the last segment beyond them). One forward pass per
+    measured option; the network is not modified (a copy is edited).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    layers : list of LayerAnalysis
+    calibration : torch.Tensor, shape (B, 3, H, W)
+        Inputs (e.g. degraded patches of the task).
+    """
+    import copy
+
+    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.factorized import factorize
+
+    work = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        reference = work(calibration)
+        for layer in layers:
+            if len(layer.options) < 2:
+                layer.objective = np.zeros(1)
+                continue
+            original = work.get_submodule(layer.name)
+            cheapest = int(np.argmin(layer.params))
+            middle = int(np.argmin(np.abs(layer.params[1:] - 0.5 * layer.dense_params))) + 1
+            points = {0.0: 0.0}
+            for j in sorted({cheapest, middle}):
+                factorization, ranks = layer.options[j]
+                _set_submodule(work, layer.name, factorize(original, factorization, ranks))
+                points[float(layer.errors[j])] = float(((work(calibration) - reference) ** 2).mean())
+            _set_submodule(work, layer.name, original)
+            xs = np.array(sorted(points))
+            ys = np.maximum.accumulate(np.array([points[x] for x in xs]))  # damage never decreases with error
+            values = np.interp(layer.errors, xs, ys)
+            if len(xs) > 1 and xs[-1] > xs[-2]:
+                slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+                beyond = layer.errors > xs[-1]
+                values[beyond] = ys[-1] + slope * (layer.errors[beyond] - xs[-1])
+            layer.objective = values
+
+
+def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *,
+                        epsilon: float = 0.05, seed: int = 0) -> None:
+    """Attach ``layer.sensitivity``: output MSE per unit of squared relative weight error, from one
+    random perturbation of relative size ``epsilon`` of each layer's weight (first-order model)."""
+    import copy
+
+    work = copy.deepcopy(model).eval()
+    generator = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        reference = work(calibration)
+        for layer in layers:
+            weight = work.get_submodule(layer.name).weight
+            original = weight.detach().clone()
+            noise = torch.randn(original.shape, generator=generator, dtype=original.dtype)
+            noise *= epsilon * original.norm() / noise.norm().clamp_min(1e-30)
+            weight.copy_(original + noise)
+            layer.sensitivity = float(((work(calibration) - reference) ** 2).mean()) / epsilon**2
+            weight.copy_(original)
+
+
+def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, calibration: torch.Tensor) -> float:
+    """Mean squared output change on ``calibration`` when ``layers`` take ``options`` (a copy is edited)."""
+    import copy
+
+    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.factorized import factorize
+
+    work = copy.deepcopy(model).eval()
+    with torch.no_grad(), threadpool_limits(1):
+        reference = work(calibration)
+        for layer, (factorization, ranks) in zip(layers, options):
+            if factorization != "dense":
+                _set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
+        return float(((work(calibration) - reference) ** 2).mean())
+
+
+def analyze(
+    model: nn.Module,
+    *,
+    exclude: Sequence[str] = (),
+    cost: str = "params",
+    image_size: Sequence[int] | None = None,
+    calibration: torch.Tensor | None = None,
+) -> tuple[list[LayerAnalysis], list[dict]]:
+    """Option menus of every prunable layer of ``model`` (not modified).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    exclude : sequence of str
+        Module names or shell patterns (``fnmatch``) of layers to leave untouched.
+    cost : {"params", "macs"}
+    image_size : (H, W), required for ``cost="macs"``
+    calibration : torch.Tensor, shape (B, 3, H, W), optional
+        Inputs for :func:`output_distortions`: each option's objective is then its predicted
+        output MSE. Without it, an option's objective is its predicted relative weight error.
+
+    Returns
+    -------
+    layers : list of LayerAnalysis
+    skipped : list of dict
+        ``{"name", "reason"}`` for every Conv2d/Linear/other weight layer left untouched.
+    """
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    with threadpool_limits(1):  # small SVDs: BLAS threads only contend
+        return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration)
+
+
+def _analyze(model, *, exclude, cost, image_size, calibration):
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    layers, skipped = [], []
+    for name, module in model.named_modules():
+        if not name or not isinstance(getattr(module, "weight", None), torch.Tensor):
+            continue
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and _matches(name, exclude):
+            skipped.append({"name": name, "reason": "excluded by the user"})
+            continue
+        reason = _is_prunable(module)
+        if reason is not None:
+            if isinstance(module, nn.modules.conv._ConvNd) or isinstance(module, nn.Linear) or module.weight.dim() >= 2:
+                skipped.append({"name": name, "reason": reason})
+            continue
+        layers.append(_analyze_layer(name, module))
+    unused = [p for p in exclude if not any(_matches(n, [p]) for n, _ in model.named_modules())]
+    if unused:
+        raise ValueError(f"exclude pattern(s) {unused} match no module of the network")
+    if cost == "macs":
+        if image_size is None or len(image_size) != 2:
+            raise ValueError("cost='macs' needs image_size=(H, W)")
+        pixels = _pixel_counts(model, [layer.name for layer in layers], image_size)
+        for layer in layers:
+            layer.pixels = pixels[layer.name]
+            layer.macs = np.asarray([_macs(layer, f, r) for f, r in layer.options], dtype=np.int64)
+    if calibration is not None:
+        output_distortions(model, layers, calibration)
+        noise_sensitivities(model, layers, calibration)
+    return layers, skipped
+
+
+# ---------------------------------------------------------------------------
+# the multiple-choice knapsack
+# ---------------------------------------------------------------------------
+
+
+def _pareto(costs: np.ndarray, errors: np.ndarray) -> np.ndarray:
+    """Indices of the options no other option dominates (cheaper-or-equal and lower-or-equal error)."""
+    order = np.lexsort((errors, costs))
+    kept, best = [], math.inf
+    for j in order:
+        if errors[j] < best:
+            kept.append(int(j))
+            best = errors[j]
+    return np.asarray(kept, dtype=np.int64)
+
+
+def solve_multiple_choice_knapsack(
+    costs: Sequence[Sequence[int]],
+    errors: Sequence[Sequence[float]],
+    capacity: int,
+    *,
+    time_limit: float = 60.0,
+    seed: int = 0,
+    workers: int = 1,
+) -> tuple[list[int], dict[str, Any]]:
+    """Choose one option per group minimising the summed error with summed cost ``<= capacity``.
+
+    Solved with OR-tools CP-SAT: one Boolean per option, exactly one per group, the integer cost
+    constraint is exact; errors are scaled to integers ``round(S * e)`` with ``S`` a power of two
+    such that every total stays below ``2^40``. Dominated options are removed first (that never
+    changes the optimum).
+
+    Parameters
+    ----------
+    costs : list of int sequences, one per group
+    errors : list of float sequences, aligned with ``costs`` (non-negative)
+    capacity : int
+
+    Returns
+    -------
+    choice : list of int
+        The chosen option index of every group.
+    info : dict
+        ``status`` ("optimal" or "time_limit"), ``objective`` (summed float error),
+        ``cost``, ``scale``, ``wall_time``.
+
+    Raises
+    ------
+    ValueError
+        If even the cheapest option of every group exceeds ``capacity``.
+    """
+    from ortools.sat.python import cp_model
+
+    began = time.perf_counter()
+    costs = [np.asarray(c, dtype=np.int64) for c in costs]
+    errors = [np.asarray(e, dtype=np.float64) for e in errors]
+    if len(costs) != len(errors) or any(len(c) != len(e) or len(c) == 0 for c, e in zip(costs, errors)):
+        raise ValueError("costs and errors must be aligned, non-empty per group")
+    if any(np.any(e < 0) or not np.all(np.isfinite(e)) for e in errors):
+        raise ValueError("errors must be finite and non-negative")
+    minimum = int(sum(int(c.min()) for c in costs))
+    if minimum > capacity:
+        raise ValueError(f"infeasible: the cheapest choice costs {minimum} > capacity {capacity}")
+    fronts = [_pareto(c, e) for c, e in zip(costs, errors)]
+    worst = float(sum(float(errors[g][f].max()) for g, f in enumerate(fronts)))
+    scale_exp = _WEIGHT_BITS - (math.frexp(worst)[1] if worst > 0 else 0)
+    scale = 2.0**scale_exp
+    model = cp_model.CpModel()
+    variables, weights = [], []
+    total_cost, total_error = [], []
+    for g, front in enumerate(fronts):
+        xs = [model.NewBoolVar(f"x{g}_{j}") for j in front]
+        model.AddExactlyOne(xs)
+        variables.append(xs)
+        w = [int(round(errors[g][j] * scale)) for j in front]
+        weights.append(w)
+        total_cost += [int(costs[g][j]) * x for j, x in zip(front, xs)]
+        total_error += [wj * x for wj, x in zip(w, xs)]
+    model.Add(sum(total_cost) <= int(capacity))
+    model.Minimize(sum(total_error))
+    # hint: the cheapest option everywhere (always feasible)
+    for g, front in enumerate(fronts):
+        cheapest = int(np.argmin(costs[g][front]))
+        for k, x in enumerate(variables[g]):
+            model.AddHint(x, k == cheapest)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(time_limit)
+    solver.parameters.num_workers = int(workers)
+    solver.parameters.random_seed = int(seed)
+    status = solver.Solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        raise RuntimeError(f"CP-SAT found no allocation (status {solver.StatusName(status)})")
+    choice = []
+    for g, front in enumerate(fronts):
+        picked = [k for k, x in enumerate(variables[g]) if solver.Value(x)]
+        choice.append(int(front[picked[0]]))
+    info = {
+        "status": "optimal" if status == cp_model.OPTIMAL else "time_limit",
+        "objective": float(sum(errors[g][j] for g, j in enumerate(choice))),
+        "cost": int(sum(costs[g][j] for g, j in enumerate(choice))),
+        "scale": f"2^{scale_exp}",
+        "bound_scaled": float(solver.BestObjectiveBound()),
+        "options": int(sum(len(f) for f in fronts)),
+        "wall_time": time.perf_counter() - began,
+    }
+    return choice, info
+
+
+# ---------------------------------------------------------------------------
+# baselines' rank rules
+# ---------------------------------------------------------------------------
+
+
+def _uniform_option(layer: LayerAnalysis, fraction: float) -> tuple[str, tuple[int, ...] | None]:
+    ranks = tuple(max(1, min(m, math.ceil(fraction * m - 1e-9))) for m in layer.max_ranks)
+    return _cheaper_or_dense(layer, ranks)
+
+
+def _energy_option(layer: LayerAnalysis, threshold: float) -> tuple[str, tuple[int, ...] | None]:
+    ranks = []
+    for spectrum, m in zip(layer.spectra, layer.max_ranks):
+        energy = spectrum[:m] ** 2
+        total = float(energy.sum())
+        if total <= 0:
+            ranks.append(1)
+            continue
+        kept = np.cumsum(energy) / total
+        ranks.append(int(min(m, np.searchsorted(kept, threshold - 1e-12) + 1)))
+    return _cheaper_or_dense(layer, tuple(ranks))
+
+
+def _cheaper_or_dense(layer: LayerAnalysis, ranks: tuple[int, ...]) -> tuple[str, tuple[int, ...] | None]:
+    if factorized_params(layer.shape, layer.kind, ranks, layer.bias) >= layer.dense_params:
+        return ("dense", None)
+    return (layer.kind, ranks)
+
+
+def _layer_cost(layer: LayerAnalysis, option, cost: str) -> int:
+    factorization, ranks = option
+    if cost == "macs":
+        return layer.macs_of(factorization, ranks)
+    return factorized_params(layer.shape, factorization, ranks, layer.bias)
+
+
+def _bisect(rule, layers: list[LayerAnalysis], capacity: int, cost: str, low: float, high: float):
+    """Largest parameter ``t`` in ``[low, high]`` whose per-layer options fit ``capacity`` (monotone rule)."""
+    def total(t):
+        options = [rule(layer, t) for layer in layers]
+        return sum(_layer_cost(layer, o, cost) for layer, o in zip(layers, options)), options
+
+    fits, options = total(low)
+    if fits > capacity:
+        return None
+    best = options
+    top_cost, top = total(high)
+    if top_cost <= capacity:
+        return top
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        value, opts = total(mid)
+        if value <= capacity:
+            low, best = mid, opts
+        else:
+            high = mid
+    return best
+
+
+# ---------------------------------------------------------------------------
+# plan()
+# ---------------------------------------------------------------------------
+
+
+def _model_params(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def model_macs(model: nn.Module, image_size: Sequence[int]) -> int:
+    """Multiply-accumulates of one forward pass of a ``(1, 3, H, W)`` input (torch's FLOP counter / 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(model.parameters())
+    x = torch.zeros(1, 3, int(image_size[0]), int(image_size[1]), dtype=parameter.dtype, device=parameter.device)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return int(counter.get_total_flops() // 2)
+
+
+def _resolve_budget(budget: float | int, total: int) -> int:
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not math.isfinite(budget):
+        raise ValueError(f"budget must be a fraction in (0, 1] or a positive count, got {budget!r}")
+    if 0 < budget <= 1:
+        return int(math.floor(float(budget) * total))
+    if budget > 1 and float(budget).is_integer():
+        return int(budget)
+    raise ValueError(f"budget must be a fraction in (0, 1] or a positive integer count, got {budget!r}")
+
+
+def plan(
+    model: nn.Module,
+    budget: float | int,
+    *,
+    method: str = "packing",
+    cost: str = "params",
+    image_size: Sequence[int] | None = None,
+    exclude: Sequence[str] = (),
+    time_limit: float = 60.0,
+    seed: int = 0,
+    calibration: torch.Tensor | None = None,
+    analysis: tuple[list[LayerAnalysis], list[dict]] | None = None,
+) -> Plan:
+    """Plan the compression of ``model`` (not modified) under a global budget.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained network.
+    budget : float or int
+        A fraction in ``(0, 1]`` of the whole network's cost (parameters, or MACs at
+        ``image_size``), or an absolute cost (an integer > 1). The planned network's total
+        cost never exceeds it; parameters outside the planned layers count in full.
+    method : {"packing", "uniform", "energy"}
+        ``packing``: exact multiple-choice knapsack (CP-SAT) minimising the summed predicted
+        errors; ``uniform``: the same rank fraction in every layer; ``energy``: the same kept
+        spectral-energy fraction in every unfolding (each at the largest fraction that fits).
+    cost : {"params", "macs"}
+    image_size : (H, W), optional
+        Needed for ``cost="macs"``.
+    exclude : sequence of str
+        Names or ``fnmatch`` patterns of layers to leave untouched.
+    time_limit : float
+        Seconds for CP-SAT.
+    seed : int
+        CP-SAT's random seed.
+    calibration : torch.Tensor, shape (B, 3, H, W), optional
+        Inputs to predict each option's output damage (see :func:`analyze`).
+    analysis : optional
+        The output of :func:`analyze` for this model (reused across budgets).
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    ValueError
+        Unknown method or cost; a budget that no plan can meet (the message gives the
+        smallest achievable cost).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (or 'magnitude' via sparsesel.compress.baselines)")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    began = time.perf_counter()
+    layers, skipped = analysis if analysis is not None else analyze(
+        model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration)
+    if cost == "macs" and any(layer.macs is None for layer in layers):
+        raise ValueError("the analysis was made without MACs; call analyze(..., cost='macs', image_size=...)")
+    params_before = _model_params(model)
+    cost_before = params_before if cost == "params" else model_macs(model, image_size)
+    dense_total = sum(_layer_cost(layer, ("dense", None), cost) for layer in layers)
+    fixed = cost_before - dense_total
+    cap = _resolve_budget(budget, cost_before)
+    capacity = cap - fixed
+    minimum = fixed + sum(int(min(_layer_cost(layer, o, cost) for o in layer.options)) for layer in layers)
+    if minimum > cap:
+        raise ValueError(
+            f"budget {budget!r} ({cap} {cost}) is too small: the smallest plan costs {minimum} {cost} "
+            f"({minimum / cost_before:.4f} of {cost_before}; {fixed} of them outside the planned layers)"
+        )
+    if method == "packing":
+        table = [layer.params if cost == "params" else layer.macs for layer in layers]
+        surrogates = []
+        if all(layer.objective is not None for layer in layers):
+            surrogates.append(("measured output MSE", [layer.objective for layer in layers]))
+        if all(layer.sensitivity is not None for layer in layers):
+            surrogates.append(("noise sensitivity x weight error", [layer.sensitivity * layer.errors for layer in layers]))
+        surrogates.append(("relative weight error", [layer.errors for layer in layers]))
+        if calibration is None:
+            surrogates = surrogates[:1]
+        candidates = []
+        for label, objectives in surrogates:
+            choice, info = solve_multiple_choice_knapsack(table, objectives, capacity, time_limit=time_limit, seed=seed)
+            opts = [layer.options[j] for layer, j in zip(layers, choice)]
+            mse = calibration_mse(model, layers, opts, calibration) if len(surrogates) > 1 else None
+            candidates.append({"surrogate": label, "calibration_mse": mse, **info, "choice": opts})
+        best = min(candidates, key=lambda c: (c["calibration_mse"] if c["calibration_mse"] is not None else 0.0))
+        options = best["choice"]
+        solver = {"name": "cp_sat_multiple_choice_knapsack", **{k: v for k, v in best.items() if k != "choice"},
+                  "candidates": [{k: v for k, v in c.items() if k != "choice"} for c in candidates]}
+    else:
+        rule = _uniform_option if method == "uniform" else _energy_option
+        low = 0.0
+        options = _bisect(rule, layers, capacity, cost, low, 1.0)
+        if options is None:  # the rule's smallest setting does not fit
+            raise ValueError(f"budget {budget!r} ({cap} {cost}) is too small for the {method} rule (rank 1 everywhere does not fit)")
+        solver = {"name": f"{method}_bisection", "status": "feasible",
+                  "objective": float(sum(layer.objective_of(*o) for layer, o in zip(layers, options)))}
+    planned = []
+    for layer, (factorization, ranks) in zip(layers, options):
+        planned.append(LayerPlan(
+            name=layer.name, module=layer.module, shape=list(layer.shape), bias=layer.bias,
+            factorization=factorization, ranks=None if ranks is None else [int(r) for r in ranks],
+            params=int(factorized_params(layer.shape, factorization, ranks, layer.bias)),
+            dense_params=layer.dense_params, error=layer.error_of(factorization, ranks), max_ranks=list(layer.max_ranks),
+        ))
+    params_after = params_before - sum(p.dense_params for p in planned) + sum(p.params for p in planned)
+    cost_after = params_after if cost == "params" else fixed + sum(_layer_cost(layer, o, cost) for layer, o in zip(layers, options))
+    solver["wall_time_total"] = time.perf_counter() - began
+    return Plan(
+        method=method, budget=budget, budget_cost=int(cap), cost=cost,
+        image_size=None if image_size is None else [int(s) for s in image_size],
+        params_before=params_before, params_after=int(params_after), cost_before=int(cost_before), cost_after=int(cost_after),
+        layers=planned, skipped=list(skipped), solver=solver,
+    )

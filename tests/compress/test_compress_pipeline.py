@@ -1,0 +1,233 @@
+"""Tests of sparsesel.compress: factorized layers, plans, packing, apply/save/load, fine-tuning, CLI errors."""
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorly as tl
+import torch
+from tensorly.decomposition import partial_tucker
+from torch import nn
+
+from sparsesel.compress import Plan, Tucker2Conv, apply, count_params, load_compressed, plan, save_compressed
+from sparsesel.compress.factorized import factorize
+from sparsesel.compress.finetune import FinetuneConfig, finetune
+from sparsesel.compress.plan import solve_multiple_choice_knapsack
+from sparsesel.nets import zoo
+
+torch.set_num_threads(1)
+
+
+def tiny_uhdformer(seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return zoo.build_net("uhdformer", "small").eval()
+
+
+class Plain(nn.Module):
+    """A small generic conv network (not of sparsesel.nets)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 12, 3, padding=1)
+        self.b = nn.Conv2d(12, 16, 3, padding=1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.c = nn.Conv2d(16, 3, 1)
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.c(self.dw(torch.relu(self.b(torch.relu(self.a(x))))))
+        return self.fc(y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("stride,padding,kernel", [(1, 1, 3), (2, 2, 5), (1, 0, 3)])
+def test_tucker2_conv_at_full_rank_equals_original(stride, padding, kernel):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 10, kernel, stride=stride, padding=padding).double()
+    layer = Tucker2Conv.from_conv(conv, in_rank=6, out_rank=10)
+    x = torch.randn(2, 6, 13, 11, dtype=torch.float64)
+    assert (layer(x) - conv(x)).abs().max() <= 1e-5
+    torch.testing.assert_close(layer.weight, conv.weight, atol=1e-10, rtol=0)
+
+
+def test_truncated_tucker2_error_equals_tensorlys():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(9, 14, 3, padding=1).double()
+    layer = Tucker2Conv.from_conv(conv, in_rank=4, out_rank=6, n_iter_max=10)
+    kernel = conv.weight.detach().numpy()
+    (core, factors), _ = partial_tucker(kernel, rank=[6, 4], modes=[0, 1], n_iter_max=10, init="svd", tol=0.0)
+    reference = tl.tenalg.multi_mode_dot(core, factors, modes=[0, 1])
+    error_ref = np.linalg.norm(kernel - reference) ** 2 / np.linalg.norm(kernel) ** 2
+    error_ours = float(((layer.weight - conv.weight).norm() ** 2 / conv.weight.norm() ** 2).detach())
+    assert error_ours == pytest.approx(error_ref, rel=1e-6)
+    assert 0 < error_ours < 1
+
+
+def test_lowrank_linear_error_is_eckart_young():
+    torch.manual_seed(2)
+    linear = nn.Linear(8, 7).double()
+    layer = factorize(linear, "lowrank", [3])
+    s = np.linalg.svd(linear.weight.detach().numpy(), compute_uv=False)
+    assert float((layer.weight - linear.weight).norm().detach() ** 2) == pytest.approx(float((s[3:] ** 2).sum()), rel=1e-9)
+
+
+def brute_force(costs, errors, capacity):
+    best = None
+    for pick in itertools.product(*[range(len(c)) for c in costs]):
+        cost = sum(c[j] for c, j in zip(costs, pick))
+        if cost <= capacity:
+            value = sum(e[j] for e, j in zip(errors, pick))
+            if best is None or value < best[0] - 1e-12:
+                best = (value, pick)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_knapsack_equals_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    groups = int(rng.integers(2, 5))
+    costs = [rng.integers(1, 40, size=int(rng.integers(2, 6))) for _ in range(groups)]
+    errors = [rng.random(len(c)) for c in costs]
+    capacity = int(sum(c.min() for c in costs) + rng.integers(0, 40))
+    choice, info = solve_multiple_choice_knapsack(costs, errors, capacity)
+    value, pick = brute_force(costs, errors, capacity)
+    assert info["status"] == "optimal"
+    assert info["objective"] == pytest.approx(value, abs=1e-9)
+    assert tuple(choice) == pick
+    assert info["cost"] <= capacity
+
+
+def test_plan_allocation_equals_brute_force_on_a_network():
+    model = Plain().eval()
+    p = plan(model, 0.55)
+    from sparsesel.compress.plan import analyze
+
+    layers, _ = analyze(model)
+    capacity = p.budget_cost - (p.params_before - sum(layer.dense_params for layer in layers))
+    value, pick = brute_force([layer.params for layer in layers], [layer.errors for layer in layers], capacity)
+    assert p.solver["objective"] == pytest.approx(value, abs=1e-9)
+    assert [layer.options[j][1] for layer, j in zip(layers, pick)] == [None if l.ranks is None else tuple(l.ranks) for l in p.layers]
+
+
+@pytest.mark.parametrize("budget,calibrated", [(0.3, False), (0.5, True), (0.8, False)])
+def test_budget_met_exactly_and_input_untouched(budget, calibrated):
+    model = tiny_uhdformer()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calibration = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) if calibrated else None
+    p = plan(model, budget, calibration=calibration)
+    small = apply(model, p)
+    assert count_params(small) == p.params_after <= int(budget * count_params(model))
+    assert p.params_after > 0.9 * budget * count_params(model) or budget > 0.7
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(type(m) is not Tucker2Conv for m in model.modules())
+    assert [s["name"] for s in p.skipped if "groups=" in s["reason"]]  # depthwise convs untouched
+    assert p.skipped and all(isinstance(model.get_submodule(s["name"]), nn.Module) for s in p.skipped)
+
+
+def test_plan_is_editable_json_and_full_rank_keeps_outputs():
+    model = tiny_uhdformer()
+    p = Plan.from_json(plan(model, 0.5).to_json())
+    for layer in p.layers:  # edit: full ranks everywhere (exact factorizations)
+        if layer.factorization == "tucker2":
+            layer.ranks = [min(layer.shape[0], layer.max_ranks[0]), min(layer.shape[1], layer.max_ranks[1])]
+        elif layer.factorization == "lowrank":
+            layer.ranks = [layer.max_ranks[0]]
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (apply(model, p)(x) - model(x)).abs().max() < 1e-4
+
+
+def test_save_load_same_outputs(tmp_path):
+    import sparsesel.nets as nets
+
+    model = tiny_uhdformer()
+    small = apply(model, plan(model, 0.5))
+    save_compressed(small, tmp_path / "c.pt")
+    loaded, info = load_compressed(tmp_path / "c.pt")
+    again = nets.load_uhdformer(tmp_path / "c.pt")  # the nets format records the structure
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small(x)) and torch.equal(again(x), small(x))
+    assert info["plan"]["params_after"] == count_params(loaded)
+    with pytest.raises(FileExistsError, match="exists"):
+        save_compressed(small, tmp_path / "c.pt")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_compressed(bad)
+
+
+def test_budget_too_small_and_unknown_method():
+    model = tiny_uhdformer()
+    with pytest.raises(ValueError, match="too small: the smallest plan costs"):
+        plan(model, 0.01)
+    with pytest.raises(ValueError, match="unknown method 'svd'"):
+        plan(model, 0.5, method="svd")
+    with pytest.raises(ValueError, match="match no module"):
+        plan(model, 0.5, exclude=["nope*"])
+
+
+def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
+    teacher = tiny_uhdformer()
+    config = FinetuneConfig(steps=6, batch_size=2, patch_size=32, checkpoint_every=2, lr=1e-3)
+    reference = apply(teacher, plan(teacher, 0.6))
+    finetune(reference, teacher, config, progress=False)
+
+    student = apply(teacher, plan(teacher, 0.6))
+    state = tmp_path / "ft.state"
+
+    def kill(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt  # the process dies after step 5; the last state is step 4
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(student, teacher, config, state_file=state, callback=kill, progress=False)
+    assert state.exists()
+    resumed = apply(teacher, plan(teacher, 0.6))
+    steps_seen = []
+    result = finetune(resumed, teacher, config, state_file=state, resume=True, progress=False, callback=lambda s, l: steps_seen.append(s))
+    assert result["resumed_from"] == 4 and steps_seen == [5, 6]
+    for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=k)
+    assert not state.exists()
+
+
+def test_cli_errors(tmp_path, capsys, monkeypatch):
+    from sparsesel.cli import main
+
+    assert main(["compress", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "missing.pt"), "--method", "svd", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown method 'svd'" in capsys.readouterr().err
+    import sparsesel.commands.compress as command
+
+    monkeypatch.setattr(command, "DEMO_CHECKPOINT", tmp_path / "absent.pt")
+    assert main(["compress", "--demo"]) == 2
+    err = capsys.readouterr().err
+    assert "demo checkpoint" in err and "not installed" in err
+    existing = tmp_path / "out"
+    existing.mkdir()
+    (existing / "x").write_text("x")
+    model = tiny_uhdformer()
+    zoo.save_net(model, tmp_path / "m.pt", net="uhdformer")
+    assert main(["compress", str(tmp_path / "m.pt"), "--out", str(existing)]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_equals_one_process(tmp_path):
+    worker = Path(__file__).with_name("compress_ddp_worker.py")
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    subprocess.run([sys.executable, str(worker), str(one)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(worker), str(two)],
+                   check=True, timeout=120, capture_output=True)
+    a, b = torch.load(one), torch.load(two)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
