@@ -9,16 +9,6 @@ from PIL import Image
 from sparsesel.cli import main
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest (and disturb other jobs least) on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def digit_png(tmp_path_factory):

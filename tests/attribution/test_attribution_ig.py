@@ -10,16 +10,6 @@ from sparsesel.attribution.paths.quadrature import METHODS, quadrature
 captum_attr = pytest.importorskip("captum.attr")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest (and disturb other jobs least) on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def smooth_mlp(seed=0, d=12, outputs=3):
     generator = torch.Generator().manual_seed(seed)

@@ -8,16 +8,6 @@ import sparsesel as ss
 from sparsesel.attribution import baselines
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest (and disturb other jobs least) on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def linear(z):
     return z.reshape(len(z), -1) @ torch.arange(1.0, 1.0 + z[0].numel())

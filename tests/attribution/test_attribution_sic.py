@@ -7,16 +7,6 @@ from threadpoolctl import threadpool_limits
 from sparsesel.attribution import sic
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest (and disturb other jobs least) on one thread."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def textured_image(rng, color):
     shape = (32, 32, 3) if color else (32, 32)
