@@ -3,8 +3,11 @@
 For each tensor and 10 budgets (geometric, from 1% -- or 1.5× the all-ones size when that is
 larger -- to 50% of the tensor's size):
 
-* spectra time (Gram eigenvalues, :func:`sparsesel.tensors.mode_spectra`) vs full
-  ``numpy.linalg.svd`` of every unfolding (the authors' way);
+* spectra time (Gram eigenvalues, :func:`sparsesel.tensors.mode_spectra`) vs two SVD baselines of
+  every unfolding: the full (thin) SVD with singular vectors, ``numpy.linalg.svd(full_matrices=False)``,
+  which is what the authors' code computes (their ``full_matrices=True`` default is far slower still and
+  does not fit in memory for a 3 × 273,280 unfolding), and the stricter values-only SVD
+  (``compute_uv=False``);
 * surrogate (discarded energy) and time of ``ilp``, ``ptas`` (ε = 0.5, the authors' default),
   ``brute_force`` (the oracle) and the surrogate baselines;
 * true squared relative Tucker error (tensorly HOOI, SVD init, ≤ 20 sweeps, tol 1e-6: the
@@ -108,8 +111,17 @@ def spectra_timing(X: np.ndarray, max_fraction: float) -> dict:
     caps = [max(1, (B - (sum(X.shape) - X.shape[n])) // (X.shape[n] + 1)) for n in range(X.ndim)]
     t_spec, spectra = per_mode_best(X, lambda n: mode_spectrum(X, n, max_rank=caps[n], method="gram"))
     t_svd, ref = per_mode_best(X, lambda n: np.linalg.svd(tl.unfold(X, n), full_matrices=False, compute_uv=False))
+    t_full, _ = per_mode_best(X, lambda n: np.linalg.svd(tl.unfold(X, n), full_matrices=False), max_repeats=3)
     err = max(float(np.max(np.abs(s**2 - r[: len(s)] ** 2)) / float(r[0] ** 2)) for s, r in zip(spectra, ref))
-    return {"spectra_seconds": t_spec, "svd_seconds": t_svd, "spectra_speedup": t_svd / t_spec, "spectra_max_rel_error": err, "spectra": spectra}
+    return {
+        "spectra_seconds": t_spec,
+        "svd_seconds": t_svd,
+        "full_svd_seconds": t_full,
+        "spectra_speedup": t_svd / t_spec,
+        "spectra_speedup_full_svd": t_full / t_spec,
+        "spectra_max_rel_error": err,
+        "spectra": spectra,
+    }
 
 
 def run_tensor(name: str, n_budgets: int, with_hooi: bool, bar) -> dict:
@@ -161,7 +173,7 @@ def run_tensor(name: str, n_budgets: int, with_hooi: bool, bar) -> dict:
 
 def summarize(result: dict) -> dict:
     rows = [r for r in result["budgets"] if r["ilp"]["status"] != "infeasible"]
-    s = {"name": result["name"], "budgets": len(rows), "spectra_s": result["spectra_seconds"], "svd_s": result["svd_seconds"], "spectra_speedup": result["spectra_speedup"]}
+    s = {"name": result["name"], "budgets": len(rows), "spectra_s": result["spectra_seconds"], "svd_s": result["svd_seconds"], "spectra_speedup": result["spectra_speedup"], "uv_speedup": result["spectra_speedup_full_svd"]}
     bf = [r for r in rows if "brute_force" in r]
     tol = lambda r: 1e-12 * max(r["brute_force"]["surrogate"], 1e-300) + 1e-12 * r["ilp"]["surrogate"]  # noqa: E731
     s["ilp_optimal"] = f"{sum(abs(r['ilp']['surrogate'] - r['brute_force']['surrogate']) <= tol(r) for r in bf)}/{len(bf)}"
@@ -191,11 +203,11 @@ def summarize(result: dict) -> dict:
 def print_tables(results: list[dict]) -> list[dict]:
     summaries = [summarize(r) for r in results]
     print("\nSpectra and exact search (times in seconds; BLAS single-threaded)")
-    head = f"{'tensor':<15}{'budgets':>8}{'spectra':>10}{'full SVD':>10}{'ratio':>8}{'ilp opt':>9}{'ptas opt':>9}{'ptas gap*':>10}{'ilp max':>9}{'ilp<=1e5':>9}{'ptas med':>9}{'ilp<spec':>9}"
+    head = f"{'tensor':<15}{'budgets':>8}{'spectra':>10}{'values SVD':>11}{'ratio':>8}{'vs U,S,V':>9}{'ilp opt':>9}{'ptas opt':>9}{'ptas gap*':>10}{'ilp max':>9}{'ilp<=1e5':>9}{'ptas med':>9}{'ilp<spec':>9}"
     print(head)
     for s in summaries:
         print(
-            f"{s['name']:<15}{s['budgets']:>8}{s['spectra_s']:>10.4f}{s['svd_s']:>10.4f}{s['spectra_speedup']:>7.1f}x{s['ilp_optimal']:>9}{s['ptas_optimal']:>9}"
+            f"{s['name']:<15}{s['budgets']:>8}{s['spectra_s']:>10.4f}{s['svd_s']:>11.4f}{s['spectra_speedup']:>7.1f}x{s['uv_speedup']:>8.1f}x{s['ilp_optimal']:>9}{s['ptas_optimal']:>9}"
             f"{s['ptas_max_rel_gap']:>10.2e}{s['ilp_s_max']:>9.4f}{s['ilp_s_max_budget_le_1e5']:>9.4f}{s['ptas_s_median']:>9.3f}{s['search_below_spectra']:>9}"
         )
     print("* ptas gap: largest (kept_opt - kept_ptas) / kept_opt over the budgets (the authors' measure)")
@@ -218,12 +230,14 @@ def goals(results: list[dict]) -> dict:
     small = [r["ilp"]["seconds"] for _, r in rows if r["budget"] <= 1e5]
     below = sum(r["ilp"]["seconds"] < res["spectra_seconds"] for res, r in rows)
     spec = [res["spectra_speedup"] for res in results]
+    spec_full = [res["spectra_speedup_full_svd"] for res in results]
     hooi = [(res, r) for res, r in rows if res["with_hooi"]]
     out = {
         "ilp optimal where brute force runs (goal 100%)": f"{opt}/{len(bf)}",
         "ilp search time max for budgets <= 1e5 (goal <= 1 s)": max(small) if small else None,
         "ilp search time below spectra time (goal all)": f"{below}/{len(rows)}",
-        "spectra speed-up over full SVD, min over tensors (goal >= 5x)": min(spec),
+        "spectra speed-up over the full SVD with vectors, min over tensors (goal >= 5x)": min(spec_full),
+        "spectra speed-up over the values-only SVD, min / median over tensors (stricter)": f"{min(spec):.1f}x / {np.median(spec):.1f}x",
     }
     if hooi:
         sp = [r["greedy_tucker"]["seconds"] / (res["spectra_seconds"] + r["ilp"]["seconds"]) for res, r in hooi]
