@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Choose one rank per mode (Tucker) or per edge (tree tensor network) minimising the discarded "
             "spectral energy within a size budget. Examples: sparsesel core-shape --tensor builtin:digits "
-            "--budget 0.1 ; sparsesel core-shape --tensor X.npy --budget 5000 --tree tt --evaluate --json"
+            "--budget 0.1 ; sparsesel core-shape --tensor X.npy --budget 5000 --tree tt --evaluate --json. Exit status: 0 solved, 1 infeasible budget, 2 bad input."
         ),
     )
     parser.add_argument("--tensor", required=True, help="FILE.npy or builtin:NAME (" + ", ".join(_builtin_names()) + ")")
@@ -143,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
         _write_output(Path(args.output), text + "\n", args.force)
     if args.json:
         print(text)
-        return 0
+        return 1 if result.status == "infeasible" else 0
     if result.status == "infeasible":
         print(f"infeasible: {report['message']}")
-        return 0
+        return 1
     print(f"tensor {label} shape {tuple(problem.shape)}  budget {problem.budget} entries")
     print(f"solver {result.solver}: status {result.status}, {result.wall_time:.3g} s")
     print(f"ranks {tuple(result.selected)}  size {report['size']}")

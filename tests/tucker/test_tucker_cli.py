@@ -47,7 +47,7 @@ def test_cli_tree_file_and_errors(tensor_file, tmp_path, capsys):
     tree.write_text(json.dumps({"edges": [["a", "b"], ["b", "c"], ["b", "d"]], "modes": {"a": 0, "c": 1, "d": 2}}))
     assert main(["core-shape", "--tensor", str(path), "--budget", "200", "--tree", str(tree), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["ranks"]) == 3
-    assert main(["core-shape", "--tensor", str(path), "--budget", "5", "--json"]) == 0
+    assert main(["core-shape", "--tensor", str(path), "--budget", "5", "--json"]) == 1  # infeasible: exit 1
     assert json.loads(capsys.readouterr().out)["status"] == "infeasible"
     assert main(["core-shape", "--tensor", str(path), "--budget", "abc"]) == 2
     assert "--budget must be an int" in capsys.readouterr().err
