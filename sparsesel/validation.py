@@ -53,3 +53,13 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def check_tensor_shape(shape: Any) -> tuple[int, ...]:
+    """Check a tensor shape: a sequence of at least two positive integers (field ``shape``)."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__"):
+        raise TypeError(f"shape must be a sequence of ints, got {shape!r}")
+    dims = tuple(check_int(int(i) if isinstance(i, np.integer) else i, f"shape[{n}]", low=1) for n, i in enumerate(shape))
+    if len(dims) < 2:
+        raise ValueError(f"shape must have at least 2 modes, got {dims}")
+    return dims

@@ -20,7 +20,7 @@ import numpy as np
 from sparsesel.problems.base import Problem
 from sparsesel.tensors.size_model import SizeModel
 from sparsesel.tensors.spectra import _check_tensor, mode_spectra
-from sparsesel.validation import as_finite_array, check_int
+from sparsesel.validation import as_finite_array, check_int, check_tensor_shape
 
 
 def resolve_budget(budget: Any, full_size: int, name: str = "budget") -> int:
@@ -213,11 +213,7 @@ class CoreShape(SpectralRankProblem):
     kind: ClassVar[str] = "core_shape"
 
     def __post_init__(self) -> None:
-        if isinstance(self.shape, (str, bytes)) or not hasattr(self.shape, "__len__"):
-            raise TypeError(f"shape must be a sequence of ints, got {self.shape!r}")
-        shape = tuple(check_int(int(i) if isinstance(i, np.integer) else i, f"shape[{n}]", low=1) for n, i in enumerate(self.shape))
-        if len(shape) < 2:
-            raise ValueError(f"shape must have at least 2 modes, got {shape}")
+        shape = check_tensor_shape(self.shape)
         if isinstance(self.singular_values, np.ndarray) and self.singular_values.ndim == 1:
             raise ValueError("singular_values must hold one spectrum per mode (a sequence of 1-D arrays)")
         spectra_in = list(self.singular_values)

@@ -26,7 +26,7 @@ from sparsesel.tensors.tree_networks import (
     star_tree,
     tree_size_model,
 )
-from sparsesel.validation import check_int
+from sparsesel.validation import check_tensor_shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,11 +67,7 @@ class TreeNetworkRanks(SpectralRankProblem):
     kind: ClassVar[str] = "tree_network_ranks"
 
     def __post_init__(self) -> None:
-        if isinstance(self.shape, (str, bytes)) or not hasattr(self.shape, "__len__"):
-            raise TypeError(f"shape must be a sequence of ints, got {self.shape!r}")
-        shape = tuple(check_int(int(i) if isinstance(i, np.integer) else i, f"shape[{n}]", low=1) for n, i in enumerate(self.shape))
-        if len(shape) < 2:
-            raise ValueError(f"shape must have at least 2 modes, got {shape}")
+        shape = check_tensor_shape(self.shape)
         tree = check_tree(self.tree, len(shape))
         edges = tuple(tree.edges())
         if isinstance(self.edge_singular_values, Mapping):
