@@ -151,12 +151,22 @@ class Trainer:
     extra_params : list of (parameters, weight_decay, lr_scale)
         Further parameter groups (the SA++ logits).
     penalty : callable, optional
-        ``penalty(model) -> scalar tensor`` added to the loss.
+        ``penalty(model) -> scalar tensor`` added to the loss (attribute).
+    post_step : callable, optional
+        ``post_step(lr)`` called after every optimizer step with the step's
+        learning rate (attribute; the proximal step of ``group_regularized``).
+    optimizer : {"adamw", "sgd"}
+        ``"adamw"`` (every benchmark run) or plain full-step SGD (no momentum),
+        with which a proximal step after each update is exactly proximal
+        gradient descent.
     """
 
     def __init__(self, problem: BlockSparsification, model: nn.Module, *, epochs: int, lr: float,
                  batch_size: int, weight_decay: float, seed: int, progress: bool = False,
-                 desc: str = "training") -> None:
+                 desc: str = "training", optimizer: str = "adamw") -> None:
+        from sparsesel.validation import check_choice
+
+        self.optimizer_kind = check_choice(optimizer, "optimizer", ("adamw", "sgd"))
         if problem.data is None:
             raise ValueError("training needs data: build the BlockSparsification with data=(X, y) or a DataLoader, or pass epochs=0")
         self.problem = problem
@@ -169,6 +179,7 @@ class Trainer:
         self.step_count = 0
         self.loss_fn = problem.loss_fn
         self.penalty: Callable[[nn.Module], torch.Tensor] | None = None
+        self.post_step: Callable[[float], None] | None = None
         self.extra_groups: list[dict[str, Any]] = []
         self._batches = self._batch_stream()
         self.optimizer: torch.optim.Optimizer | None = None
@@ -196,7 +207,10 @@ class Trainer:
         base = [p for p in self.model.parameters() if p.requires_grad and id(p) not in extra]
         groups = [{"params": base, "weight_decay": self.weight_decay, "lr_scale": 1.0}]
         groups += [dict(g) for g in self.extra_groups]
-        self.optimizer = torch.optim.AdamW(groups, lr=self.current_lr(), weight_decay=self.weight_decay)
+        if self.optimizer_kind == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=self.current_lr(), weight_decay=self.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=self.current_lr(), weight_decay=self.weight_decay)
 
     def step(self) -> float:
         """One optimizer step on the next batch; returns the batch loss."""
@@ -213,6 +227,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
+        if self.post_step is not None:
+            self.post_step(lr)
         self.step_count += 1
         self.last_loss = float(loss.detach())
         if self._bar is not None:

@@ -40,9 +40,17 @@ def brute_force(problem: BlockSparsification, *, max_subsets: int = 200_000) -> 
     linears = [m for m in problem.model.modules() if isinstance(m, nn.Linear)]
     others = [m for m in problem.model.modules() if not isinstance(m, (nn.Linear, nn.Sequential))]
     if not isinstance(module, nn.Linear) or attr != "weight" or len(linears) != 1 or others:
-        raise ValueError("brute_force needs a model that is a single nn.Linear (optionally inside nn.Sequential)")
+        found = sorted({type(m).__name__ for m in problem.model.modules() if not isinstance(m, nn.Sequential)})
+        raise ValueError(
+            "brute_force is an exact oracle for linear least squares only: the model must be a single nn.Linear "
+            f"(optionally inside nn.Sequential) and the pruned weight its 'weight', but this model has {found} "
+            f"and prunes {name!r}; use a training solver (sequential_attention_pp, acdc, magnitude, ...) instead"
+        )
     if problem.loss != "mse" or not isinstance(problem.data, tuple):
-        raise ValueError("brute_force needs loss='mse' and data=(X, y)")
+        raise ValueError(
+            f"brute_force is an exact oracle for linear least squares only: it needs loss='mse' and data=(X, y), "
+            f"got loss={problem.loss!r} and data of type {type(problem.data).__name__}"
+        )
     X = problem.data[0].double().numpy()
     Y = problem.data[1].double().numpy().reshape(X.shape[0], -1)
     out_features = module.out_features

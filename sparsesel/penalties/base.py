@@ -52,6 +52,15 @@ class GroupPenalty:
     def prox_norm(self, r: float, step: float) -> float:
         raise NotImplementedError
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        """:meth:`prox_norm` applied to every entry of an array of norms ``r >= 0`` (vectorised).
+
+        Subclasses with a closed form override this; the default loops over the entries.
+        """
+        step = check_positive(step, "step")
+        r = np.asarray(r, dtype=np.float64)
+        return np.vectorize(lambda v: self.prox_norm(float(v), step), otypes=[np.float64])(r)
+
     def value(self, norms: Any) -> Any:
         """``Σ_g p(r_g)`` for group norms ``norms`` (numpy array or torch tensor, any shape)."""
         return self.scalar(norms).sum()

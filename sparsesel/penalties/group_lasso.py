@@ -29,5 +29,8 @@ class GroupLasso(GroupPenalty):
     def derivative(self, r: np.ndarray) -> np.ndarray:
         return np.full_like(np.asarray(r, dtype=float), self.lam)
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        return np.maximum(0.0, np.asarray(r, dtype=np.float64) - check_positive(step, "step") * self.lam)
+
     def prox_norm(self, r: float, step: float) -> float:
         return max(0.0, r - step * self.lam)

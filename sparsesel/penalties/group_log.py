@@ -42,6 +42,14 @@ class GroupLog(GroupPenalty):
         """``p⁻¹(v)``: the norm whose penalty is ``v``."""
         return self.tau * math.expm1(v / self.lam)
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        r = np.asarray(r, dtype=np.float64)
+        tau, sl = self.tau, check_positive(step, "step") * self.lam
+        disc = (r + tau) ** 2 - 4.0 * sl
+        z = 0.5 * ((r - tau) + np.sqrt(np.maximum(disc, 0.0)))
+        better = 0.5 * (z - r) ** 2 + sl * np.log1p(np.maximum(z, 0.0) / tau) < 0.5 * r * r
+        return np.where((disc >= 0) & (z > 0) & better, z, 0.0)
+
     def prox_norm(self, r: float, step: float) -> float:
         tau, sl = self.tau, step * self.lam
         disc = (r + tau) ** 2 - 4.0 * sl

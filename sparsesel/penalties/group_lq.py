@@ -48,6 +48,23 @@ class GroupLq(GroupPenalty):
         """``p⁻¹(v)``: the norm whose penalty is ``v``."""
         return (v / self.lam) ** (1.0 / self.q)
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        """Vectorised: bisection on ``[z*, r]`` (where ``h`` increases) to float precision, then ``z = 0`` compared."""
+        r = np.asarray(r, dtype=np.float64)
+        q, c = self.q, check_positive(step, "step") * self.lam
+        z_star = (c * q * (1 - q)) ** (1.0 / (2 - q))
+        active = (r > z_star) & (z_star + c * q * z_star ** (q - 1) <= r)
+        lo = np.full(r.shape, z_star)
+        hi = np.where(active, r, z_star)
+        for _ in range(80):
+            mid = 0.5 * (lo + hi)
+            above = mid + c * q * mid ** (q - 1) - r > 0
+            hi = np.where(above, mid, hi)
+            lo = np.where(above, lo, mid)
+        z = 0.5 * (lo + hi)
+        better = 0.5 * (z - r) ** 2 + c * z**q < 0.5 * r * r
+        return np.where(active & better, z, 0.0)
+
     def prox_norm(self, r: float, step: float) -> float:
         q, c = self.q, step * self.lam
         z_star = (c * q * (1 - q)) ** (1.0 / (2 - q))

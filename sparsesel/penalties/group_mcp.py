@@ -43,6 +43,15 @@ class GroupMCP(GroupPenalty):
         r = np.asarray(r, dtype=float)
         return np.maximum(self.lam - r / self.gamma, 0.0)
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        step = check_positive(step, "step")
+        if step >= self.gamma:
+            raise ValueError(f"GroupMCP.prox needs step < gamma ({self.gamma}), got step={step}")
+        r = np.asarray(r, dtype=np.float64)
+        lam, gamma = self.lam, self.gamma
+        firm = (r - step * lam) / (1.0 - step / gamma)
+        return np.where(r <= step * lam, 0.0, np.where(r <= gamma * lam, firm, r))
+
     def prox_norm(self, r: float, step: float) -> float:
         if step >= self.gamma:
             raise ValueError(f"GroupMCP.prox needs step < gamma ({self.gamma}), got step={step}")

@@ -48,6 +48,15 @@ class GroupSCAD(GroupPenalty):
         lam, a = self.lam, self.a
         return np.where(r <= lam, lam, np.maximum(a * lam - r, 0.0) / (a - 1))
 
+    def prox_norms(self, r: Any, step: float) -> np.ndarray:
+        step = check_positive(step, "step")
+        lam, a = self.lam, self.a
+        if step >= a - 1:
+            raise ValueError(f"GroupSCAD.prox needs step < a - 1 ({a - 1}), got step={step}")
+        r = np.asarray(r, dtype=np.float64)
+        middle = ((a - 1) * r - step * a * lam) / (a - 1 - step)
+        return np.where(r <= lam * (1 + step), np.maximum(0.0, r - step * lam), np.where(r <= a * lam, middle, r))
+
     def prox_norm(self, r: float, step: float) -> float:
         lam, a = self.lam, self.a
         if step >= a - 1:

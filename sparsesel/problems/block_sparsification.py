@@ -40,6 +40,22 @@ class BlockSparsification(Problem):
     one); with ``"global"`` the model keeps ``round(density · Σ n_l)`` blocks in
     all, wherever they score best. :meth:`budget` gives the counts.
 
+    Small layers (the paper's trick): with the default ``params=None``, a
+    candidate weight with fewer than ``min_blocks`` blocks (100, as in the
+    paper) is *not pruned*: it stays dense, outside :attr:`param_names`, and is
+    listed in :attr:`dense_params`. Naming weights in ``params`` overrides the
+    rule (they are pruned whatever their size). ``min_blocks=1`` prunes every
+    candidate.
+
+    Density accounting (exact): ``density`` and the budget apply to the pruned
+    weights only. ``info["density"]`` is kept blocks / blocks of the pruned
+    weights (equal to the budget's fraction up to the rounding of
+    :meth:`budget`); ``info["density_with_dense"]`` counts the blocks of the
+    :attr:`dense_params` as kept (kept + their blocks over all candidate
+    blocks), and ``info["weight_density"]`` is the fraction of nonzero-able
+    entries kept over all candidate weights (pruned and dense), the number to
+    quote for the model as a whole.
+
     Objective of a pruned model: the mean ``loss`` over ``data`` when data are
     given; otherwise the fraction of the weights' energy the pruning discards,
     ``Σ_removed ‖W_b‖² / Σ ‖W‖²`` (over the prunable weights).
@@ -77,6 +93,9 @@ class BlockSparsification(Problem):
         Names of the weights to prune (as in ``model.named_parameters()``).
         Default: every ``Linear`` and ``Conv1d/2d/3d`` weight that the block shape tiles.
     allocation : {"per_layer", "global"}
+    min_blocks : int
+        With ``params=None``, weights with fewer blocks than this stay dense
+        (default 100, the paper's rule; ``1`` disables it).
 
     Raises
     ------
@@ -84,7 +103,8 @@ class BlockSparsification(Problem):
         ``model`` not a torch module, non-numeric data, wrong types.
     ValueError
         ``density`` outside ``(0, 1]``; a named weight the blocks do not tile;
-        no prunable weight; unknown parameter names; mismatched data lengths.
+        no prunable weight (also when ``min_blocks`` leaves none); unknown
+        parameter names; mismatched data lengths.
     """
 
     model: Any
@@ -94,6 +114,7 @@ class BlockSparsification(Problem):
     loss: Any = "mse"
     params: Sequence[str] | None = None
     allocation: str = "per_layer"
+    min_blocks: int = 100
 
     kind: ClassVar[str] = "block_sparsification"
 
@@ -102,6 +123,7 @@ class BlockSparsification(Problem):
         from torch import nn
 
         from sparsesel.blocks import block_grid, parse_block_shape, tiles
+        from sparsesel.validation import check_int
 
         if not isinstance(self.model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(self.model).__name__}")
@@ -112,6 +134,8 @@ class BlockSparsification(Problem):
         if not (math.isfinite(density) and 0.0 < density <= 1.0):
             raise ValueError(f"density must be in (0, 1], got {self.density!r}")
         allocation = check_choice(self.allocation, "allocation", ALLOCATIONS)
+        min_blocks = check_int(self.min_blocks, "min_blocks", low=1)
+        dense_params: list[str] = []
         if not callable(self.loss):
             check_choice(self.loss, "loss", LOSSES)
         model = copy.deepcopy(self.model)
@@ -127,6 +151,15 @@ class BlockSparsification(Problem):
                 raise ValueError(
                     f"model has no Linear/Conv weight whose (out, in) dimensions the block shape "
                     f"{block_shape[0]}x{block_shape[1]} tiles; pass params=[...] or another block_shape"
+                )
+            sizes = {n: math.prod(block_grid(named[n].shape, block_shape)) for n in names}
+            dense_params = [n for n in names if sizes[n] < min_blocks]
+            names = [n for n in names if sizes[n] >= min_blocks]
+            if not names:
+                raise ValueError(
+                    f"every candidate weight has fewer than min_blocks={min_blocks} blocks of "
+                    f"{block_shape[0]}x{block_shape[1]} ({sizes}); they all stay dense (the paper's rule): "
+                    f"pass min_blocks=1, a smaller block_shape or params=[...] to prune them"
                 )
         else:
             if isinstance(self.params, str) or not isinstance(self.params, Sequence):
@@ -148,6 +181,8 @@ class BlockSparsification(Problem):
         object.__setattr__(self, "density", density)
         object.__setattr__(self, "allocation", allocation)
         object.__setattr__(self, "params", tuple(names))
+        object.__setattr__(self, "min_blocks", min_blocks)
+        object.__setattr__(self, "dense_params", tuple(dense_params))
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_grids", grids)
         if isinstance(data, tuple):
@@ -210,6 +245,11 @@ class BlockSparsification(Problem):
     def grid(self, name: str) -> tuple[int, int]:
         """The block grid ``(R, C)`` of weight ``name``."""
         return self._grids[name]
+
+    def _dense_grid(self, name: str) -> tuple[int, int]:
+        from sparsesel.blocks import block_grid
+
+        return block_grid(_effective(self.model, name, dict(self.model.named_parameters())).shape, self.block_shape)
 
     @property
     def n_blocks(self) -> dict[str, int]:
@@ -363,11 +403,18 @@ class BlockSparsification(Problem):
         masked = apply_masks(bake_masks(model), masks)
         objective = self.evaluate(masked) if self.data is not None else self.discarded_energy(block_masks, model)
         total = sum(self.n_blocks.values())
+        named = dict(model.named_parameters())
+        dense_blocks = sum(math.prod(self._dense_grid(n)) for n in self.dense_params)
+        entries = {n: _effective(model, n, named).numel() for n in (*self.params, *self.dense_params)}
+        kept_entries = sum(int(masks[n].sum()) for n in self.params) + sum(entries[n] for n in self.dense_params)
         extra = {
             "masks": masks,
             "block_masks": block_masks,
             "density": sum(kept.values()) / total,
             "layer_density": {n: kept[n] / self.n_blocks[n] for n in self.params},
+            "dense_params": tuple(self.dense_params),
+            "density_with_dense": (sum(kept.values()) + dense_blocks) / (total + dense_blocks),
+            "weight_density": kept_entries / sum(entries.values()),
             "kept_blocks": sum(kept.values()),
             "total_blocks": total,
             "objective_kind": "mean loss on data" if self.data is not None else "discarded weight energy",

@@ -38,7 +38,7 @@ def test_block_norms_by_hand():
 def test_conv_blocks_cover_whole_kernels():
     torch.manual_seed(0)
     conv = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1))
-    problem = ss.BlockSparsification(conv, block_shape=(4, 2), density=0.5)
+    problem = ss.BlockSparsification(conv, block_shape=(4, 2), density=0.5, min_blocks=1)
     assert problem.params == ("0.weight",) and problem.grid("0.weight") == (2, 2)
     result = ss.solve(problem, solver="magnitude")
     w = conv[0].weight.detach().numpy()
@@ -121,7 +121,7 @@ def test_model_and_inputs_never_mutated():
     X = np.random.default_rng(0).normal(size=(40, 16))
     y = np.random.default_rng(1).integers(0, 3, 40)
     X_copy = X.copy()
-    problem = ss.BlockSparsification(model, (4, 4), density=0.25, data=(X, y), loss="cross_entropy")
+    problem = ss.BlockSparsification(model, (4, 4), density=0.25, min_blocks=1, data=(X, y), loss="cross_entropy")
     for solver in ["magnitude", "sequential_attention_pp"]:
         ss.solve(problem, solver=solver, epochs=2)
     for key, value in model.state_dict().items():
@@ -167,9 +167,9 @@ def test_bad_inputs_raise_clear_errors():
         ss.BlockSparsification(model, (7, 7), density=0.5)
     for bad in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"density must be in \(0, 1\]"):
-            ss.BlockSparsification(model, (4, 4), density=bad)
+            ss.BlockSparsification(model, (4, 4), density=bad, min_blocks=1)
     with pytest.raises(TypeError, match="density must be a number"):
-        ss.BlockSparsification(model, (4, 4), density="half")
+        ss.BlockSparsification(model, (4, 4), density="half", min_blocks=1)
     with pytest.raises(ValueError, match="no Linear/Conv weight"):
         ss.BlockSparsification(nn.Sequential(nn.ReLU(), nn.Tanh()), (1, 1), density=0.5)
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
@@ -177,14 +177,14 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown parameter"):
         ss.BlockSparsification(model, (4, 4), density=0.5, params=["9.weight"])
     with pytest.raises(ValueError, match="loss must be one of"):
-        ss.BlockSparsification(model, (4, 4), density=0.5, loss="hinge")
+        ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1, loss="hinge")
     with pytest.raises(ValueError, match="they must match"):
-        ss.BlockSparsification(model, (4, 4), density=0.5, data=(np.zeros((5, 16)), np.zeros(4)))
+        ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1, data=(np.zeros((5, 16)), np.zeros(4)))
     with pytest.raises(ValueError, match="model and data do not fit"):
-        ss.BlockSparsification(model, (4, 4), density=0.5, data=(np.zeros((5, 7)), np.zeros(5)))
+        ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1, data=(np.zeros((5, 7)), np.zeros(5)))
     with pytest.raises(ValueError, match="integer class labels"):
-        ss.BlockSparsification(model, (4, 4), density=0.5, data=(np.zeros((5, 16)), np.full(5, 0.5)), loss="cross_entropy")
-    problem = ss.BlockSparsification(model, (4, 4), density=0.5)
+        ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1, data=(np.zeros((5, 16)), np.full(5, 0.5)), loss="cross_entropy")
+    problem = ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1)
     with pytest.raises(ValueError, match="training needs data"):
         ss.solve(problem, solver="acdc", epochs=1)
     with pytest.raises(ValueError, match="unknown option"):

@@ -43,7 +43,7 @@ def test_same_seed_same_answer_and_training_helps(solver):
 @pytest.mark.parametrize("solver", TRAINING)
 def test_epochs_zero_prunes_the_model_as_it_is(solver):
     model, X, y = classification(1)
-    problem = ss.BlockSparsification(model, (4, 8), density=0.25, data=(X, y), loss="cross_entropy")
+    problem = ss.BlockSparsification(model, (4, 8), density=0.25, min_blocks=1, data=(X, y), loss="cross_entropy")
     reference = ss.solve(problem, solver="magnitude")
     result = ss.solve(problem, solver=solver, epochs=0)
     assert result.selected == reference.selected
@@ -63,7 +63,7 @@ def test_dataloader_and_callable_loss():
     def smoothed(output, target):
         return nn.functional.cross_entropy(output, target, label_smoothing=0.1)
 
-    problem = ss.BlockSparsification(model, (4, 4), density=0.25, data=loader, loss=smoothed)
+    problem = ss.BlockSparsification(model, (4, 4), density=0.25, min_blocks=1, data=loader, loss=smoothed)
     result = ss.solve(problem, solver="sequential_attention_pp", epochs=3)
     assert result.info["density"] == 0.25
     assert math.isfinite(result.objective)
@@ -72,19 +72,24 @@ def test_dataloader_and_callable_loss():
 
 def test_global_allocation_meets_the_total_budget():
     model, X, y = classification(3)
-    problem = ss.BlockSparsification(model, (1, 4), density=0.2, data=(X, y), loss="cross_entropy", allocation="global")
+    problem = ss.BlockSparsification(model, (1, 4), density=0.2, min_blocks=1, data=(X, y), loss="cross_entropy", allocation="global")
     for solver in ("sequential_attention_pp", "acdc"):
         result = ss.solve(problem, solver=solver, epochs=2)
         total = sum(problem.n_blocks.values())
         assert sum(len(k) for _, k in result.selected) == round(0.2 * total)
 
 
-@pytest.mark.parametrize("penalty,lam", [("group_lasso", 0.02), ("group_log", 0.02), ("group_mcp", 0.3),
-                                         ("group_scad", 0.3), ("group_lq", 0.02)])
-def test_group_penalties_concentrate_the_weights_on_few_blocks(penalty, lam):
+@pytest.mark.parametrize("penalty,lam,method", [
+    ("group_lasso", 3.0, "proximal"), ("group_log", 1.0, "proximal"), ("group_mcp", 3.0, "proximal"),
+    ("group_scad", 3.0, "proximal"), ("group_lq", 3.0, "proximal"),
+    ("group_lasso", 0.02, "subgradient"), ("group_log", 0.02, "subgradient")])
+def test_group_penalties_concentrate_the_weights_on_few_blocks(penalty, lam, method):
     model, X, y = classification(4)
     problem = ss.BlockSparsification(model, (4, 4), density=0.25, data=(X, y), loss="cross_entropy", params=["0.weight"])
-    strong = ss.solve(problem, solver="group_regularized", penalty=penalty, lam=lam, epochs=40, lr=1e-2, finetune_fraction=0.0)
+    strong = ss.solve(problem, solver="group_regularized", penalty=penalty, lam=lam, epochs=40, lr=1e-2,
+                      finetune_fraction=0.0, method=method)
+    # the proximal step zeroes whole blocks exactly; the subgradient never does
+    assert (strong.trace[0]["zero_blocks"] > 0) == (method == "proximal")
     weak = ss.solve(problem, solver="magnitude", schedule="one_shot", epochs=40, lr=1e-2, finetune_fraction=0.0)
     # the penalty drives the pruned blocks' share of the weight energy down
     kept_energy = []
@@ -126,7 +131,7 @@ def test_attention_has_mean_one_and_is_clipped():
 
 def test_powerprop_reparametrisation_keeps_the_function():
     model, X, _ = classification(5)
-    problem = ss.BlockSparsification(model, (4, 4), density=0.5)
+    problem = ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1)
     before = model(torch.tensor(X))
     copy = bt.fresh_copy(problem)
     bt.install_gates(problem, copy, power_alpha=2.0)
@@ -150,8 +155,68 @@ def test_sapp_sparsification_prunes_on_the_exponential_schedule():
 
 def test_result_serialises_and_progress_runs(capsys):
     model, X, y = classification(7)
-    problem = ss.BlockSparsification(model, (4, 4), density=0.5, data=(X, y), loss="cross_entropy")
+    problem = ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1, data=(X, y), loss="cross_entropy")
     result = ss.solve(problem, solver="acdc", epochs=1, progress=True)
     text = json.dumps(result.to_dict())
     assert '"density": 0.5' in text
     assert result.selected[0][0] == "0.weight" and all(isinstance(i, int) for i in result.selected[0][1])
+
+
+def test_proximal_sgd_group_lasso_converges_to_the_scipy_minimiser():
+    """Prox training with SGD, full batch, is ISTA: it must reach the group-lasso minimiser found by scipy."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(0)
+    n, groups, size = 50, 4, 2
+    X = rng.normal(size=(n, groups * size))
+    beta = np.array([2.0, -1.5, 0.0, 0.0, 0.3, 0.2, 0.0, 0.0])
+    y = X @ beta + 0.3 * rng.normal(size=n)
+    lam = 0.4
+    # the solver's objective: mse = (1/n)‖Xw − y‖², plus λ Σ_g ‖w_g‖ (epigraph form, smooth for SLSQP)
+    def objective(z):
+        w, t = z[:groups * size], z[groups * size:]
+        return np.mean((X @ w - y) ** 2) + lam * t.sum()
+    constraints = [{"type": "ineq", "fun": (lambda z, g=g: z[groups * size + g]
+                                            - np.sqrt(z[g * size:(g + 1) * size] @ z[g * size:(g + 1) * size] + 1e-30))}
+                   for g in range(groups)]  # t_g >= ‖w_g‖: a convex cone
+    least_squares = np.linalg.lstsq(X, y, rcond=None)[0]
+    start = np.concatenate([least_squares, np.linalg.norm(least_squares.reshape(groups, size), axis=1) + 0.1])
+    reference = minimize(objective, start, constraints=constraints, method="SLSQP",
+                         options={"ftol": 1e-12, "maxiter": 300}).x[:groups * size]
+    for g in (1, 3):  # these groups are thresholded away at this λ
+        assert np.linalg.norm(reference[g * size:(g + 1) * size]) < 1e-5
+    assert np.linalg.norm(reference[4:6]) > 0.1
+    step = 1.0 / (2 * np.linalg.eigvalsh(X.T @ X / n).max())  # 1/L of the mse
+    model = nn.Linear(groups * size, 1, bias=False)
+    problem = ss.BlockSparsification(model, (1, size), density=1.0, data=(X, y), loss="mse", min_blocks=1)
+    result = ss.solve(problem, solver="group_regularized", penalty="group_lasso", lam=lam, epochs=400, lr=step,
+                      batch_size=n, optimizer="sgd", finetune_fraction=0.0)
+    w = result.info["model"].get_submodule("").parametrizations.weight.original.detach().double().numpy().ravel()
+    assert np.allclose(w, reference, atol=1e-4)
+    assert np.all(w[[2, 3, 6, 7]] == 0.0)  # exact zeros from the prox, not just small values
+    assert result.trace[0]["zero_blocks"] == 2
+    subgradient = ss.solve(problem, solver="group_regularized", penalty="group_lasso", lam=lam, epochs=400,
+                           lr=step, batch_size=n, optimizer="sgd", finetune_fraction=0.0, method="subgradient")
+    assert subgradient.trace[0]["zero_blocks"] == 0
+
+
+def test_small_layers_stay_dense_and_density_is_accounted():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 40), nn.ReLU(), nn.Linear(40, 8))  # 4x4 blocks: 10x16 = 160 and 2x10 = 20
+    problem = ss.BlockSparsification(model, (4, 4), density=0.25)
+    assert problem.param_names == ("0.weight",) and problem.dense_params == ("2.weight",)
+    result = ss.solve(problem, solver="magnitude")
+    assert "2.weight" not in result.info["masks"]
+    baked = result.info["model"]
+    assert torch.equal(baked[2].weight, model[2].weight)  # untouched
+    assert result.info["density"] == 40 / 160
+    assert result.info["density_with_dense"] == (40 + 20) / (160 + 20)
+    assert result.info["weight_density"] == (40 * 16 + 40 * 8) / (64 * 40 + 40 * 8)
+    every = ss.BlockSparsification(model, (4, 4), density=0.25, min_blocks=1)
+    assert every.param_names == ("0.weight", "2.weight") and every.dense_params == ()
+    named = ss.BlockSparsification(model, (4, 4), density=0.25, params=["2.weight"])  # naming overrides the rule
+    assert named.param_names == ("2.weight",)
+    with pytest.raises(ValueError, match="fewer than min_blocks=200 blocks"):
+        ss.BlockSparsification(model, (4, 4), density=0.25, min_blocks=200)
+    with pytest.raises(ValueError, match="min_blocks must be >= 1"):
+        ss.BlockSparsification(model, (4, 4), density=0.25, min_blocks=0)
