@@ -9,8 +9,11 @@
 * :class:`LowRankLinear` -- the same for ``nn.Linear``.
 
 Each exposes ``weight`` (the reconstructed dense weight, differentiable) and
-``bias``, so code that reads a layer's weight directly (e.g. UHDformer folds
-its up-sampling and fusion weights) keeps working.
+``bias``, so code that reads a layer's weight directly keeps working; networks
+should call the layer instead (UHDformer does, see
+:func:`sparsesel.nets.uhdformer.is_plain_layer`).  The 1x1 convolution forms
+declare ``pointwise_affine`` so a network may fold them into a larger matrix by
+calling them once on unit vectors.
 """
 
 from __future__ import annotations
@@ -128,6 +131,13 @@ class Tucker2Conv(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.last.bias
 
+    @property
+    def pointwise_affine(self) -> bool:
+        """Whether the layer is a per-pixel affine map (1x1 kernel, stride 1, no padding):
+        networks may then fold it by calling it on unit vectors (see
+        :func:`sparsesel.nets.uhdformer.pointwise_affine_map`)."""
+        return self.kernel_size == (1, 1) and tuple(self.core.stride) == (1, 1) and tuple(self.core.padding) == (0, 0)
+
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, in_rank: int, out_rank: int, *, n_iter_max: int = HOOI_ITERATIONS) -> "Tucker2Conv":
         """Factorize a trained dense ``conv`` (groups 1) at ranks ``(R_in, R_out)``."""
@@ -165,6 +175,11 @@ class LowRankConv(nn.Module):
     def bias(self) -> torch.Tensor | None:
         return self.last.bias
 
+    @property
+    def pointwise_affine(self) -> bool:
+        """Whether the layer is a per-pixel affine map (stride 1)."""
+        return tuple(self.first.stride) == (1, 1)
+
 
 class LowRankLinear(nn.Module):
     """``nn.Linear`` as ``Linear (in -> R, no bias)`` then ``Linear (R -> out)``."""
@@ -186,6 +201,9 @@ class LowRankLinear(nn.Module):
     @property
     def bias(self) -> torch.Tensor | None:
         return self.last.bias
+
+    #: a per-row affine map: networks may fold it by calling it on unit vectors
+    pointwise_affine = True
 
 
 def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: bool) -> int:

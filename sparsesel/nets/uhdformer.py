@@ -43,6 +43,18 @@ float rounding):
   here the feed-forward network then simply skips the matching.
 * ``unit_num`` is honoured; the official wrapper ``FeMaSRNet`` ignores it
   (always 3), while the inner ``Net`` accepts it.
+
+The folds above use the weights of ``up``, ``fusion``, ``acm.mix``,
+``acm.spread``, every DualCMT's ``reduce`` and the ConvNeXt blocks' ``fc2``.
+They read ``.weight`` only of a plain, hook-free ``nn.Conv2d`` / ``nn.Linear``
+(:func:`is_plain_layer`).  A replaced ``up`` (e.g. a Tucker-2 layer of
+:mod:`sparsesel.compress`) is called on every tile, so its cheaper forward
+runs.  The per-pixel (1x1) layers stay folded when their replacement declares
+itself affine (``pointwise_affine``, the factorized layers do): its matrix is
+obtained by calling it once on unit vectors (:func:`pointwise_affine_map`) --
+at width 16 one fused dense product beats several small factorized ones.  Any
+other replacement, and any layer carrying forward hooks (tracers, profilers,
+Torch-Pruning), is called on the data of every tile, so hooks see every call.
 """
 
 from __future__ import annotations
@@ -60,7 +72,66 @@ from torch import nn
 
 from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, reflect_pad_to_multiple
 
-__all__ = ["UHDformer", "UHDformerConfig", "match_channels"]
+__all__ = ["UHDformer", "UHDformerConfig", "is_plain_layer", "match_channels", "pointwise_affine_map"]
+
+
+def is_plain_layer(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """Whether the fast paths may read ``module``'s weights instead of calling it.
+
+    True only for an instance of exactly ``kind`` (``nn.Conv2d`` or ``nn.Linear``;
+    not a subclass, not a parametrized or factorized replacement) without forward
+    (pre-)hooks, and while no global module hook is registered.  Otherwise the
+    network calls the module, so replacements run their own (cheaper) forward and
+    hooks see every call.
+    """
+    return type(module) is kind and not _has_hooks(module)
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    """Forward (pre-)hooks on ``module`` or global module hooks."""
+    hooks = nn.modules.module
+    return bool(module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks or hooks._global_forward_pre_hooks)
+
+
+def pointwise_affine_map(module: nn.Module, kind: type[nn.Module], in_features: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The ``(out, in)`` matrix and ``(out,)`` bias of a per-pixel affine layer, or ``None``.
+
+    A plain, hook-free ``nn.Linear`` or 1x1 ``nn.Conv2d`` (stride 1, no groups)
+    gives its weight and bias.  A module that declares ``pointwise_affine = True``
+    (the factorized layers of :mod:`sparsesel.compress.factorized`) and has no
+    hooks is *called* once on the ``in_features`` unit vectors and the zero
+    vector, which gives its map exactly and differentiably without reading any
+    ``.weight`` (a few hundred multiply-adds, then the caller's fused dense
+    product is the fastest form at these widths).  Any other module gives
+    ``None``: the caller must run it on the data.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The layer, or what replaces it.
+    kind : {torch.nn.Linear, torch.nn.Conv2d}
+        The layer's original type: an ``nn.Linear`` (input ``(..., in)``) or a 1x1
+        ``nn.Conv2d`` (input ``(B, in, H, W)``).
+    in_features : int
+    like : torch.Tensor
+        Gives the dtype and device of the probe.
+    """
+    if kind is nn.Linear and is_plain_layer(module, nn.Linear):
+        return module.weight, module.bias
+    if kind is nn.Conv2d and is_plain_layer(module, nn.Conv2d):
+        if tuple(module.kernel_size) != (1, 1) or tuple(module.stride) != (1, 1) or module.groups != 1 or module.padding not in ((0, 0), 0):
+            return None
+        return module.weight.flatten(1), module.bias
+    if not getattr(module, "pointwise_affine", False) or _has_hooks(module):
+        return None
+    factory = dict(dtype=like.dtype, device=like.device)
+    probe = torch.cat([torch.eye(in_features, **factory), torch.zeros(1, in_features, **factory)])  # (in + 1, in)
+    if kind is nn.Linear:
+        out = module(probe).t()  # (out, in + 1)
+    else:
+        out = module(probe.t()[None, :, None, :])[0, :, 0, :]
+    bias = out[:, -1]
+    return out[:, :-1] - bias[:, None], bias
 
 
 def _expanded(width: int, factor: float) -> int:
@@ -229,8 +300,13 @@ class ConvNeXtLiteBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
         y = F.gelu(self.fc1(y))
-        # layer scale folded into the second linear layer
-        y = F.linear(y, self.fc2.weight * self.gamma[:, None], self.fc2.bias * self.gamma)
+        mapping = pointwise_affine_map(self.fc2, nn.Linear, y.shape[-1], y)
+        if mapping is not None:
+            # layer scale folded into the second linear layer
+            weight, bias = mapping
+            y = F.linear(y, weight * self.gamma[:, None], None if bias is None else bias * self.gamma)
+        else:
+            y = self.fc2(y) * self.gamma
         return x + y.permute(0, 3, 1, 2)
 
 
@@ -255,8 +331,20 @@ class AdaptiveContextFusion(nn.Module):
         cat = torch.cat([t.permute(0, 2, 3, 1) for t in (a, b, c)], dim=-1)  # (B, H, W, 3C)
         # The depthwise conv doubles the channels (output o reads input o // 2).  Doubling the
         # 1x1 conv's outputs instead makes it a plain depthwise conv, which is ~3x faster on CPU.
-        mixed = F.linear(cat, self.mix.weight.flatten(1).repeat_interleave(2, dim=0), self.mix.bias.repeat_interleave(2))
-        spread = F.conv2d(mixed.permute(0, 3, 1, 2), self.spread.weight, self.spread.bias, padding=1, groups=mixed.shape[-1])
+        plain_spread = is_plain_layer(self.spread, nn.Conv2d)
+        mapping = pointwise_affine_map(self.mix, nn.Conv2d, cat.shape[-1], cat) if plain_spread else None
+        if mapping is not None:
+            weight, bias = mapping
+            bias = None if bias is None else bias.repeat_interleave(2)
+            mixed = F.linear(cat, weight.repeat_interleave(2, dim=0), bias).permute(0, 3, 1, 2)
+        else:
+            mixed = self.mix(cat.permute(0, 3, 1, 2))  # (B, 3C, H, W), channels-last
+            if plain_spread:
+                mixed = mixed.repeat_interleave(2, dim=1)
+        if plain_spread:
+            spread = F.conv2d(mixed, self.spread.weight, self.spread.bias, padding=1, groups=mixed.shape[1])
+        else:
+            spread = self.spread(mixed)
         spread = spread.permute(0, 2, 3, 1)  # (B, H, W, 6C)
         dims = cat.shape[-1]
         return torch.addcmul(spread[..., dims:], torch.softmax(spread[..., :dims], dim=-1), cat)
@@ -500,15 +588,16 @@ class UHDformer(nn.Module):
     def _matchers(self) -> list[tuple[DualCMT, ChannelLayerNorm]]:
         return [(m, unit.norm_acm) for group in self.groups for unit in group.units for m in unit.matchers()]
 
-    def _fused_reduction(self, matchers: list[tuple[DualCMT, ChannelLayerNorm]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(M*C, 3C)`` weight and ``(M*C,)`` bias of all DualCMT reductions applied to the
-        *un-scaled* normalised perception map (each block's LayerNorm affine folded in)."""
+    @staticmethod
+    def _fused_reduction(parts) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sum C_i, 3C)`` weight and bias of DualCMT reductions applied to the *un-scaled*
+        normalised perception map; ``parts`` holds ``((W_i, b_i), norm_i)`` per reduction
+        (``W_i`` of shape ``(C_i, 3C)``), each block's LayerNorm affine is folded in."""
         weights, biases = [], []
-        for matcher, norm in matchers:
-            w = matcher.reduce.weight.flatten(1)  # (C, 3C)
-            b = w @ norm.bias
-            if matcher.reduce.bias is not None:
-                b = b + matcher.reduce.bias
+        for (w, bias), norm in parts:
+            b = w @ norm.bias if norm.bias is not None else w.new_zeros(w.shape[0])
+            if bias is not None:
+                b = b + bias
             weights.append(w * norm.weight)
             biases.append(b)
         return torch.cat(weights), torch.cat(biases)
@@ -537,9 +626,7 @@ class UHDformer(nn.Module):
                 "use restore() to pad and crop automatically"
             )
         x = x.contiguous(memory_format=torch.channels_last)
-        deep, low, pooled_max, pooled_avg = self._front(x)
-        matchers = self._matchers()
-        pooled = self._split_pooled(pooled_max, pooled_avg, len(matchers))
+        deep, low, pooled = self._front(x)
         y = low
         position = 0
         for group in self.groups:
@@ -555,28 +642,38 @@ class UHDformer(nn.Module):
         """Full-resolution encoder, tile by tile.
 
         Returns the deep features ``(B, C, H, W)``, the down-sampled trunk input
-        ``(B, C, h, w)``, and the max-/average-pooled fused perception reductions,
-        both ``(B, M*C, h, w)`` (``None`` without matching).
+        ``(B, C, h, w)``, and one ``(max-pooled, average-pooled)`` pair of reduced
+        perception maps ``(B, C, h, w)`` per DualCMT (in :meth:`_matchers` order).
+
+        The reductions of plain ``reduce`` convolutions are fused into one matrix
+        (only its max-pooled result is formed at full resolution); any other
+        ``reduce`` module (factorized, hooked) is called on each tile's
+        normalised perception map and its output pooled.
         """
         cfg = self.config
         c, s = cfg.width, cfg.scale_factor
         batch, _, height, width = x.shape
         matchers = self._matchers()
+        maps = [pointwise_affine_map(matcher.reduce, nn.Conv2d, 3 * c, x) for matcher, _ in matchers]
+        fused = [i for i, mapping in enumerate(maps) if mapping is not None]
+        called = [i for i, mapping in enumerate(maps) if mapping is None]
         use_perception = bool(matchers)
         halo = 5 if use_perception else 4  # 3x3 convs between the input and the ACM output
         factory = dict(dtype=x.dtype, device=x.device)
         deep_all = torch.empty(batch, c, height, width, **factory).contiguous(memory_format=torch.channels_last)
         low = torch.empty(batch, c, height // s, width // s, **factory)
-        pooled_max = pooled_avg = None
         grad = torch.is_grad_enabled()
-        if use_perception:
-            fused_w, fused_b = self._fused_reduction(matchers)
+        if fused:
+            fused_w, fused_b = self._fused_reduction([(maps[i], matchers[i][1]) for i in fused])
             fused_wt = fused_w.t()
             total = fused_w.shape[0]
             # channels-last stores; the bias is added after pooling (max(y + b) = max(y) + b)
             pooled_max = torch.empty(batch, height // s, width // s, total, **factory)
             pooled_avg = torch.empty(batch, height // s, width // s, 3 * c, **factory)
             buffer = None
+        called_max: dict[int, torch.Tensor] = {}
+        normed_buffer = None
+        called_avg: dict[int, torch.Tensor] = {}
         tile = self._tile(height, width)
         for r0, r1, c0, c1 in _tiles(height, width, tile):
             a, b = max(0, r0 - halo), min(height, r1 + halo)
@@ -596,6 +693,25 @@ class UHDformer(nn.Module):
             p = self.acm.forward_nhwc(f1[:, :, lo:hi, lo_c:hi_c], f2[:, :, lo:hi, lo_c:hi_c], f3[:, :, lo:hi, lo_c:hi_c])
             p_hat = normalize_channels(p[:, top - lo : top - lo + n, left - lo_c : left - lo_c + m])  # (B, n, m, 3C)
             rows, cols = slice(r0 // s, r1 // s), slice(c0 // s, c1 // s)
+            normed, normed_by = None, None
+            for i in called:
+                matcher, norm = matchers[i]
+                if normed_by is not norm:  # a block's two DualCMTs share its LayerNorm
+                    normed_by = norm
+                    if grad:
+                        normed = self._affine(p_hat, norm)
+                    else:  # reuse one buffer: no fresh pages per call
+                        if normed_buffer is None or normed_buffer.numel() < p_hat.numel():
+                            normed_buffer = torch.empty(p_hat.numel(), **factory)
+                        normed = self._affine(p_hat, norm, out=normed_buffer[: p_hat.numel()].view(p_hat.shape))
+                reduced = matcher.reduce(normed.permute(0, 3, 1, 2))  # (B, C, n, m)
+                if i not in called_max:
+                    shape = (batch, reduced.shape[1], height // s, width // s)
+                    called_max[i], called_avg[i] = torch.empty(shape, **factory), torch.empty(shape, **factory)
+                called_max[i][:, :, rows, cols] = F.max_pool2d(reduced, s)
+                called_avg[i][:, :, rows, cols] = F.avg_pool2d(reduced, s)
+            if not fused:
+                continue
             pooled_avg[:, rows, cols] = F.avg_pool2d(p_hat.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
             for i in range(0, n, s):
                 strip = p_hat[:, i : i + s].reshape(-1, 3 * c)
@@ -607,33 +723,50 @@ class UHDformer(nn.Module):
                     reduced = torch.mm(strip, fused_wt, out=buffer[: strip.shape[0]])
                 reduced = reduced.view(batch, s, m, total).amax(dim=1).view(batch, m // s, s, total).amax(dim=2)
                 pooled_max[:, (r0 + i) // s, cols] = reduced
-        if use_perception:
+        pooled: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(matchers)
+        if fused:
             pooled_max = (pooled_max + fused_b).permute(0, 3, 1, 2).contiguous()
             # average pooling commutes with the (affine) reductions: apply them at low resolution
             pooled_avg = F.linear(pooled_avg, fused_w, fused_b).permute(0, 3, 1, 2).contiguous()
-        return deep_all, low, pooled_max, pooled_avg
+            sizes = [maps[i][0].shape[0] for i in fused]
+            for i, mx, av in zip(fused, pooled_max.split(sizes, dim=1), pooled_avg.split(sizes, dim=1)):
+                pooled[i] = (mx, av)
+        for i in called:
+            pooled[i] = (called_max[i], called_avg[i])
+        return deep_all, low, pooled
+
+    @staticmethod
+    def _affine(p_hat: torch.Tensor, norm: ChannelLayerNorm, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``norm``'s affine part applied to the normalised channels-last map ``p_hat``."""
+        if norm.bias is None:
+            return torch.mul(p_hat, norm.weight, out=out)
+        return torch.addcmul(norm.bias, p_hat, norm.weight, out=out)
 
     def _tile(self, height: int, width: int) -> int:
         s = self.config.scale_factor
         return max(s, self.tile_size // s * s)
 
-    @staticmethod
-    def _split_pooled(pooled_max, pooled_avg, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        if count == 0:
-            return []
-        return list(zip(pooled_max.chunk(count, dim=1), pooled_avg.chunk(count, dim=1)))
-
     def _tail(self, x: torch.Tensor, deep: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        """Up-sampling, fusion with the deep features and reconstruction, tile by tile."""
+        """Up-sampling, fusion with the deep features and reconstruction, tile by tile.
+
+        With a plain ``up`` convolution and a per-pixel affine ``fusion``
+        (:func:`pointwise_affine_map`) the fusion's weights for the up-sampled half
+        are folded into the up-sampling conv; any other ``up`` (e.g. factorized) is
+        called; a ``fusion`` that is not known to be affine is called on the
+        concatenation ``[up, deep]``.
+        """
         c, s = self.config.width, self.config.scale_factor
         batch, _, height, width = x.shape
         low_h, low_w = low.shape[2:]
-        fusion_w = self.fusion.weight.flatten(1)
-        # fusion's weights for the up-sampled half folded into the up-sampling conv:
-        # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
-        up_w = self.up.weight.view(c, s * s, c, 3, 3)
-        up_w = torch.einsum("dc,ckixy->dkixy", fusion_w[:, :c], up_w).reshape(c * s * s, c, 3, 3)
-        deep_w = fusion_w[:, c:]
+        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
+        fold = fusion_map is not None and is_plain_layer(self.up, nn.Conv2d)
+        if fusion_map is not None:
+            fusion_w, fusion_b = fusion_map
+            up_fusion_w, deep_w = fusion_w[:, :c], fusion_w[:, c:]
+        if fold:
+            # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
+            up_w = self.up.weight.view(c, s * s, c, 3, 3)
+            up_w = torch.einsum("dc,ckixy->dkixy", up_fusion_w, up_w).reshape(fusion_w.shape[0] * s * s, c, 3, 3)
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         halo = 3  # 3x3 convs after the fusion
         for r0, r1, c0, c1 in _tiles(height, width, self._tile(height, width)):
@@ -641,9 +774,20 @@ class UHDformer(nn.Module):
             ac, bc = max(0, c0 - halo), min(width, c1 + halo)
             la, lb, lca, lcb = a // s, -(-b // s), ac // s, -(-bc // s)
             ua, ub, uca, ucb = max(0, la - 1), min(low_h, lb + 1), max(0, lca - 1), min(low_w, lcb + 1)
-            up = F.conv2d(low[:, :, ua:ub, uca:ucb], up_w, None, padding=1)[:, :, la - ua : lb - ua, lca - uca : lcb - uca]
+            low_tile = low[:, :, ua:ub, uca:ucb]
+            if fold:
+                up = F.conv2d(low_tile, up_w, None, padding=1)
+            else:
+                up = self.up(low_tile)
+                if fusion_map is not None:  # the fusion's half for the up-sampled branch, before the shuffle
+                    up = torch.einsum("dc,bckyx->bdkyx", up_fusion_w, up.view(batch, c, s * s, *up.shape[2:]))
+                    up = up.reshape(batch, -1, *up.shape[3:])
+            up = up[:, :, la - ua : lb - ua, lca - uca : lcb - uca]
             up = F.pixel_shuffle(up, s)[:, :, a - la * s : b - la * s, ac - lca * s : bc - lca * s]
-            f = up + F.linear(deep[:, :, a:b, ac:bc].permute(0, 2, 3, 1), deep_w, self.fusion.bias).permute(0, 3, 1, 2)
+            if fusion_map is not None:
+                f = up + F.linear(deep[:, :, a:b, ac:bc].permute(0, 2, 3, 1), deep_w, fusion_b).permute(0, 3, 1, 2)
+            else:
+                f = self.fusion(torch.cat([up, deep[:, :, a:b, ac:bc]], dim=1))
             for block in self.tail:
                 f = block(f)
             f = self.head(f)
