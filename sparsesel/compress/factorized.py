@@ -7,6 +7,8 @@
 * :class:`LowRankConv` -- a ``1x1`` convolution as two ``1x1`` convolutions
   through ``R`` channels (truncated SVD of the ``C_out x C_in`` matrix).
 * :class:`LowRankLinear` -- the same for ``nn.Linear``.
+* :class:`BlockSparseLinear` -- an ``nn.Linear`` that keeps ``k`` blocks of its weight (the
+  largest in Frobenius norm when initialised from a trained layer) and stores only those.
 
 Each exposes ``weight`` (the reconstructed dense weight, differentiable) and
 ``bias``, so code that reads a layer's weight directly keeps working; networks
@@ -26,6 +28,7 @@ from torch import nn
 from sparsesel.tensors.tucker import leading_left_singular_vectors
 
 __all__ = [
+    "BlockSparseLinear",
     "LowRankConv",
     "LowRankLinear",
     "Tucker2Conv",
@@ -34,7 +37,11 @@ __all__ = [
     "empty_factorized",
     "truncated_tucker2",
     "truncated_svd",
+    "linear_block_shape",
 ]
+
+#: block shapes tried, in order, for the block-sparse option of a linear layer
+LINEAR_BLOCK_SHAPES: tuple[tuple[int, int], ...] = ((4, 4), (2, 2), (1, 1))
 
 #: HOOI sweeps used to initialise a Tucker-2 layer (tensorly ``partial_tucker``).
 HOOI_ITERATIONS = 10
@@ -81,8 +88,19 @@ def truncated_tucker2(kernel: np.ndarray, out_rank: int, in_rank: int, *, n_iter
 
 
 def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
-    """The ``rank`` leading left singular vectors of ``matrix`` (columns)."""
+    """The ``rank`` leading left singular vectors of ``matrix`` (columns).
+
+    If ``rank`` exceeds the number of columns (a Tucker-2 rank ``R_in > R_out * kh * kw``: the
+    projected unfolding has fewer columns than the rank asked for), the basis is completed with
+    orthonormal vectors of the complement, whose core slices are then zero: the factorization
+    stays exact and has the requested shape.
+    """
     rows, cols = matrix.shape
+    if rank > cols:
+        basis = _leading(matrix, cols)
+        # complete the basis: QR of [basis, I] keeps basis's span first
+        q, _ = np.linalg.qr(np.concatenate([basis, np.eye(rows)], axis=1))
+        return np.ascontiguousarray(np.concatenate([basis, q[:, cols:rank]], axis=1))
     if rows <= 4 * cols:
         u, _, _ = np.linalg.svd(matrix, full_matrices=False)
         return np.ascontiguousarray(u[:, :rank])
@@ -206,11 +224,87 @@ class LowRankLinear(nn.Module):
     pointwise_affine = True
 
 
+def linear_block_shape(out_features: int, in_features: int) -> tuple[int, int]:
+    """The block shape of the block-sparse option of an ``(out, in)`` linear layer: the first of
+    :data:`LINEAR_BLOCK_SHAPES` that tiles the weight."""
+    for b1, b2 in LINEAR_BLOCK_SHAPES:
+        if out_features % b1 == 0 and in_features % b2 == 0:
+            return b1, b2
+    return 1, 1
+
+
+def block_norms(weight: np.ndarray, block_shape: tuple[int, int]) -> np.ndarray:
+    """Squared Frobenius norms of the blocks of an ``(out, in)`` matrix, row-major over the
+    ``(out / b1, in / b2)`` block grid; shape ``(n_blocks,)``."""
+    b1, b2 = block_shape
+    out, inp = weight.shape
+    grid = weight.reshape(out // b1, b1, inp // b2, b2)
+    return np.einsum("ijkl,ijkl->ik", grid, grid).ravel()
+
+
+class BlockSparseLinear(nn.Module):
+    """``nn.Linear`` whose weight is zero outside ``k`` kept blocks of shape ``(b1, b2)``.
+
+    Only the kept blocks are parameters: ``blocks`` has shape ``(k, b1, b2)`` and the buffer
+    ``index`` (saved with the state) holds their flat positions, row-major over the
+    ``(out / b1, in / b2)`` block grid. Input ``(..., in)``, output ``(..., out)``.
+    """
+
+    #: a per-row affine map: networks may fold it by calling it on unit vectors
+    pointwise_affine = True
+
+    def __init__(self, in_features: int, out_features: int, kept: int, block_shape: tuple[int, int], *, bias: bool = True) -> None:
+        super().__init__()
+        b1, b2 = (int(b) for b in block_shape)
+        if b1 < 1 or b2 < 1 or out_features % b1 or in_features % b2:
+            raise ValueError(f"block shape {block_shape} does not tile the ({out_features}, {in_features}) weight")
+        n_blocks = (out_features // b1) * (in_features // b2)
+        _check_rank(int(kept), n_blocks, "kept blocks")
+        self.in_features, self.out_features, self.block_shape = int(in_features), int(out_features), (b1, b2)
+        self.blocks = nn.Parameter(torch.zeros(int(kept), b1, b2))
+        self.register_buffer("index", torch.arange(int(kept), dtype=torch.long))
+        self.bias_parameter = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense ``(out, in)`` matrix (zeros outside the kept blocks), differentiable."""
+        b1, b2 = self.block_shape
+        rows, cols = self.out_features // b1, self.in_features // b2
+        grid = self.blocks.new_zeros(rows * cols, b1, b2).index_copy(0, self.index, self.blocks)
+        return grid.view(rows, cols, b1, b2).transpose(1, 2).reshape(self.out_features, self.in_features)
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.bias_parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias_parameter)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, kept: int, block_shape: tuple[int, int]) -> "BlockSparseLinear":
+        """Keep the ``kept`` blocks of largest Frobenius norm of a trained ``linear`` (ties: lower index)."""
+        layer = cls(linear.in_features, linear.out_features, kept, block_shape, bias=linear.bias is not None)
+        weight = linear.weight.detach().cpu().double().numpy()
+        norms = block_norms(weight, layer.block_shape)
+        index = np.sort(np.argsort(-norms, kind="stable")[: int(kept)])
+        b1, b2 = layer.block_shape
+        grid = linear.weight.detach().reshape(linear.out_features // b1, b1, linear.in_features // b2, b2).transpose(1, 2)
+        grid = grid.reshape(-1, b1, b2)
+        layer = layer.to(dtype=linear.weight.dtype, device=linear.weight.device)
+        with torch.no_grad():
+            layer.index.copy_(torch.from_numpy(index))
+            layer.blocks.copy_(grid[layer.index])
+            if linear.bias is not None:
+                layer.bias_parameter.copy_(linear.bias.detach())
+        return layer
+
+
 def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: bool) -> int:
     """Parameters of a layer of weight ``shape`` factorized as ``factorization`` at ``ranks``.
 
     ``shape`` is ``(C_out, C_in, kh, kw)`` for convolutions and ``(out, in)`` for linear layers;
-    ``ranks`` is ``[R_out, R_in]`` for ``"tucker2"``, ``[R]`` for ``"lowrank"``, ``None`` for ``"dense"``.
+    ``ranks`` is ``[R_out, R_in]`` for ``"tucker2"``, ``[R]`` for ``"lowrank"``, ``[k, b1, b2]``
+    (kept blocks and block shape) for ``"blocks"``, ``None`` for ``"dense"``.
     """
     out, inp = int(shape[0]), int(shape[1])
     area = int(np.prod(shape[2:])) if len(shape) > 2 else 1
@@ -223,7 +317,10 @@ def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: b
     if factorization == "lowrank":
         (r,) = (int(r) for r in ranks)
         return r * (inp + out) + extra
-    raise ValueError(f"factorization must be 'dense', 'tucker2' or 'lowrank', got {factorization!r}")
+    if factorization == "blocks":
+        kept, b1, b2 = (int(r) for r in ranks)
+        return kept * b1 * b2 + extra
+    raise ValueError(f"factorization must be 'dense', 'tucker2', 'lowrank' or 'blocks', got {factorization!r}")
 
 
 def empty_factorized(module: nn.Module, factorization: str, ranks) -> nn.Module:
@@ -248,8 +345,12 @@ def empty_factorized(module: nn.Module, factorization: str, ranks) -> nn.Module:
         else:
             raise ValueError(f"factorization of a Conv2d must be 'tucker2' or 'lowrank', got {factorization!r}")
     elif isinstance(module, nn.Linear):
+        if factorization == "blocks":
+            kept, b1, b2 = (int(r) for r in ranks)
+            return BlockSparseLinear(module.in_features, module.out_features, kept, (b1, b2),
+                                     bias=module.bias is not None).to(**like)
         if factorization != "lowrank":
-            raise ValueError(f"factorization of a Linear layer must be 'lowrank', got {factorization!r}")
+            raise ValueError(f"factorization of a Linear layer must be 'lowrank' or 'blocks', got {factorization!r}")
         (r,) = (int(r) for r in ranks)
         _check_rank(r, min(module.in_features, module.out_features), "R")
         layer = LowRankLinear(module.in_features, module.out_features, r, bias=module.bias is not None)
@@ -267,13 +368,20 @@ def factorize(module: nn.Module, factorization: str, ranks, *, n_iter_max: int =
     """The factorized replacement of a trained ``module``, initialised from its weights.
 
     ``"tucker2"``: truncated Tucker-2 (HOOI) of a conv kernel; ``"lowrank"``: truncated SVD of a
-    1x1 conv or linear weight. The input module is not modified.
+    1x1 conv or linear weight; ``"blocks"`` (``ranks = [k, b1, b2]``): the ``k`` largest blocks of
+    a linear weight. The input module is not modified.
     """
     if factorization == "tucker2":
         if not isinstance(module, nn.Conv2d):
             raise TypeError(f"tucker2 needs an nn.Conv2d, got {type(module).__name__}")
         r_out, r_in = (int(r) for r in ranks)
         return Tucker2Conv.from_conv(module, r_in, r_out, n_iter_max=n_iter_max)
+    if factorization == "blocks":
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"blocks needs an nn.Linear, got {type(module).__name__}")
+        kept, b1, b2 = (int(r) for r in ranks)
+        empty_factorized(module, factorization, ranks)  # validates the shape and count
+        return BlockSparseLinear.from_linear(module, kept, (b1, b2))
     layer = empty_factorized(module, factorization, ranks)
     (r,) = (int(r) for r in ranks)
     weight = module.weight.detach().cpu().double().numpy().reshape(module.weight.shape[0], -1)

@@ -6,6 +6,8 @@ selection problem with a small menu of options:
 * ``k x k`` convolutions (``k > 1``, or any stride/padding): Tucker-2 ranks ``(R_out, R_in)``
   of the kernel over its channel modes (:class:`~sparsesel.compress.factorized.Tucker2Conv`);
 * ``1 x 1`` convolutions and linear layers: a rank ``R`` (two factors, truncated SVD);
+* linear layers also: keep ``k`` blocks of the weight (:class:`~sparsesel.compress.factorized.BlockSparseLinear`,
+  blocks of :func:`~sparsesel.compress.factorized.linear_block_shape`, the largest in norm);
 * always: keep the layer dense.
 
 The *cost* of an option is the number of parameters of the factorized layer (weights and
@@ -13,7 +15,8 @@ bias), or with ``cost="macs"`` its multiply-accumulates at ``image_size``. Its *
 squared relative error of the truncated decomposition of the trained weight: for Tucker-2 the
 HOSVD truncation error (:class:`sparsesel.tensors.tucker.HosvdErrorTable`, an upper bound on the
 HOOI error that :func:`~sparsesel.compress.apply.apply` initialises with), for a rank ``R`` the
-tail energy of the singular values (exact, Eckart-Young).
+tail energy of the singular values (exact, Eckart-Young), for ``k`` blocks the energy of the
+dropped blocks (exact).
 
 ``method="packing"`` chooses one option per layer to minimise a summed per-layer objective under
 the global budget -- a multiple-choice knapsack solved exactly by OR-tools CP-SAT (integer costs;
@@ -52,7 +55,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from sparsesel.atomic import write_text_atomic
-from sparsesel.compress.factorized import factorized_params
+from sparsesel.compress.factorized import block_norms, factorized_params, linear_block_shape
 from sparsesel.tensors.tucker import HosvdErrorTable
 
 __all__ = [
@@ -88,9 +91,10 @@ class LayerPlan:
     shape : list of int
         Weight shape ``(C_out, C_in, kh, kw)`` or ``(out, in)``.
     bias : bool
-    factorization : {"dense", "tucker2", "lowrank"}
+    factorization : {"dense", "tucker2", "lowrank", "blocks"}
     ranks : list of int or None
-        ``[R_out, R_in]`` for ``tucker2``, ``[R]`` for ``lowrank``, ``None`` for ``dense``.
+        ``[R_out, R_in]`` for ``tucker2``, ``[R]`` for ``lowrank``, ``[k, b1, b2]`` (kept blocks,
+        block shape) for ``blocks`` (linear layers), ``None`` for ``dense``.
     params : int
         Parameters of the layer as planned (weights + bias).
     dense_params : int
@@ -244,6 +248,7 @@ class LayerAnalysis:
     table: Any = None
     objective: np.ndarray | None = None  # per option: predicted output MSE (with calibration data)
     sensitivity: float | None = None  # output MSE per unit of relative squared weight error (noise probe)
+    block_energy: np.ndarray | None = None  # linear layers: squared block norms, largest first
 
     def objective_of(self, factorization: str, ranks) -> float:
         """The packing objective of an option: predicted output MSE if measured, else weight error."""
@@ -268,6 +273,10 @@ class LayerAnalysis:
             r_out, r_in = (int(r) for r in ranks)
             r_out, r_in = min(r_out, self.max_ranks[0]), min(r_in, self.max_ranks[1])
             return float(self.table.relative_error((r_out, r_in, self.table.max_ranks[2])))
+        if factorization == "blocks":
+            kept = int(ranks[0])
+            total = float(self.block_energy.sum())
+            return float(self.block_energy[kept:].sum() / total) if total > 0 else 0.0
         (r,) = (int(r) for r in ranks)
         energy = self.spectra[0] ** 2
         total = float(energy.sum())
@@ -345,6 +354,9 @@ def _macs(analysis: LayerAnalysis, factorization: str, ranks) -> float:
     if factorization == "tucker2":
         r_out, r_in = ranks
         return inp * r_in * p_in + r_in * r_out * area * p_out + r_out * out * p_out
+    if factorization == "blocks":
+        kept, b1, b2 = ranks
+        return kept * b1 * b2 * p_out
     (r,) = ranks
     return (inp * r + r * out) * p_out
 
@@ -375,14 +387,27 @@ def _analyze_layer(name: str, module: nn.Module) -> LayerAnalysis:
                 options.append(("lowrank", (r,)))
                 params.append(cost)
                 errors.append(float(tail[r] / total) if total > 0 else 0.0)
+        block_energy = None
+        if isinstance(module, nn.Linear):
+            block = linear_block_shape(out, inp)
+            block_energy = np.sort(block_norms(matrix, block))[::-1]
+            block_tail = np.concatenate([np.cumsum(block_energy[::-1])[::-1], [0.0]])
+            for kept in range(1, len(block_energy)):
+                cost = factorized_params(shape, "blocks", [kept, *block], bias)
+                if cost < dense:
+                    options.append(("blocks", (kept, *block)))
+                    params.append(cost)
+                    errors.append(float(block_tail[kept] / total) if total > 0 else 0.0)
         return LayerAnalysis(name, type(module).__name__, shape, bias, "lowrank", (max_rank,), options,
-                             np.asarray(params, dtype=np.int64), np.asarray(errors), [spectrum])
+                             np.asarray(params, dtype=np.int64), np.asarray(errors), [spectrum], block_energy=block_energy)
     area = int(np.prod(shape[2:]))
     tensor = weight.reshape(out, inp, area)
     max_out, max_in = min(out, inp * area), min(inp, out * area)
     table = HosvdErrorTable(tensor, (max_out, max_in, area))
     max_out, max_in = table.max_ranks[0], table.max_ranks[1]
-    grid = np.array([(ro, ri, table.max_ranks[2]) for ro in range(1, max_out + 1) for ri in range(1, max_in + 1)], dtype=np.int64)
+    # ranks beyond R_out * area (or R_in * area) add parameters and no accuracy: left off the menu
+    grid = np.array([(ro, ri, table.max_ranks[2]) for ro in range(1, max_out + 1) for ri in range(1, max_in + 1)
+                     if ri <= ro * area and ro <= ri * area], dtype=np.int64)
     costs = in_params = inp * grid[:, 1] + grid[:, 1] * grid[:, 0] * area + grid[:, 0] * out + (out if bias else 0)
     keep = costs < dense
     grid, costs = grid[keep], in_params[keep]

@@ -66,6 +66,23 @@ def test_truncated_tucker2_error_equals_tensorlys():
     assert 0 < error_ours < 1
 
 
+@pytest.mark.parametrize("kernel, ranks", [(1, (2, 3)), (1, (3, 1)), (3, (1, 12))])
+def test_tucker2_ranks_beyond_the_other_mode_are_valid_and_optimal(kernel, ranks):
+    """R_in > R_out * area (or the reverse) gives a layer of the requested shape whose kernel is the
+    closed-form optimum: for these ranks the best Tucker-2 is a truncated SVD of the output-mode
+    unfolding (C_out, C_in * area) at rank min(R_out, R_in * area, R_in) (Eckart-Young)."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(14, 9, kernel, padding=kernel // 2).double()
+    r_out, r_in = ranks
+    layer = factorize(conv, "tucker2", [r_out, r_in], n_iter_max=200)  # HOOI converges slowly at R_out = 1
+    assert (layer.out_rank, layer.in_rank) == (r_out, r_in)
+    weight = conv.weight.detach().numpy()
+    u, sv, vt = np.linalg.svd(weight.reshape(9, -1), full_matrices=False)
+    rank = min(r_out, r_in)
+    best = ((u[:, :rank] * sv[:rank]) @ vt[:rank]).reshape(weight.shape)
+    np.testing.assert_allclose(layer.weight.detach().numpy(), best, atol=1e-6)
+
+
 def test_lowrank_linear_error_is_eckart_young():
     torch.manual_seed(2)
     linear = nn.Linear(8, 7).double()
@@ -138,6 +155,62 @@ def test_plan_is_editable_json_and_full_rank_keeps_outputs():
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert (apply(model, p)(x) - model(x)).abs().max() < 1e-4
+
+
+def test_block_sparse_linear_keeps_the_largest_blocks():
+    torch.manual_seed(3)
+    linear = nn.Linear(12, 8)
+    weight = linear.weight.detach().double().numpy()
+    # reference by hand: 4x4 blocks of an (8, 12) matrix, 2 x 3 grid, row-major
+    norms = {(i, j): np.linalg.norm(weight[4 * i:4 * i + 4, 4 * j:4 * j + 4]) for i in range(2) for j in range(3)}
+    keep = sorted(norms, key=norms.get, reverse=True)[:2]
+    expected = np.zeros_like(weight)
+    for i, j in keep:
+        expected[4 * i:4 * i + 4, 4 * j:4 * j + 4] = weight[4 * i:4 * i + 4, 4 * j:4 * j + 4]
+    layer = factorize(linear, "blocks", [2, 4, 4])
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        np.testing.assert_allclose(layer(x).numpy(), x.double().numpy() @ expected.T + linear.bias.double().numpy(), atol=1e-5)
+    assert count_params(layer) == 2 * 16 + 8
+    error = np.sum((weight - expected) ** 2) / np.sum(weight**2)
+    from sparsesel.compress.plan import analyze
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = linear
+
+        def forward(self, x):
+            return self.fc(x)
+
+    (layer_analysis,), _ = analyze(Net())
+    j = layer_analysis.options.index(("blocks", (2, 4, 4)))
+    assert layer_analysis.errors[j] == pytest.approx(error, rel=1e-9)
+    assert layer_analysis.params[j] == 2 * 16 + 8
+    loss = layer(x).pow(2).sum()
+    loss.backward()
+    assert layer.blocks.grad is not None and layer.blocks.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="does not tile"):
+        factorize(linear, "blocks", [2, 3, 4])
+    with pytest.raises(ValueError, match="kept blocks"):
+        factorize(linear, "blocks", [7, 4, 4])
+
+
+def test_block_sparse_plan_saves_and_loads(tmp_path):
+    model = tiny_uhdformer()
+    p = plan(model, 0.6)
+    linears = [layer for layer in p.layers if layer.module == "Linear"]
+    for layer in linears:
+        out, inp = layer.shape
+        layer.factorization, layer.ranks = "blocks", [max(1, (out // 2) * (inp // 2) // 2), 2, 2]
+    small = apply(model, p)
+    assert linears and all(type(small.get_submodule(layer.name)).__name__ == "BlockSparseLinear" for layer in linears)
+    path = save_compressed(small, tmp_path / "c.pt")
+    loaded, _ = load_compressed(path)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small(x))
+        assert not torch.equal(small(x), apply(model, plan(model, 0.6))(x))  # the block edit took effect
 
 
 def test_save_load_same_outputs(tmp_path):
