@@ -1,20 +1,29 @@
-"""Choose Greedy PIG's schedule for ``benchmarks/attribution.py`` on a tuning split (not the evaluation images).
+"""Choose Greedy PIG's image configuration for ``benchmarks/attribution.py`` on a tuning split.
 
 Run::
 
-    python benchmarks/attribution_tuning.py            # ~3-4 min on 2 busy cores
+    python benchmarks/attribution_tuning.py --configs "NAME|NAME|..."   # whole split, ~7 min for 5 configurations
+    python benchmarks/attribution_tuning.py --images 50                 # every configuration, first 50 images
+    python benchmarks/attribution_tuning.py --oracle                    # ~2 min: would an exact greedy win?
+    python benchmarks/attribution_tuning.py --mismatch                  # ~1 min: G vs SIC image, top-q sets
 
-The evaluation in ``benchmarks/attribution.py`` uses test images ``0..99`` of each
-CNN; this script uses disjoint test images (crops: every 2nd of ``101..299``,
-mostly other photographs' classes; digits: ``300..399``) and prints, for
-each configuration at the same gradient budget (64), the share of images whose
-SIC AUC beats integrated gradients' (64 steps, softmax), and the mean SIC.
+The evaluation in ``benchmarks/attribution.py`` scores even-indexed crops test
+images (0, 2, ..., 298) and digits test images 0..149; this script uses the
+disjoint odd-indexed crops (1, 3, ..., 299) and digits 300..399. For each
+configuration at the same gradient budget (64) it prints the share of tuning
+images whose SIC AUC beats integrated gradients' (64 steps, softmax; blurred and
+black baselines) and the mean SIC; a run over the whole split writes
+``results/attribution_tuning.json``.
 
-``--mismatch`` (~30 s) instead compares, on the same split, Greedy PIG's and IG's
-top-q pixel sets in two ways: by ``G`` (target softmax with the set at x and the
-rest at the blurred baseline, the set function Greedy PIG maximises) and by the
-softmax of SIC's image (the set and 1% random pixels kept, the rest linearly
-interpolated).
+``--oracle`` runs an exact forward greedy (no gradients) on the two set
+functions a Greedy PIG path can approximate — ``G`` with a fixed blurred
+baseline (the linear path) and ``G`` of SIC's interpolated image — and reports
+how often each beats IG on SIC: the ceiling of each path.
+
+``--mismatch`` compares, on the same split, Greedy PIG's and IG's top-q pixel
+sets by ``G`` (target softmax with the set at x and the rest at the blurred
+baseline) and by the softmax of SIC's image (the set and 1% random pixels kept,
+the rest linearly interpolated), for the linear and the chosen imputed path.
 """
 
 from __future__ import annotations
@@ -31,29 +40,53 @@ from tqdm import tqdm
 
 import sparsesel as ss
 from sparsesel.attribution import models, sic
+from sparsesel.attribution.ranking import rank_scores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from attribution import from_uint8, to_uint8  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SPLITS = {"crops": range(101, 300, 2), "digits": range(300, 400)}
+SPLITS = {"crops": range(1, 300, 2), "digits": range(300, 400)}
 
-# name -> (output, greedy_pig options given the budget); "ig" is the reference
+# name -> (problem output, problem baseline, greedy_pig options); every configuration spends the budget (64)
+# gradient evaluations, like the reference IG (64 steps, softmax, blurred baseline)
+IMPUTED = {"path": "imputed", "ranked": 0.75}
 CONFIGS = {
-    "k=50%, 64x1 crops / 32x2 digits (before)": ("softmax", "old"),
-    "ranked=k=50%, uniform 16x4": ("softmax", {"rounds": 16, "steps": 4}),
-    "ranked=75%, uniform 4x16": ("softmax", {"rounds": 4, "steps": 16, "ranked": 0.75}),
-    "ranked=75%, uniform 8x8": ("softmax", {"rounds": 8, "steps": 8, "ranked": 0.75}),
-    "ranked=75%, uniform 16x4 (chosen)": ("softmax", {"rounds": 16, "steps": 4, "ranked": 0.75}),
-    "ranked=75%, uniform 32x2": ("softmax", {"rounds": 32, "steps": 2, "ranked": 0.75}),
-    "ranked=100%, uniform 16x4": ("softmax", {"rounds": 16, "steps": 4, "ranked": 1.0}),
-    "ranked=75%, geometric 8x8": ("softmax", {"rounds": 8, "steps": 8, "ranked": 0.75, "schedule": "geometric"}),
-    "ranked=75%, geometric 16x4": ("softmax", {"rounds": 16, "steps": 4, "ranked": 0.75, "schedule": "geometric"}),
-    "ranked=75%, uniform 8x8, log_softmax": ("log_softmax", {"rounds": 8, "steps": 8, "ranked": 0.75}),
+    "linear 16x4 uniform (the fixed-baseline schedule)": ("softmax", "blurred", {"rounds": 16, "steps": 4, "ranked": 0.75}),
+    "linear 16x4 geometric": ("softmax", "blurred", {"rounds": 16, "steps": 4, "ranked": 0.75, "schedule": "geometric"}),
+    "imputed 1x64 (no adaptivity)": ("softmax", "blurred", {**IMPUTED, "rounds": 1, "steps": 64}),
+    "imputed 16x4 uniform": ("softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4}),
+    "imputed 16x4 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4, "schedule": "geometric"}),
+    "imputed 8x8 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 8, "steps": 8, "schedule": "geometric"}),
+    "imputed 8x8 uniform": ("softmax", "blurred", {**IMPUTED, "rounds": 8, "steps": 8}),
+    "imputed 4x16 uniform": ("softmax", "blurred", {**IMPUTED, "rounds": 4, "steps": 16}),
+    "imputed 4x16 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 4, "steps": 16, "schedule": "geometric"}),
+    "imputed 4x16 geometric, no anchors": ("softmax", "blurred", {**IMPUTED, "rounds": 4, "steps": 16,
+                                                                  "schedule": "geometric", "anchors": 0.0}),
+    "imputed 4x16 geometric, power 1.5": ("softmax", "blurred", {**IMPUTED, "rounds": 4, "steps": 16,
+                                                                 "schedule": "geometric", "power": 1.5}),
+    "imputed 4x16 geometric, power 2.5": ("softmax", "blurred", {**IMPUTED, "rounds": 4, "steps": 16,
+                                                                 "schedule": "geometric", "power": 2.5}),
+    "imputed 3x21 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 3, "steps": 21, "schedule": "geometric"}),
+    "imputed 5x12 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 5, "steps": 12, "schedule": "geometric"}),
+    "imputed 2x32 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 2, "steps": 32, "schedule": "geometric"}),
+    "imputed 8x8 geometric, power 1.5": ("softmax", "blurred", {**IMPUTED, "rounds": 8, "steps": 8,
+                                                                "schedule": "geometric", "power": 1.5}),
+    "imputed 32x2 geometric": ("softmax", "blurred", {**IMPUTED, "rounds": 32, "steps": 2, "schedule": "geometric"}),
+    "imputed 16x4 geometric, power 3": ("softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4, "schedule": "geometric",
+                                                               "power": 3.0}),
+    "imputed 16x4 geometric, power 1.5": ("softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4,
+                                                                 "schedule": "geometric", "power": 1.5}),
+    "imputed 16x4 geometric, no anchors": ("softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4,
+                                                                  "schedule": "geometric", "anchors": 0.0}),
+    "imputed 16x4 geometric, mean prior": ("softmax", "mean", {**IMPUTED, "rounds": 16, "steps": 4, "schedule": "geometric"}),
+    "imputed 16x4 geometric, log_softmax": ("log_softmax", "blurred", {**IMPUTED, "rounds": 16, "steps": 4,
+                                                                       "schedule": "geometric"}),
 }
+CHOSEN = "imputed 4x16 geometric"
 
 
-def mismatch(seed: int, rounds: int = 16, steps: int = 4, ranked: float = 0.75, budget: int = 64) -> dict:
+def mismatch(seed: int, options: dict, budget: int = 64) -> dict:
     """Share of tuning images where Greedy PIG's top-q set beats IG's: on ``G`` and on SIC's interpolated image."""
     out = {}
     for name in ("crops", "digits"):
@@ -73,7 +106,7 @@ def mismatch(seed: int, rounds: int = 16, steps: int = 4, ranked: float = 0.75, 
             problem = ss.Attribution(model, x, baseline="blurred", target=target, k=h * w // 2, groups="pixels",
                                      output="softmax")
             ig = ss.solve(problem, "integrated_gradients", steps=budget)
-            pig = ss.solve(problem, "greedy_pig", rounds=rounds, steps=steps, ranked=ranked)
+            pig = ss.solve(problem, "greedy_pig", seed=seed + i, **options)
             for q, entry in wins.items():
                 n = max(1, int(round(q * h * w)))
                 sets = [list(ig.info["order"][:n]), list(pig.info["order"][:n])]
@@ -98,23 +131,102 @@ def mismatch(seed: int, rounds: int = 16, steps: int = 4, ranked: float = 0.75, 
     return out
 
 
+def oracle(seed: int, budget: int = 64, n_images: int = 100) -> dict:
+    """Would a perfect greedy win? Exact forward greedy (no gradients) on two set functions, digits tuning images.
+
+    For the first 75% of the pixels (48 of 64), each step adds the pixel with the largest ``G(S ∪ {i})``,
+    the rest follows IG's order; compared with IG (64 steps, blurred baseline) by SIC AUC:
+
+    * ``G_linear``: softmax with ``S`` at ``x`` and the rest at the blurred baseline (Greedy PIG's linear path);
+    * ``G_interpolated``: softmax of the image that keeps ``S`` and the four corners and linearly
+      interpolates the rest, the image SIC scores (for 8×8 digits SIC's 1% random pixels are 0 pixels,
+      so this start image is exactly the metric's, not a guess of it).
+    """
+    trained = models.digits_cnn(seed)
+    model = trained.model
+    scores = {"ig": [], "exact greedy on G_linear": [], "exact greedy on G_interpolated": []}
+    for i in tqdm(list(SPLITS["digits"])[:n_images], desc="oracle digits", leave=False):
+        x = trained.x_test[i]
+        with torch.no_grad():
+            target = int(model(x[None]).argmax())
+        image = to_uint8(x)
+        h, w = image.shape
+        n = h * w
+        mask = sic.random_pixel_mask(h, w, 0.01, seed=seed + 10_000 + i)
+        predict = sic.softmax_predictor(model, target, from_uint8)
+        problem = ss.Attribution(model, x, baseline="blurred", target=target, k=n // 2, groups="pixels", output="softmax")
+        ig = ss.solve(problem, "integrated_gradients", steps=budget)
+
+        def greedy(values_of) -> np.ndarray:
+            chosen, order = np.zeros(n, dtype=bool), []
+            for _ in range(int(0.75 * n)):
+                candidates = np.flatnonzero(~chosen)
+                best = candidates[int(np.argmax(values_of(chosen, candidates)))]
+                chosen[best] = True
+                order.append(best)
+            rest = [j for j in ig.info["order"] if not chosen[j]]
+            return rank_scores(np.asarray(order + rest)).reshape(h, w)
+
+        def linear(chosen, candidates):
+            weights = np.tile(chosen, (len(candidates), 1))
+            weights[np.arange(len(candidates)), candidates] = True
+            with torch.no_grad():
+                return problem.evaluate(problem.compose(torch.from_numpy(weights.astype(np.float32)))).numpy()
+
+        def interpolated(chosen, candidates):
+            shown = []
+            for j in candidates:
+                keep = chosen.copy()
+                keep[j] = True
+                shown.append(sic.interpolated_image(image, keep.reshape(h, w) | mask))
+            return predict(np.stack(shown))
+
+        maps = {"ig": np.asarray(ig.info["rank_scores"]), "exact greedy on G_linear": greedy(linear),
+                "exact greedy on G_interpolated": greedy(interpolated)}
+        try:
+            row = {c: sic.pic_curve(image, m, mask, predict).auc for c, m in maps.items()}
+        except sic.PicSkipped:
+            continue
+        for c, v in row.items():
+            scores[c].append(v)
+    ig = np.asarray(scores["ig"])
+    out = {"images": len(ig), "ig_mean_sic": float(ig.mean())}
+    print(f"digits, {len(ig)} tuning images: IG (blurred, {budget} steps) mean SIC {ig.mean():.3f}")
+    for c in list(scores)[1:]:
+        v = np.asarray(scores[c])
+        out[c] = {"beats_ig": float(np.mean(v > ig)), "mean_sic": float(v.mean())}
+        print(f"  {c:<34} beats IG on {out[c]['beats_ig']:.1%}, mean SIC {v.mean():.3f}")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mismatch", action="store_true", help="the G-vs-SIC-image comparison instead of the tuning")
+    parser.add_argument("--oracle", action="store_true", help="exact forward greedy on G_linear / G_interpolated (digits)")
+    parser.add_argument("--images", type=int, default=None, help="first N tuning images per dataset (default all)")
+    parser.add_argument("--configs", default="", help="only these configurations (exact names, |-separated)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.oracle:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "attribution_oracle.json").write_text(json.dumps(oracle(args.seed, args.budget), indent=1))
+        return 0
     if args.mismatch:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "attribution_sic_mismatch.json").write_text(json.dumps(mismatch(args.seed), indent=1))
+        record = {path: mismatch(args.seed, CONFIGS[name][2], args.budget) for path, name in
+                  (("linear", "linear 16x4 uniform (the fixed-baseline schedule)"), ("imputed", CHOSEN))}
+        (RESULTS / "attribution_sic_mismatch.json").write_text(json.dumps(record, indent=1))
         return 0
+    chosen = [c for c in CONFIGS if not args.configs or c in args.configs.split("|")]
     out = {}
     for name in ("crops", "digits"):
         trained = models.crops_cnn(args.seed) if name == "crops" else models.digits_cnn(args.seed)
         model = trained.model
-        scores = {c: [] for c in ("ig", *CONFIGS)}
-        for i in tqdm(SPLITS[name], desc=name, leave=False):
+        references = ("ig (blurred)", "ig (black)")
+        scores = {c: [] for c in (*references, *chosen)}
+        for i in tqdm(list(SPLITS[name])[: args.images], desc=name, leave=False):
             x = trained.x_test[i]
             with torch.no_grad():
                 target = int(model(x[None]).argmax())
@@ -122,14 +234,19 @@ def main(argv=None) -> int:
             h, w = image.shape[:2]
             mask = sic.random_pixel_mask(h, w, 0.01, seed=args.seed + 10_000 + i)
             predict = sic.softmax_predictor(model, target, from_uint8)
-            problems = {o: ss.Attribution(model, x, baseline="blurred", target=target, k=h * w // 2, groups="pixels",
-                                          output=o) for o in ("softmax", "log_softmax", "raw")}
-            maps = {"ig": ss.solve(problems["softmax"], "integrated_gradients", steps=args.budget)}
-            for c, (output, opts) in CONFIGS.items():
-                if opts == "old":
-                    rounds = 64 if name == "crops" else 32
-                    opts = {"rounds": rounds, "steps": args.budget // rounds}
-                maps[c] = ss.solve(problems[output], "greedy_pig", **opts)
+            problems = {}
+
+            def problem(output, baseline):
+                if (output, baseline) not in problems:
+                    problems[output, baseline] = ss.Attribution(model, x, baseline=baseline, target=target, k=h * w // 2,
+                                                                groups="pixels", output=output)
+                return problems[output, baseline]
+
+            maps = {"ig (blurred)": ss.solve(problem("softmax", "blurred"), "integrated_gradients", steps=args.budget),
+                    "ig (black)": ss.solve(problem("softmax", "black"), "integrated_gradients", steps=args.budget)}
+            for c in chosen:
+                output, baseline, opts = CONFIGS[c]
+                maps[c] = ss.solve(problem(output, baseline), "greedy_pig", seed=args.seed + i, **opts)
             row = {}
             for c, result in maps.items():
                 try:
@@ -140,15 +257,20 @@ def main(argv=None) -> int:
             if row:
                 for c, v in row.items():
                     scores[c].append(v)
-        ig = np.asarray(scores["ig"])
-        out[name] = {"images": len(ig), "ig_mean_sic": float(ig.mean()),
-                     "configs": {c: {"beats_ig": float(np.mean(np.asarray(v) > ig)), "mean_sic": float(np.mean(v))}
-                                 for c, v in scores.items() if c != "ig"}}
-        print(f"\n{name}: {len(ig)} tuning images scored; IG mean SIC {ig.mean():.3f}")
+        ig = {r: np.asarray(scores[r]) for r in references}
+        out[name] = {"images": len(ig[references[0]]), "tuning_images": f"test images {SPLITS[name]}"[:80],
+                     "ig_mean_sic": {r: float(v.mean()) for r, v in ig.items()},
+                     "configs": {c: {"beats_ig_blurred": float(np.mean(np.asarray(scores[c]) > ig[references[0]])),
+                                     "beats_ig_black": float(np.mean(np.asarray(scores[c]) > ig[references[1]])),
+                                     "mean_sic": float(np.mean(scores[c]))} for c in chosen}}
+        print(f"\n{name}: {out[name]['images']} tuning images scored; IG mean SIC blurred "
+              f"{ig[references[0]].mean():.3f}, black {ig[references[1]].mean():.3f}")
+        print(f"  {'Greedy PIG configuration':<52}{'> IG blurred':>12}{'> IG black':>11}{'mean SIC':>10}")
         for c, e in out[name]["configs"].items():
-            print(f"  {c:<45} beats IG {e['beats_ig']:6.1%}   mean SIC {e['mean_sic']:.3f}")
+            print(f"  {c:<52}{e['beats_ig_blurred']:>12.1%}{e['beats_ig_black']:>11.1%}{e['mean_sic']:>10.3f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "attribution_tuning.json").write_text(json.dumps(out, indent=1))
+    if args.images is None:  # the whole tuning split (any subset of the configurations)
+        (RESULTS / "attribution_tuning.json").write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="gradient evaluations (IG: total, default 50; Greedy PIG: per round, default 50/rounds)")
     parser.add_argument("--rounds", type=int, default=5, help="Greedy PIG rounds (default 5)")
     parser.add_argument("--method", default="gausslegendre", help="quadrature rule (Captum's names)")
+    parser.add_argument("--path", default="linear", choices=("linear", "imputed"),
+                        help="Greedy PIG's path: 'linear' (the paper's: absent pixels at the baseline) or 'imputed' "
+                             "(absent pixels interpolated from present ones, the set function SIC scores)")
     parser.add_argument("--output", default="softmax", choices=("raw", "softmax", "log_softmax"),
                         help="explain the logit, the softmax (default) or the log-softmax of the target")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random solver and of built-in model training")
@@ -171,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     if args.solver == "integrated_gradients":
         options = {"steps": args.steps or 50, "method": args.method}
     elif args.solver == "greedy_pig":
-        options = {"rounds": args.rounds, "steps": args.steps or max(1, 50 // args.rounds), "method": args.method}
+        options = {"rounds": args.rounds, "steps": args.steps or max(1, 50 // args.rounds), "method": args.method,
+                   "path": args.path}
     elif args.solver == "random":
         options = {"seed": args.seed}
     result = sparsesel.solve(problem, solver=args.solver, **options)

@@ -35,6 +35,9 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     assert main(args) == 2
     assert "exist(s); pass --force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
+    assert main(args + ["--force", "--path", "imputed"]) == 0
+    record = json.loads((out / "attribution.json").read_text())
+    assert record["options"]["path"] == "imputed" and len(record["selected"]) == 12
 
 
 def test_attribute_loads_an_arch_checkpoint(tmp_path, digit_png):
