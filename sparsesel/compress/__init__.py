@@ -1,7 +1,7 @@
 """Compress a trained network under a global budget: plan -> apply -> fine-tune -> report.
 
 >>> from sparsesel.compress import plan, apply
->>> p = plan(model, 0.5)                 # Tucker-2 / low-rank choice per layer, budget split by CP-SAT
+>>> p = plan(model, 0.5)                 # Tucker-2 / low-rank / block choice per layer, budget split by CP-SAT
 >>> small = apply(model, p)              # a new module; `model` is untouched
 
 See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
@@ -9,11 +9,13 @@ See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
 :mod:`~sparsesel.compress.baselines`.
 """
 
+from sparsesel.compress import channel_pruning  # noqa: F401  (registers the prune_channels structural edit)
 from sparsesel.compress.apply import apply, count_params, load_compressed, save_compressed
-from sparsesel.compress.factorized import LowRankConv, LowRankLinear, Tucker2Conv
+from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv
 from sparsesel.compress.plan import LayerPlan, Plan, analyze, plan
 
 __all__ = [
+    "BlockSparseLinear",
     "LayerPlan",
     "LowRankConv",
     "LowRankLinear",

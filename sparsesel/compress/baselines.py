@@ -2,9 +2,13 @@
 
 * ``uniform`` -- the same fraction of every rank (:func:`sparsesel.compress.plan.plan`, ``method="uniform"``);
 * ``energy`` -- the same kept fraction of every unfolding's spectral energy (``method="energy"``);
-* ``magnitude`` -- structured (channel) magnitude pruning with Torch-Pruning
-  (``torch_pruning.pruner.MagnitudePruner``, L2 group importance), its global ratio bisected so
-  that the pruned network has at most the budget's parameters.
+* ``magnitude`` -- structured (channel) L2-magnitude pruning to at most the budget's parameters.
+  UHDformer: our own pruning of its block-internal channels
+  (:func:`sparsesel.compress.channel_pruning.magnitude_prune_uhdformer`: Torch-Pruning's group
+  importance, one global threshold on the mean-normalised scores), because Torch-Pruning cannot
+  trace it. Other networks: Torch-Pruning (``torch_pruning.pruner.MagnitudePruner``, L2 group
+  importance, the same ratio for every group, bisected); a network it cannot trace gives a
+  ``ValueError``.
 """
 
 from __future__ import annotations
@@ -23,14 +27,38 @@ __all__ = ["BASELINES", "baseline_model", "magnitude_prune"]
 BASELINES: tuple[str, ...] = ("uniform", "energy", "magnitude")
 
 
-def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor, *, ignored: Sequence[str] = (), iterations: int = 12) -> nn.Module:
-    """Channel-prune a copy of ``model`` with Torch-Pruning to at most ``budget_params`` parameters.
+def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor | None = None, *, ignored: Sequence[str] = (),
+                    iterations: int = 12) -> nn.Module:
+    """Channel-prune a copy of ``model`` (not modified) to at most ``budget_params`` parameters.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A UHDformer is pruned by :func:`~sparsesel.compress.channel_pruning.magnitude_prune_uhdformer`
+        (``example``, ``ignored`` and ``iterations`` are not used; the result's
+        ``channel_pruning`` attribute holds kept channels per group and the threshold);
+        any other network by Torch-Pruning.
+    budget_params : int
+    example : torch.Tensor, optional
+        An input Torch-Pruning traces the network with (required for non-UHDformer networks).
+    ignored : sequence of str
+        Layers Torch-Pruning must not prune (the last conv/linear layer never is).
+    iterations : int
+        Bisection steps of Torch-Pruning's ratio.
 
     Raises
     ------
     ValueError
-        If Torch-Pruning cannot trace the network or no ratio meets the budget.
+        If the budget cannot be met, or Torch-Pruning cannot trace the network.
     """
+    from sparsesel.nets.uhdformer import UHDformer
+
+    if isinstance(model, UHDformer):
+        from sparsesel.compress.channel_pruning import magnitude_prune_uhdformer
+
+        return magnitude_prune_uhdformer(model, budget_params)[0]
+    if example is None:
+        raise ValueError(f"magnitude pruning of a {type(model).__name__} needs an example input for Torch-Pruning")
     import torch_pruning as tp
 
     def pruned(ratio: float) -> nn.Module:
@@ -76,5 +104,8 @@ def baseline_model(model: nn.Module, name: str, budget: float | int, *, example:
         total = count_params(model)
         cap = int(budget * total) if budget <= 1 else int(budget)
         net = magnitude_prune(model, cap, example)
-        return net, {"params": count_params(net)}
+        info = {"params": count_params(net)}
+        if getattr(net, "channel_pruning", None) is not None:
+            info.update(threshold=net.channel_pruning["threshold"], min_params=net.channel_pruning["min_params"])
+        return net, info
     raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
