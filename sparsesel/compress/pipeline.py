@@ -69,7 +69,7 @@ def compress_checkpoint(
     batch_size: int = 4,
     patch_size: int = 64,
     lr: float = 2e-4,
-    eval_count: int = 6,
+    eval_count: int = 24,
     eval_size: int = 128,
     curve: Sequence[float] = (0.25, 0.5, 0.75),
     baselines: bool = True,
@@ -97,12 +97,23 @@ def compress_checkpoint(
     if world > 1:
         dist.barrier()
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        stages[name] = stages.get(name, 0.0) + now - clock
+        clock = now
+
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed)
+    lap("analyze_and_plan")
     if finetune_steps:
         out.mkdir(parents=True, exist_ok=True)
         tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress)
     else:
         tuned = {"losses": [], "wall_time": 0.0}
+    lap("finetune")
     baseline_models = {}
     if baselines:
         for name in ("uniform", "energy", "magnitude"):
@@ -116,6 +127,7 @@ def compress_checkpoint(
             if finetune_steps:
                 finetune(model_b, teacher, config, progress=False)
             baseline_models[name] = model_b
+    lap("baselines")
     if rank != 0:
         return None
     held_out = PairedPatchDataset(task, split="test", patch_size=eval_size, length=eval_count, seed=seed + 1, augment=False)
@@ -139,6 +151,7 @@ def compress_checkpoint(
         else:
             m = measure(model_b, held_out, latency_size=latency_size, repeats=latency_repeats)
             report["baselines"][name] = {k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")}
+    lap("measure")
     points = []
     if curve and analysis is not None:
         for b in curve:
@@ -149,7 +162,9 @@ def compress_checkpoint(
                     points.append({"method": name, "budget": b, "error": str(exc)})
                     continue
                 points.append({"method": name, "budget": b, "params": count_params(model_c), **evaluate_quality(model_c, held_out)})
+    lap("curve")
     report["curve"] = points
+    report["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     report["wall_time_s"] = time.perf_counter() - began
     if report["plan"] is None:  # magnitude: no factorization plan
         report["plan"] = {"layers": []}

@@ -19,9 +19,10 @@ tail energy of the singular values (exact, Eckart-Young), for ``k`` blocks the e
 dropped blocks (exact).
 
 ``method="packing"`` chooses one option per layer to minimise a summed per-layer objective under
-the global budget -- a multiple-choice knapsack solved exactly by OR-tools CP-SAT (integer costs;
-objectives scaled to integers with a step of ``2^-k`` of the largest possible total, so the
-optimum is exact up to that rounding). Without calibration data the objective is the predicted
+the global budget -- a multiple-choice knapsack (:func:`solve_multiple_choice_knapsack`), solved
+exactly by dynamic programming over the integer parameter budget (numba), or for MAC budgets by
+OR-tools CP-SAT (objectives scaled to integers with a step of ``2^-k`` of the largest possible
+total, so the optimum is exact up to that rounding; a time limit). Without calibration data the objective is the predicted
 relative weight error. With calibration inputs (degraded images of the task) the knapsack is
 solved for three surrogates of the output damage -- the measured output MSE of each layer's
 truncation (:func:`output_distortions`), a first-order noise sensitivity times the weight error
@@ -49,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -72,6 +74,7 @@ METHODS: tuple[str, ...] = ("packing", "uniform", "energy")
 COSTS: tuple[str, ...] = ("params", "macs")
 PLAN_VERSION = 1
 _WEIGHT_BITS = 40
+_DP_CELLS = 100_000_000  # groups x (capacity + 1) up to which the knapsack is solved by dynamic programming (2 bytes each)
 
 
 # ---------------------------------------------------------------------------
@@ -591,19 +594,29 @@ def solve_multiple_choice_knapsack(
     time_limit: float = 60.0,
     seed: int = 0,
     workers: int = 1,
+    algorithm: str = "auto",
 ) -> tuple[list[int], dict[str, Any]]:
     """Choose one option per group minimising the summed error with summed cost ``<= capacity``.
 
-    Solved with OR-tools CP-SAT: one Boolean per option, exactly one per group, the integer cost
-    constraint is exact; errors are scaled to integers ``round(S * e)`` with ``S`` a power of two
-    such that every total stays below ``2^40``. Dominated options are removed first (that never
-    changes the optimum).
+    Dominated options are removed first (that never changes the optimum). Two exact algorithms:
+
+    * ``"dp"`` -- dynamic programming over the integer capacity (numba), exact in floating
+      point, ``O(options x capacity)`` time and ``O(groups x capacity)`` memory; the choice for
+      parameter budgets (capacities up to a few million);
+    * ``"cp_sat"`` -- OR-tools CP-SAT: one Boolean per option, exactly one per group, the integer
+      cost constraint exact, errors scaled to integers ``round(S * e)`` with ``S`` a power of two
+      such that every total stays below ``2^40``; stops at ``time_limit`` (status
+      ``"time_limit"``, the best allocation found). Used for MAC budgets (capacities ~1e10).
+
+    ``"auto"`` takes ``dp`` when ``groups x (capacity + 1) <= 1e8`` (200 MB of back-pointers),
+    else ``cp_sat``.
 
     Parameters
     ----------
     costs : list of int sequences, one per group
     errors : list of float sequences, aligned with ``costs`` (non-negative)
     capacity : int
+    algorithm : {"auto", "dp", "cp_sat"}
 
     Returns
     -------
@@ -611,7 +624,7 @@ def solve_multiple_choice_knapsack(
         The chosen option index of every group.
     info : dict
         ``status`` ("optimal" or "time_limit"), ``objective`` (summed float error),
-        ``cost``, ``scale``, ``wall_time``.
+        ``cost``, ``algorithm``, ``options``, ``wall_time`` (and ``scale`` for CP-SAT).
 
     Raises
     ------
@@ -631,6 +644,20 @@ def solve_multiple_choice_knapsack(
     if minimum > capacity:
         raise ValueError(f"infeasible: the cheapest choice costs {minimum} > capacity {capacity}")
     fronts = [_pareto(c, e) for c, e in zip(costs, errors)]
+    if algorithm not in ("auto", "dp", "cp_sat"):
+        raise ValueError(f"algorithm must be 'auto', 'dp' or 'cp_sat', got {algorithm!r}")
+    small_fronts = max(len(f) for f in fronts) < np.iinfo(np.int16).max
+    if algorithm == "dp" and not small_fronts:
+        raise ValueError("algorithm='dp' supports at most 32766 undominated options per group; use 'cp_sat'")
+    if algorithm == "dp" or (algorithm == "auto" and small_fronts and len(costs) * (int(capacity) + 1) <= _DP_CELLS):
+        choice = _knapsack_dp([costs[g][f] for g, f in enumerate(fronts)], [errors[g][f] for g, f in enumerate(fronts)], int(capacity))
+        choice = [int(front[j]) for front, j in zip(fronts, choice)]
+        return choice, {
+            "status": "optimal", "algorithm": "dp",
+            "objective": float(sum(errors[g][j] for g, j in enumerate(choice))),
+            "cost": int(sum(costs[g][j] for g, j in enumerate(choice))),
+            "options": int(sum(len(f) for f in fronts)), "wall_time": time.perf_counter() - began,
+        }
     worst = float(sum(float(errors[g][f].max()) for g, f in enumerate(fronts)))
     scale_exp = _WEIGHT_BITS - (math.frexp(worst)[1] if worst > 0 else 0)
     scale = 2.0**scale_exp
@@ -665,6 +692,7 @@ def solve_multiple_choice_knapsack(
         choice.append(int(front[picked[0]]))
     info = {
         "status": "optimal" if status == cp_model.OPTIMAL else "time_limit",
+        "algorithm": "cp_sat",
         "objective": float(sum(errors[g][j] for g, j in enumerate(choice))),
         "cost": int(sum(costs[g][j] for g, j in enumerate(choice))),
         "scale": f"2^{scale_exp}",
@@ -673,6 +701,37 @@ def solve_multiple_choice_knapsack(
         "wall_time": time.perf_counter() - began,
     }
     return choice, info
+
+
+def _knapsack_dp(costs: list[np.ndarray], errors: list[np.ndarray], capacity: int) -> list[int]:
+    """Exact multiple-choice knapsack by dynamic programming over ``0..capacity`` (numba)."""
+    offsets = np.concatenate([[0], np.cumsum([len(c) for c in costs])]).astype(np.int64)
+    return [int(j) for j in _knapsack_dp_kernel(np.concatenate(costs).astype(np.int64),
+                                                np.concatenate(errors).astype(np.float64), offsets, int(capacity))]
+
+
+@numba.njit(cache=False)
+def _knapsack_dp_kernel(costs, errors, offsets, capacity):  # pragma: no cover - compiled
+    groups = len(offsets) - 1
+    best = np.zeros(capacity + 1)  # best[c]: least error of the groups so far with cost <= c
+    picks = np.zeros((groups, capacity + 1), dtype=np.int16)
+    for g in range(groups):
+        new = np.full(capacity + 1, np.inf)
+        for j in range(offsets[g], offsets[g + 1]):
+            cost, error = costs[j], errors[j]
+            for c in range(cost, capacity + 1):
+                value = best[c - cost] + error
+                if value < new[c]:
+                    new[c] = value
+                    picks[g, c] = np.int16(j - offsets[g])
+        best = new
+    choice = np.empty(groups, dtype=np.int64)
+    c = capacity
+    for g in range(groups - 1, -1, -1):
+        j = picks[g, c]
+        choice[g] = j
+        c -= costs[offsets[g] + j]
+    return choice
 
 
 # ---------------------------------------------------------------------------
@@ -789,7 +848,8 @@ def plan(
         ``image_size``), or an absolute cost (an integer > 1). The planned network's total
         cost never exceeds it; parameters outside the planned layers count in full.
     method : {"packing", "uniform", "energy"}
-        ``packing``: exact multiple-choice knapsack (CP-SAT) minimising the summed predicted
+        ``packing``: exact multiple-choice knapsack (dynamic programming, or CP-SAT for large
+        capacities) minimising the summed predicted
         errors; ``uniform``: the same rank fraction in every layer; ``energy``: the same kept
         spectral-energy fraction in every unfolding (each at the largest fraction that fits).
     cost : {"params", "macs"}
@@ -798,7 +858,7 @@ def plan(
     exclude : sequence of str
         Names or ``fnmatch`` patterns of layers to leave untouched.
     time_limit : float
-        Seconds for CP-SAT.
+        Seconds for CP-SAT (used only where the dynamic program would be too large).
     seed : int
         CP-SAT's random seed.
     calibration : torch.Tensor, shape (B, 3, H, W), optional

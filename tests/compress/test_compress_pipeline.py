@@ -102,19 +102,35 @@ def brute_force(costs, errors, capacity):
     return best
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_knapsack_equals_brute_force(seed):
+@pytest.mark.parametrize("algorithm", ["dp", "cp_sat"])
+@pytest.mark.parametrize("seed", range(8))
+def test_knapsack_equals_brute_force(seed, algorithm):
     rng = np.random.default_rng(seed)
-    groups = int(rng.integers(2, 5))
-    costs = [rng.integers(1, 40, size=int(rng.integers(2, 6))) for _ in range(groups)]
+    groups = int(rng.integers(2, 6))
+    costs = [rng.integers(0 if seed % 2 else 1, 40, size=int(rng.integers(1, 6))) for _ in range(groups)]
     errors = [rng.random(len(c)) for c in costs]
     capacity = int(sum(c.min() for c in costs) + rng.integers(0, 40))
-    choice, info = solve_multiple_choice_knapsack(costs, errors, capacity)
+    choice, info = solve_multiple_choice_knapsack(costs, errors, capacity, algorithm=algorithm)
+    assert info["algorithm"] == algorithm
     value, pick = brute_force(costs, errors, capacity)
     assert info["status"] == "optimal"
     assert info["objective"] == pytest.approx(value, abs=1e-9)
     assert tuple(choice) == pick
     assert info["cost"] <= capacity
+
+
+def test_knapsack_algorithms_agree_on_large_instances():
+    """DP and CP-SAT on instances too large for brute force (CP-SAT proves optimality here)."""
+    rng = np.random.default_rng(11)
+    costs = [np.sort(rng.integers(5, 400, size=12)) for _ in range(25)]
+    errors = [np.sort(rng.random(12))[::-1] * rng.random() for _ in range(25)]
+    capacity = int(sum(c.min() for c in costs) + 1500)
+    (dp, info_dp), (cp, info_cp) = (solve_multiple_choice_knapsack(costs, errors, capacity, algorithm=a) for a in ("dp", "cp_sat"))
+    assert info_cp["status"] == "optimal"
+    assert info_dp["objective"] == pytest.approx(info_cp["objective"], abs=1e-9)
+    assert info_dp["cost"] <= capacity
+    with pytest.raises(ValueError, match="algorithm must be"):
+        solve_multiple_choice_knapsack(costs, errors, capacity, algorithm="greedy")
 
 
 def test_plan_allocation_equals_brute_force_on_a_network():
