@@ -1,11 +1,12 @@
 """Benchmark of ``sparsesel compress``: packing vs. the baselines at the same parameter budget.
 
 For each budget, each method (packing = ours; uniform ranks, per-layer energy threshold,
-Torch-Pruning structured magnitude pruning) compresses the same checkpoint, is fine-tuned by
+structured L2 channel-magnitude pruning -- our own for UHDformer, whose matching modules
+Torch-Pruning 1.6.1 cannot trace) compresses the same checkpoint, is fine-tuned by
 distillation for the same number of steps, and is scored on held-out patches (Y-channel PSNR /
 SSIM). Latency: median of 3 CPU runs at 512x512 after one warm-up run (torch threads as set).
 
-    python benchmarks/compress.py [--checkpoint FILE] [--steps 60] [--budgets 0.5,0.25] [--quick]
+    python benchmarks/compress.py [--checkpoint FILE] [--steps 60] [--budgets 0.5,0.33,0.25] [--quick]
 
 Writes benchmarks/results/compress[_quick].json and .png.
 """
@@ -30,12 +31,37 @@ from sparsesel.nets import zoo
 METHODS = ("packing", "uniform", "energy", "magnitude")
 
 
+def check_goals(rows: list[dict], original: dict) -> list[str]:
+    """The issue's goals: at 50% a PSNR loss <= 0.3 dB, and packing above every baseline at 50% and 25%."""
+    lines = []
+    for budget in sorted({r["budget"] for r in rows}, reverse=True):
+        ours = next((r for r in rows if r["budget"] == budget and r["method"] == "packing" and "psnr" in r), None)
+        if ours is None:
+            lines.append(f"goal at {budget:.0%}: packing failed")
+            continue
+        if budget == 0.5:
+            loss = original["psnr"] - ours["psnr"]
+            lines.append(f"goal PSNR loss <= 0.3 dB at 50%: loss {loss:+.3f} dB -> {'met' if loss <= 0.3 else 'MISSED'}")
+        for r in rows:
+            if r["budget"] != budget or r["method"] == "packing":
+                continue
+            if "psnr" not in r:
+                lines.append(f"goal packing > {r['method']} at {budget:.0%}: baseline failed ({r['error'][:60]})")
+                continue
+            won = ours["psnr"] > r["psnr"]
+            lines.append(f"goal packing > {r['method']} at {budget:.0%}: PSNR {ours['psnr'] - r['psnr']:+.3f} dB, "
+                         f"SSIM {ours['ssim'] - r['ssim']:+.4f} -> {'met' if won else 'MISSED'}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT)
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--budgets", default="0.5,0.25")
-    parser.add_argument("--eval-count", type=int, default=6)
+    parser.add_argument("--budgets", default="0.5,0.33,0.25",
+                        help="0.33: just above the 32.4%% floor of magnitude pruning on the demo UHDformer")
+    parser.add_argument("--eval-count", type=int, default=24,
+                        help="held-out 128x128 patches (6 patches gave +-1 dB noise between methods)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="8 steps, 2 eval patches, no latency")
     args = parser.parse_args()
@@ -81,11 +107,15 @@ def main() -> None:
         print(f"{row['budget']:>6} {row['method']:>10} {row['params']:>8} {row['psnr_no_ft']:>10.3f} {row['psnr']:>8.3f} "
               f"{row['psnr'] - original['psnr']:>+7.3f} {row['ssim']:>7.4f} {(lat if lat else float('nan')):>8.1f}  {ratio}")
     print(f"total {wall:.0f} s")
+    goals = check_goals(rows, original)
+    for line in goals:
+        print(line)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     name = "compress_quick" if args.quick else "compress"
     (out / f"{name}.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "steps": steps, "original": original,
-                                                  "rows": rows, "wall_time_s": wall}, indent=1, default=str) + "\n")
+                                                  "rows": rows, "goals": goals,
+                                                  "eval_count": count, "wall_time_s": wall}, indent=1, default=str) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -25,17 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
     parser.add_argument("--allocation", choices=("per_layer", "global"), default="per_layer",
                         help="same density in every weight (default) or one global budget")
+    parser.add_argument("--min-blocks", type=int, default=100,
+                        help="weights with fewer blocks stay dense (the paper's rule, default 100; 1 prunes all)")
     parser.add_argument("--out", type=Path, required=True, help="the new checkpoint")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.set_defaults(func=run)
 
 
-def prune_model(model: Any, density: float, block: str, allocation: str = "per_layer") -> tuple[Any, Any]:
+def prune_model(model: Any, density: float, block: str, allocation: str = "per_layer", min_blocks: int = 100) -> tuple[Any, Any]:
     """Magnitude block pruning of ``model`` (not modified); returns (pruned plain model, Result)."""
     import sparsesel as ss
     from sparsesel.blocks import bake_masks
 
-    problem = ss.BlockSparsification(model, block_shape=block, density=density, allocation=allocation)
+    problem = ss.BlockSparsification(model, block_shape=block, density=density, allocation=allocation, min_blocks=min_blocks)
     result = ss.solve(problem, solver="magnitude", epochs=0)
     return bake_masks(result.info["model"]), result
 
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ValueError(f"sparsesel.nets is not available ({exc}); prune needs its checkpoint loader") from None
     model = load_uhdformer(args.checkpoint)
-    pruned, result = prune_model(model, args.density, args.block, args.allocation)
+    pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
     summary = {
         "input": str(args.checkpoint),
         "block": args.block,

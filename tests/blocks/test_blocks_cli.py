@@ -65,3 +65,21 @@ def test_prune_errors(tmp_path, capsys, checkpoint):
     assert "density must be in (0, 1]" in capsys.readouterr().err
     assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "8by8", "--out", str(tmp_path / "o.pth")]) == 2
     assert "must look like '8x8'" in capsys.readouterr().err
+
+
+def test_prune_min_blocks_keeps_small_weights_dense(checkpoint, tmp_path):
+    """The paper's rule: weights with fewer than --min-blocks blocks are left dense (default 100)."""
+    from sparsesel.nets import load_uhdformer
+
+    default, every = tmp_path / "default.pth", tmp_path / "every.pth"
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "4x4", "--out", str(default)]) == 0
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "4x4", "--min-blocks", "1", "--out", str(every)]) == 0
+    pruned_default = {name for name, _ in json.loads((tmp_path / "default.pth.prune.json").read_text())["selected"]}
+    pruned_every = {name for name, _ in json.loads((tmp_path / "every.pth.prune.json").read_text())["selected"]}
+    original = dict(load_uhdformer(checkpoint).named_parameters())
+    blocks = {name: (original[name].shape[0] // 4) * (original[name].shape[1] // 4) for name in pruned_every}
+    assert pruned_default == {name for name, n in blocks.items() if n >= 100}
+    assert pruned_default < pruned_every
+    untouched = dict(load_uhdformer(default).named_parameters())
+    for name in pruned_every - pruned_default:
+        assert torch.equal(untouched[name], original[name])
