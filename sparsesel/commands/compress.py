@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--budget", type=float, default=0.5, help="fraction (0, 1] of the parameters to keep, or an absolute count")
     parser.add_argument("--method", default="packing", help=f"one of {', '.join(METHODS)} (default packing)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="distillation steps (default 100, --demo 60; 0: none)")
-    parser.add_argument("--task", default="lowlight", help="degradation used for calibration, fine-tuning and evaluation")
+    parser.add_argument("--task", default=None, help="degradation used for calibration, fine-tuning and evaluation (default: the network's own task)")
     parser.add_argument("--batch-size", type=int, default=4, help="global batch of the fine-tuning")
     parser.add_argument("--patch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)

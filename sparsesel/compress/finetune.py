@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.compress.network_io import network_input, network_output
 from sparsesel.training.losses import l1_fft_loss
 
 __all__ = ["FinetuneConfig", "finetune"]
@@ -178,9 +179,10 @@ def finetune(
         for step in range(start, config.steps):
             first = step * config.batch_size + rank * local
             batch = dataset.batch(range(first, first + local))
+            inputs = network_input(model, batch)
             with torch.no_grad():
-                taught = teacher(batch["input"])
-            out = model(batch["input"])
+                taught = network_output(teacher, inputs)
+            out = network_output(model, inputs)
             loss = config.teacher_weight * l1_fft_loss(out, taught) + config.target_weight * l1_fft_loss(out, batch["target"])
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"fine-tuning loss became {loss.item()} at step {step + 1}")

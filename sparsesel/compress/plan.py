@@ -58,6 +58,7 @@ from torch import nn
 
 from sparsesel.atomic import write_text_atomic
 from sparsesel.compress.factorized import block_norms, factorized_params, linear_block_shape
+from sparsesel.compress.network_io import example_input, network_output
 from sparsesel.tensors.tucker import HosvdErrorTable
 
 __all__ = [
@@ -331,9 +332,8 @@ def _pixel_counts(model: nn.Module, names: list[str], image_size: Sequence[int])
     for name in names:
         handles.append(model.get_submodule(name).register_forward_hook(hook(name)))
     try:
-        parameter = next(model.parameters())
         with torch.no_grad():
-            model(torch.zeros(1, 3, int(image_size[0]), int(image_size[1]), dtype=parameter.dtype, device=parameter.device))
+            network_output(model, example_input(model, int(image_size[0]), int(image_size[1])))
     finally:
         for handle in handles:
             handle.remove()
@@ -435,8 +435,8 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
     ----------
     model : torch.nn.Module
     layers : list of LayerAnalysis
-    calibration : torch.Tensor, shape (B, 3, H, W)
-        Inputs (e.g. degraded patches of the task).
+    calibration : torch.Tensor, shape (B, C, H, W)
+        Inputs (e.g. degraded patches of the task), as :func:`~sparsesel.compress.network_io.network_input` makes them.
     """
     import copy
 
@@ -445,7 +445,7 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
 
     work = copy.deepcopy(model).eval()
     with torch.no_grad():
-        reference = work(calibration)
+        reference = network_output(work, calibration)
         for layer in layers:
             if len(layer.options) < 2:
                 layer.objective = np.zeros(1)
@@ -457,7 +457,7 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
             for j in sorted({cheapest, middle}):
                 factorization, ranks = layer.options[j]
                 _set_submodule(work, layer.name, factorize(original, factorization, ranks))
-                points[float(layer.errors[j])] = float(((work(calibration) - reference) ** 2).mean())
+                points[float(layer.errors[j])] = float(((network_output(work, calibration) - reference) ** 2).mean())
             _set_submodule(work, layer.name, original)
             xs = np.array(sorted(points))
             ys = np.maximum.accumulate(np.array([points[x] for x in xs]))  # damage never decreases with error
@@ -478,14 +478,14 @@ def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibra
     work = copy.deepcopy(model).eval()
     generator = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
-        reference = work(calibration)
+        reference = network_output(work, calibration)
         for layer in layers:
             weight = work.get_submodule(layer.name).weight
             original = weight.detach().clone()
             noise = torch.randn(original.shape, generator=generator, dtype=original.dtype)
             noise *= epsilon * original.norm() / noise.norm().clamp_min(1e-30)
             weight.copy_(original + noise)
-            layer.sensitivity = float(((work(calibration) - reference) ** 2).mean()) / epsilon**2
+            layer.sensitivity = float(((network_output(work, calibration) - reference) ** 2).mean()) / epsilon**2
             weight.copy_(original)
 
 
@@ -498,11 +498,11 @@ def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, ca
 
     work = copy.deepcopy(model).eval()
     with torch.no_grad(), threadpool_limits(1):
-        reference = work(calibration)
+        reference = network_output(work, calibration)
         for layer, (factorization, ranks) in zip(layers, options):
             if factorization != "dense":
                 _set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
-        return float(((work(calibration) - reference) ** 2).mean())
+        return float(((network_output(work, calibration) - reference) ** 2).mean())
 
 
 def analyze(
@@ -803,14 +803,13 @@ def _model_params(model: nn.Module) -> int:
 
 
 def model_macs(model: nn.Module, image_size: Sequence[int]) -> int:
-    """Multiply-accumulates of one forward pass of a ``(1, 3, H, W)`` input (torch's FLOP counter / 2)."""
+    """Multiply-accumulates of one forward pass of a ``(1, C, H, W)`` input (torch's FLOP counter / 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    parameter = next(model.parameters())
-    x = torch.zeros(1, 3, int(image_size[0]), int(image_size[1]), dtype=parameter.dtype, device=parameter.device)
+    x = example_input(model, int(image_size[0]), int(image_size[1]))
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        model(x)
+        network_output(model, x)
     return int(counter.get_total_flops() // 2)
 
 

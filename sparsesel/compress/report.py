@@ -21,6 +21,7 @@ from torch import nn
 
 from sparsesel.atomic import write_atomic, write_text_atomic
 from sparsesel.compress.apply import count_params
+from sparsesel.compress.network_io import example_input, network_input, network_output
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 
@@ -29,10 +30,13 @@ __all__ = ["evaluate_quality", "latency_ms", "measure", "write_report"]
 
 def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     restore = getattr(model, "restore", None)
-    if callable(restore):
-        return restore(x)
     with torch.inference_mode():
-        return model(x).clamp(0, 1)
+        if callable(restore) and x.shape[1] == 3:  # pads to the network's multiple
+            out = restore(x)
+            if isinstance(out, dict):
+                out = out[model.final_output]
+            return out.clamp(0, 1)
+        return network_output(model, x).clamp(0, 1)
 
 
 def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset) -> dict[str, float]:
@@ -41,7 +45,7 @@ def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset) -> dict[str,
     psnrs, ssims = [], []
     for i in range(len(dataset)):
         batch = dataset.batch([i])
-        out = _predict(model, batch["input"])[0].permute(1, 2, 0).numpy()
+        out = _predict(model, network_input(model, batch))[0].permute(1, 2, 0).numpy()
         target = batch["target"][0].permute(1, 2, 0).numpy()
         psnrs.append(metrics.psnr(out, target))
         ssims.append(metrics.ssim(out, target))
@@ -49,15 +53,15 @@ def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset) -> dict[str,
 
 
 def latency_ms(model: nn.Module, size: int = 512, repeats: int = 3) -> float:
-    """Median CPU wall time (ms) of one ``(1, 3, size, size)`` forward pass, after one warm-up run."""
-    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    """Median CPU wall time (ms) of one ``(1, C, size, size)`` forward pass, after one warm-up run."""
+    x = example_input(model, size, size)
     model.eval()
     times = []
     with torch.inference_mode():
-        model(x)  # warm-up
+        network_output(model, x)  # warm-up
         for _ in range(repeats):
             began = time.perf_counter()
-            model(x)
+            network_output(model, x)
             times.append((time.perf_counter() - began) * 1e3)
     return float(statistics.median(times))
 

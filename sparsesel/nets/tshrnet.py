@@ -163,6 +163,9 @@ class TSHRNet(nn.Module):
     ``diffuse_tc`` (tone-corrected, the final output).
     """
 
+    #: the entry of ``forward``'s dict that is the network's result (read by :mod:`sparsesel.compress`)
+    final_output = "diffuse_tc"
+
     def __init__(self, config: TSHRNetConfig | None = None) -> None:
         super().__init__()
         config = TSHRNetConfig() if config is None else config
