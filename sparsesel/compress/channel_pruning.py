@@ -98,23 +98,22 @@ KINDS = ("convnext", "gate", "ffn_expand", "ffn_unsqueeze", "gdfn", "upsample")
 # ---------------------------------------------------------------------------
 
 
-class ScatterOutputConv(nn.Module):
-    """A convolution computing only some output channels of a wider one; the others are zero.
+class _IndexedConv(nn.Module):
+    """A smaller convolution ``conv`` standing for a wider one; ``index`` (a saved buffer, int64,
+    shape (k,)) maps each of its kept channels to the wide layer's channel."""
 
-    Parameters
-    ----------
-    conv : nn.Conv2d
-        The smaller convolution (``len(index)`` output channels).
-    index : torch.Tensor of int64, shape (k,)
-        Output channel of the full layer for each output of ``conv`` (a buffer, saved).
-    out_channels : int
-        Output channels of the full layer.
-    """
-
-    def __init__(self, conv: nn.Conv2d, index: torch.Tensor, out_channels: int) -> None:
+    def __init__(self, conv: nn.Conv2d, index: torch.Tensor) -> None:
         super().__init__()
         self.conv = conv
         self.register_buffer("index", torch.as_tensor(index, dtype=torch.long).clone())
+
+
+class ScatterOutputConv(_IndexedConv):
+    """A convolution computing only some output channels (``index``) of one with ``out_channels``;
+    the others are zero."""
+
+    def __init__(self, conv: nn.Conv2d, index: torch.Tensor, out_channels: int) -> None:
+        super().__init__(conv, index)
         self.out_channels = int(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,27 +122,16 @@ class ScatterOutputConv(nn.Module):
         return out.index_copy(1, self.index, y)
 
 
-class GatherInputConv(nn.Module):
-    """A convolution reading only some input channels of a wider input.
+class GatherInputConv(_IndexedConv):
+    """A convolution reading only some input channels (``index``) of an input with ``in_channels``.
 
     Declares ``pointwise_affine`` when ``conv`` is a 1x1 stride-1 ungrouped convolution, so
     UHDformer keeps folding it (:func:`sparsesel.nets.uhdformer.pointwise_affine_map`; the
     skipped inputs get zero columns).
-
-    Parameters
-    ----------
-    conv : nn.Conv2d
-        The smaller convolution (``len(index)`` input channels).
-    index : torch.Tensor of int64, shape (k,)
-        Input channel of the full layer for each input of ``conv`` (a buffer, saved).
-    in_channels : int
-        Input channels of the full layer.
     """
 
     def __init__(self, conv: nn.Conv2d, index: torch.Tensor, in_channels: int) -> None:
-        super().__init__()
-        self.conv = conv
-        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long).clone())
+        super().__init__(conv, index)
         self.in_channels = int(in_channels)
         self.pointwise_affine = (
             tuple(conv.kernel_size) == (1, 1) and tuple(conv.stride) == (1, 1) and conv.groups == 1
