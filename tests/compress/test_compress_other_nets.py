@@ -94,3 +94,22 @@ def test_cli_on_a_tshrnet_checkpoint(tmp_path):
     assert report["baselines"]["magnitude"]["error"].startswith("skipped for tshrnet")
     assert {"uniform", "energy"} <= {k for k, v in report["baselines"].items() if v["psnr"] is not None}
     assert checkpoint.read_bytes() == before
+
+
+def test_official_uhdformer_release_compresses_and_reloads(tmp_path):
+    """An official UHDformer checkpoint (the fixture of the official code) goes through plan -> apply -> save -> load."""
+    from pathlib import Path
+
+    from sparsesel.nets import load_uhdformer
+
+    official = Path(__file__).resolve().parents[1] / "nets" / "data" / "uhdformer_official_random_g.pth"
+    before = official.read_bytes()
+    model = load_uhdformer(official).eval()
+    p = plan(model, 0.5)  # weight-error objective: no calibration pass
+    small_model = apply(model, p)
+    assert count_params(small_model) == p.params_after <= 0.5 * count_params(model)
+    loaded, _ = load_compressed(save_compressed(small_model, tmp_path / "c.pt"))
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small_model(x))
+    assert official.read_bytes() == before
