@@ -299,6 +299,20 @@ class BlockSparseLinear(nn.Module):
         return layer
 
 
+_RANK_FORMS = {"tucker2": "[R_out, R_in]", "lowrank": "[R]", "blocks": "[kept blocks, b1, b2]"}
+
+
+def _ranks(factorization: str, ranks) -> tuple[int, ...]:
+    """``ranks`` as a tuple of ints of the length ``factorization`` needs (a clear error otherwise)."""
+    form = _RANK_FORMS.get(factorization)
+    if form is None:
+        raise ValueError(f"a factorized layer is 'tucker2', 'lowrank' or 'blocks', got {factorization!r}")
+    values = () if ranks is None else tuple(ranks)
+    if len(values) != form.count(",") + 1 or not all(isinstance(r, (int, np.integer)) or float(r).is_integer() for r in values):
+        raise ValueError(f"factorization {factorization!r} needs ranks {form} (integers), got {ranks!r}")
+    return tuple(int(r) for r in values)
+
+
 def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: bool) -> int:
     """Parameters of a layer of weight ``shape`` factorized as ``factorization`` at ``ranks``.
 
@@ -312,13 +326,13 @@ def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: b
     if factorization == "dense":
         return out * inp * area + extra
     if factorization == "tucker2":
-        r_out, r_in = (int(r) for r in ranks)
+        r_out, r_in = _ranks(factorization, ranks)
         return inp * r_in + r_in * r_out * area + r_out * out + extra
     if factorization == "lowrank":
-        (r,) = (int(r) for r in ranks)
+        (r,) = _ranks(factorization, ranks)
         return r * (inp + out) + extra
     if factorization == "blocks":
-        kept, b1, b2 = (int(r) for r in ranks)
+        kept, b1, b2 = _ranks(factorization, ranks)
         return kept * b1 * b2 + extra
     raise ValueError(f"factorization must be 'dense', 'tucker2', 'lowrank' or 'blocks', got {factorization!r}")
 
@@ -326,6 +340,7 @@ def factorized_params(shape: tuple[int, ...], factorization: str, ranks, bias: b
 def empty_factorized(module: nn.Module, factorization: str, ranks) -> nn.Module:
     """A factorized layer shaped to replace ``module`` (weights uninitialised, on its device/dtype)."""
     like = dict(dtype=module.weight.dtype, device=module.weight.device)
+    ranks = _ranks(factorization, ranks)
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             raise ValueError(f"cannot factorize a grouped convolution (groups={module.groups})")
@@ -371,10 +386,11 @@ def factorize(module: nn.Module, factorization: str, ranks, *, n_iter_max: int =
     1x1 conv or linear weight; ``"blocks"`` (``ranks = [k, b1, b2]``): the ``k`` largest blocks of
     a linear weight. The input module is not modified.
     """
+    ranks = _ranks(factorization, ranks)
     if factorization == "tucker2":
         if not isinstance(module, nn.Conv2d):
             raise TypeError(f"tucker2 needs an nn.Conv2d, got {type(module).__name__}")
-        r_out, r_in = (int(r) for r in ranks)
+        r_out, r_in = ranks
         return Tucker2Conv.from_conv(module, r_in, r_out, n_iter_max=n_iter_max)
     if factorization == "blocks":
         if not isinstance(module, nn.Linear):

@@ -649,6 +649,9 @@ def solve_multiple_choice_knapsack(
     small_fronts = max(len(f) for f in fronts) < np.iinfo(np.int16).max
     if algorithm == "dp" and not small_fronts:
         raise ValueError("algorithm='dp' supports at most 32766 undominated options per group; use 'cp_sat'")
+    if algorithm == "dp" and len(costs) * (int(capacity) + 1) > 10 * _DP_CELLS:
+        raise ValueError(f"algorithm='dp' would need {len(costs)} x {int(capacity) + 1} back-pointers "
+                         f"(over {10 * _DP_CELLS:.0e}; 2 bytes each); use 'cp_sat' or 'auto'")
     if algorithm == "dp" or (algorithm == "auto" and small_fronts and len(costs) * (int(capacity) + 1) <= _DP_CELLS):
         choice = _knapsack_dp([costs[g][f] for g, f in enumerate(fronts)], [errors[g][f] for g, f in enumerate(fronts)], int(capacity))
         choice = [int(front[j]) for front, j in zip(fronts, choice)]

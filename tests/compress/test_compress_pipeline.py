@@ -131,6 +131,12 @@ def test_knapsack_algorithms_agree_on_large_instances():
     assert info_dp["cost"] <= capacity
     with pytest.raises(ValueError, match="algorithm must be"):
         solve_multiple_choice_knapsack(costs, errors, capacity, algorithm="greedy")
+    with pytest.raises(ValueError, match="back-pointers"):
+        solve_multiple_choice_knapsack(costs, errors, 10**12, algorithm="dp")
+    _, info = solve_multiple_choice_knapsack([[10**9, 3 * 10**9]], [[1.0, 0.0]], 2 * 10**9)  # auto: CP-SAT
+    assert info["algorithm"] == "cp_sat" and info["status"] == "optimal"
+    with pytest.raises(ValueError, match="finite"):
+        solve_multiple_choice_knapsack([[1, 2]], [[np.nan, 0.0]], 5)
 
 
 def test_plan_allocation_equals_brute_force_on_a_network():
@@ -210,6 +216,15 @@ def test_block_sparse_linear_keeps_the_largest_blocks():
         factorize(linear, "blocks", [2, 3, 4])
     with pytest.raises(ValueError, match="kept blocks"):
         factorize(linear, "blocks", [7, 4, 4])
+
+
+@pytest.mark.parametrize("factorization, ranks, module", [
+    ("blocks", [2], nn.Linear(8, 8)), ("lowrank", [2, 3], nn.Linear(8, 8)), ("tucker2", [2], nn.Conv2d(4, 4, 3)),
+    ("lowrank", [2.5], nn.Linear(8, 8)), ("svd", [2], nn.Linear(8, 8)),
+])
+def test_malformed_ranks_are_clear_errors(factorization, ranks, module):
+    with pytest.raises(ValueError, match="needs ranks|a factorized layer is"):
+        factorize(module, factorization, ranks)
 
 
 def test_block_sparse_plan_saves_and_loads(tmp_path):
