@@ -31,7 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--baseline", default="zeros", choices=("zeros", "black", "blurred", "mean"))
     parser.add_argument("--steps", type=int, default=None,
                         help="gradient evaluations (IG: total, default 50; Greedy PIG: per round, default 50/rounds)")
-    parser.add_argument("--rounds", type=int, default=5, help="Greedy PIG rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="Greedy PIG rounds (default 5; 8 with --schedule sic)")
+    parser.add_argument("--schedule", default="uniform", choices=("uniform", "geometric", "sic"),
+                        help="how Greedy PIG splits the selected pixels over its rounds; 'sic' ends the rounds at "
+                             "SIC's reveal fractions (0.5%%, 2%%, ..., 75%%; use with --ranked 0.75)")
+    parser.add_argument("--ranked", type=float, default=None,
+                        help="pixels Greedy PIG's rounds fix: a count >= k or a fraction of the pixels in (0, 1] "
+                             "(default k)")
     parser.add_argument("--method", default="gausslegendre", help="quadrature rule (Captum's names)")
     parser.add_argument("--path", default="linear", choices=("linear", "imputed"),
                         help="Greedy PIG's path: 'linear' (the paper's: absent pixels at the baseline) or 'imputed' "
@@ -174,8 +181,10 @@ def run(args: argparse.Namespace) -> int:
     if args.solver == "integrated_gradients":
         options = {"steps": args.steps or 50, "method": args.method}
     elif args.solver == "greedy_pig":
-        options = {"rounds": args.rounds, "steps": args.steps or max(1, 50 // args.rounds), "method": args.method,
-                   "path": args.path}
+        rounds = args.rounds if args.rounds is not None else (8 if args.schedule == "sic" else 5)
+        ranked = args.ranked if args.ranked is None or args.ranked <= 1 else int(args.ranked)
+        options = {"rounds": rounds, "steps": args.steps or max(1, 50 // rounds), "method": args.method,
+                   "path": args.path, "schedule": args.schedule, "ranked": ranked}
     elif args.solver == "random":
         options = {"seed": args.seed}
     result = sparsesel.solve(problem, solver=args.solver, **options)

@@ -38,6 +38,12 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     assert main(args + ["--force", "--path", "imputed"]) == 0
     record = json.loads((out / "attribution.json").read_text())
     assert record["options"]["path"] == "imputed" and len(record["selected"]) == 12
+    # SIC rounds: 8 rounds by default, ending where SIC reveals 0.5%, 2%, ... of the 32x32 pixels
+    assert main(args[:-6] + ["--steps", "2", "--out", str(out), "--force", "--path", "imputed",
+                             "--schedule", "sic", "--ranked", "0.75"]) == 0
+    record = json.loads((out / "attribution.json").read_text())
+    assert record["options"]["rounds"] == 8 and record["gradient_evaluations"] == 16
+    assert len(record["selected"]) == 12
 
 
 def test_attribute_loads_an_arch_checkpoint(tmp_path, digit_png):

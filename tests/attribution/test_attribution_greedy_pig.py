@@ -137,3 +137,51 @@ def test_geometric_schedule_sizes():
     assert pig.selected == (9, 8, 7)
     with pytest.raises(ValueError, match="schedule"):
         ss.solve(problem, "greedy_pig", schedule="linear")
+
+
+@pytest.mark.parametrize("n", [64, 100, 1024, 3 * 37])
+def test_revealed_count_matches_the_sic_quantile_rule(n):
+    """SIC reveals the scores >= numpy's quantile(1 - q): count it directly on a shuffled ranking."""
+    from solvers.attribution_greedy_pig import revealed_count
+    from sparsesel.attribution.sic import SIC_THRESHOLDS
+
+    scores = np.random.default_rng(n).permutation(n).astype(float) + 1.0
+    for q in SIC_THRESHOLDS:
+        assert revealed_count(n, q) == int(np.sum(scores >= np.quantile(scores, 1.0 - q))), q
+
+
+def test_sic_round_boundaries_are_the_bands_sic_reveals():
+    """With ``schedule="sic"`` the pixels fixed by the end of round r are exactly those SIC reveals at f_r."""
+    from solvers.attribution_greedy_pig import SIC_ROUNDS
+
+    generator = torch.Generator().manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Softplus(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 12 * 12, 3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    x = torch.rand(1, 12, 12, generator=generator)
+    problem = ss.Attribution(net, x, baseline="blurred", target=1, k=20, groups="pixels", output="softmax")
+    pig = ss.solve(problem, "greedy_pig", path="imputed", steps=2, ranked=0.75, schedule="sic")
+    assert pig.info["rounds"] == len(SIC_ROUNDS)  # rounds defaults to the number of boundaries
+    saliency = np.asarray(pig.info["rank_scores"])
+    round_of = np.asarray(pig.info["round_of"])
+    for r, q in enumerate(SIC_ROUNDS):
+        revealed = saliency >= np.quantile(saliency, 1.0 - q)  # the rule of sic.pic_curves
+        fixed = (round_of >= 0) & (round_of <= r)
+        np.testing.assert_array_equal(fixed, revealed, err_msg=f"round {r}, fraction {q}")
+    assert pig.info["gradient_evaluations"] == 2 * len(SIC_ROUNDS)
+
+
+def test_schedule_boundaries_validation():
+    from solvers.attribution_greedy_pig import round_sizes
+
+    assert round_sizes(10, 3, (0.1, 0.3, 1.0), 10) == [1, 2, 7]  # counts 10 - ceil(0.9*9) = 1 and 10 - ceil(0.7*9) = 3, then k
+    assert round_sizes(3, 3, (0.01, 0.02, 0.03), 100) == [1, 1, 1]  # at least one per round
+    problem = ss.Attribution(lambda z: (z**2).sum(1), torch.arange(1.0, 11.0), k=3)
+    with pytest.raises(ValueError, match="schedule has 2 round boundaries but rounds is 3"):
+        ss.solve(problem, "greedy_pig", rounds=3, schedule=(0.1, 0.3))
+    with pytest.raises(ValueError, match=r"increase strictly within \(0, 1\]"):
+        ss.solve(problem, "greedy_pig", rounds=2, schedule=(0.3, 0.3))
+    with pytest.raises(ValueError, match="sequence of fractions"):
+        ss.solve(problem, "greedy_pig", rounds=2, schedule=("a", "b"))
