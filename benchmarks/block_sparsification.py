@@ -451,9 +451,9 @@ def select_learning_rates(tasks: list[dict], methods: dict, quick: bool) -> dict
     selection cells (blocks 4×4, 8×8 and 16×16 at 80%, 90% and 95% sparsity;
     the dense model has no cells) and seeds 0, 1 and 2; the score is the median
     over cells of the mean over seeds (a median, so that one cell where a
-    network collapses cannot decide the rate). Ties go to the smaller learning rate. If a grid edge wins, the grid is
-    extended by one half-decade step beyond it and the new rate evaluated, at
-    most ``MAX_GRID_EXTENSIONS`` times, by the same rule for every method.
+    network collapses cannot decide the rate). Ties go to the smaller learning
+    rate. If a grid edge wins, the grid is extended by one half-decade step
+    beyond it and the new rate evaluated, at most ``MAX_GRID_EXTENSIONS`` times, by the same rule for every method.
     ``quick``: one cell (8×8, 95%), seed 0, no extension.
     """
     cells = [(8, 0.95)] if quick else [(b, sp) for b in SELECTION_BLOCKS for sp in SELECTION_SPARSITIES]

@@ -182,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
         options = {"steps": args.steps or 50, "method": args.method}
     elif args.solver == "greedy_pig":
         rounds = args.rounds if args.rounds is not None else (8 if args.schedule == "sic" else 5)
-        ranked = args.ranked if args.ranked is None or args.ranked <= 1 else int(args.ranked)
+        ranked = args.ranked
+        if ranked is not None and ranked > 1:
+            if not float(ranked).is_integer():
+                raise ValueError(f"--ranked must be a whole count of pixels or a fraction in (0, 1], got {ranked}")
+            ranked = int(ranked)
         options = {"rounds": rounds, "steps": args.steps or max(1, 50 // rounds), "method": args.method,
                    "path": args.path, "schedule": args.schedule, "ranked": ranked}
     elif args.solver == "random":

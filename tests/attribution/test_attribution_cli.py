@@ -44,6 +44,10 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     record = json.loads((out / "attribution.json").read_text())
     assert record["options"]["rounds"] == 8 and record["gradient_evaluations"] == 16
     assert len(record["selected"]) == 12
+    assert main(args + ["--force", "--ranked", "2.5"]) == 2
+    assert "--ranked must be a whole count of pixels or a fraction in (0, 1], got 2.5" in capsys.readouterr().err
+    assert main(args + ["--force", "--schedule", "sic", "--rounds", "5"]) == 2
+    assert "schedule has 8 round boundaries but rounds is 5" in capsys.readouterr().err
 
 
 def test_attribute_loads_an_arch_checkpoint(tmp_path, digit_png):
