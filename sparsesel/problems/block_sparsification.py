@@ -88,7 +88,8 @@ class BlockSparsification(Problem):
         DataLoader keeps its own order (give it a seeded ``generator`` for
         reproducible runs).
     loss : {"mse", "cross_entropy"} or callable
-        ``callable(output, target) -> scalar tensor`` for anything else.
+        ``callable(output, target) -> scalar tensor`` for anything else; it
+        gets integer ``y`` as int64 class labels and any other ``y`` as float32.
     params : sequence of str, optional
         Names of the weights to prune (as in ``model.named_parameters()``).
         Default: every ``Linear`` and ``Conv1d/2d/3d`` weight that the block shape tiles.
@@ -103,6 +104,7 @@ class BlockSparsification(Problem):
         ``model`` not a torch module, non-numeric data, wrong types.
     ValueError
         ``density`` outside ``(0, 1]``; a named weight the blocks do not tile;
+        NaN or infinite values in a candidate weight (a corrupt model);
         no prunable weight (also when ``min_blocks`` leaves none); unknown
         parameter names; mismatched data lengths.
     """
@@ -175,6 +177,11 @@ class BlockSparsification(Problem):
         grids = {}
         for name in names:
             grids[name] = block_grid(named[name].shape, block_shape, name=f"parameter {name!r}")
+        for name in (*names, *dense_params):
+            bad = int((~torch.isfinite(named[name].detach())).sum())
+            if bad:
+                raise ValueError(f"parameter {name!r} has {bad} NaN or infinite value(s); "
+                                 "the model (or the checkpoint it came from) is corrupt")
         data = self._check_data(self.data, self.loss)
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "block_shape", block_shape)
@@ -217,6 +224,8 @@ class BlockSparsification(Problem):
             if y_np.ndim != 1 or not np.all(y_np == np.round(y_np)) or y_np.min() < 0:
                 raise ValueError("data y must be non-negative integer class labels of shape (n,) for loss='cross_entropy'")
             y_t = torch.as_tensor(y_np.astype(np.int64))
+        elif callable(loss) and _is_integer(y):
+            y_t = torch.as_tensor(y_np.astype(np.int64))  # a custom loss may need class labels
         else:
             y_t = torch.as_tensor(y_np, dtype=torch.float32)
         return (X_t, y_t)
@@ -427,6 +436,16 @@ class BlockSparsification(Problem):
 
 def _count(density: float, total: int) -> int:
     return int(min(total, max(1, math.floor(density * total + 0.5 + 1e-9))))
+
+
+def _is_integer(value: Any) -> bool:
+    """Whether ``value`` (tensor, array or sequence) holds integers, bools excluded."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return not value.dtype.is_floating_point and not value.dtype.is_complex and value.dtype != torch.bool
+    dtype = np.asarray(value).dtype
+    return bool(np.issubdtype(dtype, np.integer))
 
 
 def _to_numpy(value: Any) -> Any:

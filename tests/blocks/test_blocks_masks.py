@@ -193,6 +193,34 @@ def test_bad_inputs_raise_clear_errors():
         ss.solve(problem, solver="magnitude", schedule="fast")
 
 
+def test_corrupt_weights_are_rejected_naming_the_parameter():
+    for name, value in (("0.weight", float("nan")), ("2.weight", float("inf"))):
+        model = mlp()
+        with torch.no_grad():
+            dict(model.named_parameters())[name][1, 2] = value
+        with pytest.raises(ValueError, match=rf"parameter '{name}' has 1 NaN or infinite"):
+            ss.BlockSparsification(model, (4, 4), density=0.5, min_blocks=1)
+
+
+def test_callable_loss_gets_integer_labels_and_float_targets():
+    torch.manual_seed(0)
+    X = torch.randn(40, 16)
+    labels = torch.randint(0, 4, (40,))
+    seen = []
+
+    def loss(output, target):
+        seen.append(target.dtype)
+        return nn.functional.cross_entropy(output, target)
+
+    model = nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    result = ss.solve(ss.BlockSparsification(model, (4, 4), 0.5, data=(X, labels), loss=loss, min_blocks=1),
+                      solver="magnitude", epochs=1)
+    assert set(seen) == {torch.int64} and result.info["density"] == 0.5
+    problem = ss.BlockSparsification(model, (4, 4), 0.5, data=(X, np.asarray(labels) * 0.5),
+                                     loss=lambda o, t: ((o[:, 0] - t) ** 2).mean(), min_blocks=1)
+    assert problem.data[1].dtype == torch.float32
+
+
 def test_apply_result_to_the_returned_masked_model_and_shrink():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
