@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--path", default="linear", choices=("linear", "imputed"),
                         help="Greedy PIG's path: 'linear' (the paper's: absent pixels at the baseline) or 'imputed' "
                              "(absent pixels interpolated from present ones, the set function SIC scores)")
+    parser.add_argument("--anchor-draws", type=int, default=1,
+                        help="with --path imputed: draws of the imputer's random anchor pixels, one per quadrature "
+                             "node in turn (1..steps; default 1; the benchmark's image setting uses 8)")
     parser.add_argument("--output", default="softmax", choices=("raw", "softmax", "log_softmax"),
                         help="explain the logit, the softmax (default) or the log-softmax of the target")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random solver and of built-in model training")
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--ranked must be a whole count of pixels or a fraction in (0, 1], got {ranked}")
             ranked = int(ranked)
         options = {"rounds": rounds, "steps": args.steps or max(1, 50 // rounds), "method": args.method,
-                   "path": args.path, "schedule": args.schedule, "ranked": ranked}
+                   "path": args.path, "schedule": args.schedule, "ranked": ranked, "anchor_draws": args.anchor_draws}
     elif args.solver == "random":
         options = {"seed": args.seed}
     result = sparsesel.solve(problem, solver=args.solver, **options)

@@ -44,6 +44,12 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     record = json.loads((out / "attribution.json").read_text())
     assert record["options"]["rounds"] == 8 and record["gradient_evaluations"] == 16
     assert len(record["selected"]) == 12
+    assert main(args[:-6] + ["--steps", "2", "--out", str(out), "--force", "--path", "imputed",
+                             "--schedule", "sic", "--ranked", "0.75", "--anchor-draws", "2"]) == 0
+    record = json.loads((out / "attribution.json").read_text())
+    assert record["options"]["anchor_draws"] == 2 and record["gradient_evaluations"] == 16
+    assert main(args + ["--force", "--path", "imputed", "--anchor-draws", "9"]) == 2
+    assert "anchor_draws" in capsys.readouterr().err
     assert main(args + ["--force", "--ranked", "2.5"]) == 2
     assert "--ranked must be a whole count of pixels or a fraction in (0, 1], got 2.5" in capsys.readouterr().err
     assert main(args + ["--force", "--schedule", "sic", "--rounds", "5"]) == 2

@@ -137,3 +137,66 @@ def test_imputed_path_errors():
         ss.solve(image, "greedy_pig", path="curved")
     with pytest.raises(ValueError, match=r"anchors must be a fraction in \[0, 1\], got 2"):
         anchor_mask(3, 3, 2)
+
+
+def small_image_problem(seed=6):
+    """A 10×10 two-channel image (5 random anchor pixels at ``anchors=0.05``) and a smooth float64 CNN."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.Softplus(), torch.nn.Flatten(),
+                              torch.nn.Linear(3 * 100, 4)).double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(2, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    problem = ss.Attribution(net, x, baseline="blurred", target=2, k=4, groups="pixels", output="softmax")
+    return net, problem
+
+
+def test_anchor_draws_average_the_path_integral_over_draws_node_by_node():
+    """Reference: node ``j`` of numpy's Gauss-Legendre rule, the gradient of ``softmax(net(img_d(w)))`` by central
+    finite differences with draw ``d = j mod D`` (seed ``seed + d``), summed with the rule's weights."""
+    net, problem = small_image_problem()
+    steps, draws, seed, eps = 6, 3, 7, 1e-6
+    ours = ss.solve(problem, "greedy_pig", rounds=1, steps=steps, path="imputed", anchors=0.05, seed=seed,
+                    anchor_draws=draws).info["attribution"].ravel()
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    masks = [anchor_mask(10, 10, 0.05, seed=seed + d) for d in range(draws)]
+    assert len({m.tobytes() for m in masks}) == draws  # the draws differ
+    reference = np.zeros(100)
+    for j, (node, weight) in enumerate(zip(0.5 * (nodes + 1.0), 0.5 * weights)):
+        imputer = ShepardImputer(problem.x, problem.baseline, masks[j % draws])
+        shifted = np.full((200, 100), node)
+        shifted[np.arange(100), np.arange(100)] += eps
+        shifted[100 + np.arange(100), np.arange(100)] -= eps
+        with torch.no_grad():
+            values = torch.softmax(net(imputer(torch.from_numpy(shifted))), dim=1)[:, 2].numpy()
+        reference += weight * (values[:100] - values[100:]) / (2 * eps)
+    np.testing.assert_allclose(ours, reference, atol=1e-8, rtol=1e-6)
+    one_draw = ss.solve(problem, "greedy_pig", rounds=1, steps=steps, path="imputed", anchors=0.05, seed=seed)
+    assert np.abs(one_draw.info["attribution"].ravel() - ours).max() > 1e-4  # the option changes the scores
+
+
+def test_anchor_draws_keep_the_budget_of_rounds_times_steps():
+    net, _ = small_image_problem()
+    counted = {"rows": 0}
+
+    def counting_model(images):
+        if torch.is_grad_enabled():
+            counted["rows"] += images.shape[0]
+        return net(images)
+
+    problem = ss.Attribution(counting_model, torch.rand(2, 10, 10, dtype=torch.float64), baseline="blurred", target=1,
+                             k=20, groups="pixels", output="softmax")
+    for draws in (1, 2, 8):
+        counted["rows"] = 0
+        result = ss.solve(problem, "greedy_pig", rounds=4, steps=8, path="imputed", anchors=0.05, anchor_draws=draws)
+        assert counted["rows"] == 4 * 8 and result.info["gradient_evaluations"] == 32
+
+
+def test_one_anchor_draw_is_the_default_and_draws_are_bounded_by_steps():
+    _, problem = small_image_problem()
+    default = ss.solve(problem, "greedy_pig", rounds=2, steps=4, path="imputed", anchors=0.05, seed=3)
+    explicit = ss.solve(problem, "greedy_pig", rounds=2, steps=4, path="imputed", anchors=0.05, seed=3, anchor_draws=1)
+    np.testing.assert_array_equal(default.info["attribution"], explicit.info["attribution"])
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="anchor_draws"):
+            ss.solve(problem, "greedy_pig", rounds=2, steps=4, path="imputed", anchor_draws=bad)
