@@ -18,11 +18,17 @@ Sections (IG and every Greedy PIG variant spend 64 gradient evaluations per imag
    the share's 95% Wilson interval is printed: over ~100-150 images it spans about
    +-7 points). Greedy PIG runs the imputed path (absent pixels interpolated
    from present ones, the set function SIC measures), 8 rounds x 8 steps whose
-   boundaries are SIC's reveal fractions, 75% of the pixels fixed (``GREEDY_IMAGE``), chosen by
+   boundaries are SIC's reveal fractions, 75% of the pixels fixed, each quadrature node with its own
+   draw of the imputer's random anchors (``GREEDY_IMAGE``), chosen by
    ``benchmarks/attribution_tuning.py`` on disjoint tuning images; ``greedy_pig
    linear`` is the paper's straight-line path (16 x 4) and ``imputed, 1 round`` the
    same imputed path without adaptivity (an ablation). Captum's IG equals ours on
    the same inputs (tests/attribution) so it is timed, not re-scored.
+2b. The headline comparison (Greedy PIG vs IG, blurred) repeated on crops and digits
+   models trained from other seeds (``--model-seeds``, default 1,2), same images and
+   metric seed, and the share pooled over all models: on the tuning split the share
+   moved from 80.3% to 65.9% of the digits between two trained models, so one model's
+   share is not the method's.
 3. Graphs: recovery of the planted motif nodes by the top-5 nodes, and G(top-5).
 4. Tabular: accuracy (R^2 for diabetes) of a logistic/linear model retrained on the
    top-k columns, and of the MLP re-evaluated with the other columns at their mean,
@@ -57,7 +63,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: evaluations) whose boundaries are eight of SIC's reveal fractions (``SIC_ROUNDS``: 0.5%, 2%, 4%, 7%,
 #: 13%, 21%, 34%, 75%), so each round fixes exactly the pixels of one SIC band, up to 75% of the pixels
 #: (the most that SIC reveals).
-GREEDY_IMAGE = {"path": "imputed", "rounds": len(SIC_ROUNDS), "steps": 8, "ranked": 0.75, "schedule": "sic"}
+#: ``anchor_draws=8``: each of a round's 8 quadrature nodes uses its own draw of the imputer's random anchor
+#: pixels, averaging over the random 1% that SIC keeps and no method can know (no extra gradients). Adopted on
+#: the tuning split's crops (76.4% -> 83.6% beating IG, 10 images won against 2 lost; with models trained from
+#: seed 1: 79.8% -> 84.0%); on 8x8 digits 1% of the pixels is no random anchor, so the option changes nothing
+#: there (see the solver's docstring).
+GREEDY_IMAGE = {"path": "imputed", "rounds": len(SIC_ROUNDS), "steps": 8, "ranked": 0.75, "schedule": "sic",
+                "anchor_draws": 8}
 #: The previous recommendation (4 x 16, geometric schedule), kept as a row for comparison.
 GREEDY_GEOMETRIC = {"path": "imputed", "rounds": 4, "steps": 16, "ranked": 0.75, "schedule": "geometric"}
 #: The paper's straight-line path with the schedule tuned for it before (16 x 4, uniform, 75% fixed).
@@ -162,9 +174,12 @@ def from_uint8(images: np.ndarray) -> torch.Tensor:
     return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 
-def bench_sic(trained, name, n_images, seed, keep_examples):
+def bench_sic(trained, name, n_images, seed, keep_examples, methods=None):
+    """SIC/AIC of ``methods`` (default all of ``IMAGE_METHODS``) on the evaluation images; ``seed`` seeds the metric."""
     model = trained.model
-    curves = {m: {"sic": [], "aic": []} for m in IMAGE_METHODS}
+    methods = {m: IMAGE_METHODS[m] for m in (methods or IMAGE_METHODS)}
+    comparisons_run = [(w, r) for w, r in COMPARISONS if w in methods and r in methods]
+    curves = {m: {"sic": [], "aic": []} for m in methods}
     per_image = []
     skipped = {"sic": 0, "aic": 0}
     examples = []
@@ -182,7 +197,7 @@ def bench_sic(trained, name, n_images, seed, keep_examples):
         problems = {b: ss.Attribution(model, x, baseline=b, target=target, k=k, groups="pixels", output="softmax")
                     for b in ("blurred", "black")}
         row, maps = {"image": i, "target": target}, {}
-        for method, (_, baseline, _) in IMAGE_METHODS.items():
+        for method, (_, baseline, _) in methods.items():
             # the method's own random numbers (anchors, random ranking) never share the metric's seed
             saliency, result = solve_image(problems[baseline], method, seed + 1_000_003 + i)
             out = sic.pic_curves(image, saliency, mask, predictors)
@@ -190,16 +205,16 @@ def bench_sic(trained, name, n_images, seed, keep_examples):
                 if isinstance(out[metric], sic.PicCurve):
                     curves[method][metric].append(out[metric])
                     row[f"{method}|{metric}"] = out[metric].auc
-                elif method == next(iter(IMAGE_METHODS)):
+                elif method == next(iter(methods)):
                     skipped[metric] += 1
             row[f"{method}|G"] = result.objective
             maps[method] = (result.info["attribution"], result.selected)
-        if len(examples) < keep_examples and f"{COMPARISONS[0][0]}|sic" in row:
+        if len(examples) < keep_examples and f"{comparisons_run[0][0]}|sic" in row:
             examples.append((x, maps, target))
         per_image.append(row)
 
     table = {}
-    for method in IMAGE_METHODS:
+    for method in methods:
         entry = {}
         for metric in ("sic", "aic"):
             if curves[method][metric]:
@@ -211,7 +226,7 @@ def bench_sic(trained, name, n_images, seed, keep_examples):
         entry["mean_softmax_of_top_k"] = float(np.mean([r[f"{method}|G"] for r in per_image]))
         table[method] = entry
     comparisons = []
-    for winner, reference in COMPARISONS:
+    for winner, reference in comparisons_run:
         both = [r for r in per_image if f"{winner}|sic" in r and f"{reference}|sic" in r]
         diffs = np.asarray([r[f"{winner}|sic"] - r[f"{reference}|sic"] for r in both])
         comparisons.append({"method": winner, "reference": reference, "images": len(both),
@@ -355,11 +370,58 @@ def plot_sic_curves(sections, path):
 
 
 # -------------------------------------------------------------------- main
+def parse_seeds(text: str) -> list[int]:
+    """``"1,2"`` -> ``[1, 2]``; empty text -> ``[]``."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"--model-seeds must be comma-separated integers, got {text!r}") from None
+
+
+def headline_on_other_models(model_seeds, n_images, metric_seed, sections):
+    """The headline comparison (``COMPARISONS[0]``) on crops/digits models trained from ``model_seeds``.
+
+    Returns per-model rows and, per dataset, the share pooled over every image of every model (the
+    main run's included): wins / images, with its Wilson interval.
+    """
+    winner, reference = COMPARISONS[0]
+    rows = []
+    wins = {name: round(s["comparisons"][0]["beats_share"] * s["comparisons"][0]["images"]) for name, s in sections.items()}
+    images = {name: s["comparisons"][0]["images"] for name, s in sections.items()}
+    for model_seed in model_seeds:
+        trained = {"crops": models.crops_cnn(model_seed), "digits": models.digits_cnn(model_seed)}
+        for name in ("crops", "digits"):
+            section, _ = bench_sic(trained[name], name, n_images, metric_seed, 0, methods=(winner, reference))
+            c = section["comparisons"][0]
+            rows.append({"dataset": name, "model_seed": model_seed, "images": c["images"],
+                         "beats_share": c["beats_share"], "beats_share_95ci": c["beats_share_95ci"],
+                         "model_test_accuracy": trained[name].test_accuracy})
+            wins[name] += round(c["beats_share"] * c["images"])
+            images[name] += c["images"]
+    pooled = {name: {"images": images[name], "beats_share": wins[name] / images[name],
+                     "beats_share_95ci": wilson_interval(wins[name], images[name])} for name in images} if rows else {}
+    return {"comparison": [winner, reference], "model_seeds": list(model_seeds), "per_model": rows, "pooled": pooled}
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that change the figures: SIC's x axis is libwebp's byte count (via Pillow), and the
+    crops come from scikit-image's bundled images."""
+    from importlib.metadata import version
+
+    import PIL.features
+
+    names = ("numpy", "scipy", "scikit-image", "scikit-learn", "pillow", "captum")
+    return {**{name: version(name) for name in names}, "libwebp": PIL.features.version("webp") or "unknown"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--images", type=int, default=None, help="images per SIC dataset (default 150; quick 12)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-seeds", default=None,
+                        help="comma-separated seeds of further trained models on which the headline comparison is "
+                             "repeated (default 1,2; none with --quick)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     n_images = args.images or (12 if args.quick else 150)
@@ -378,6 +440,8 @@ def main(argv=None) -> int:
         section, examples = bench_sic(trained[name], name, n_images, args.seed, 2)
         sections[name] = section
         all_examples += examples
+    extra_seeds = parse_seeds(args.model_seeds if args.model_seeds is not None else ("" if args.quick else "1,2"))
+    other_models = headline_on_other_models(extra_seeds, n_images, args.seed, sections)
     graphs = bench_graphs(20 if args.quick else 100, 50, 5, args.seed)
     tabular, notes = bench_tabular(50, args.seed, {"breast_cancer": 5, "wine": 3, "diabetes": 3})
 
@@ -415,6 +479,20 @@ def main(argv=None) -> int:
             print(f"{c['method']:<34} {c['reference']:<34}{c['beats_share']:>7.1%}{f'[{low:.1%}, {high:.1%}]':>16}"
                   f"{c['ties_share']:>6.1%}{c['mean_auc_difference']:>+10.3f}{goal}")
 
+    if other_models["per_model"]:
+        winner, reference = COMPARISONS[0]
+        print(f"\n== 2b. the headline comparison ({winner} > {reference}) on models trained from other seeds "
+              f"(same images, same metric seed): the share depends on the trained model ==")
+        print(f"{'dataset':<8}{'model seed':>11}{'images':>8}{'share':>8}{'95% CI':>17}")
+        for row in other_models["per_model"]:
+            low, high = row["beats_share_95ci"]
+            print(f"{row['dataset']:<8}{row['model_seed']:>11}{row['images']:>8}{row['beats_share']:>8.1%}"
+                  f"{f'[{low:.1%}, {high:.1%}]':>17}")
+        for name, row in other_models["pooled"].items():
+            low, high = row["beats_share_95ci"]
+            print(f"{name:<8}{'pooled':>11}{row['images']:>8}{row['beats_share']:>8.1%}{f'[{low:.1%}, {high:.1%}]':>17}"
+                  f"   goal >= 80%: {'met' if row['beats_share'] >= 0.8 else 'MISSED'}")
+
     print(f"\n== 3. graphs: planted-motif recovery of the top-5 nodes ({graphs['graphs']} test graphs, "
           f"GCN test acc {graphs['gnn_test_accuracy']:.3f}) ==")
     print(f"{'method':<22}{'all':>8}{'house (class 1)':>17}{'cycle (class 0)':>17}{'G(top-5)':>10}")
@@ -437,11 +515,11 @@ def main(argv=None) -> int:
 
     record = {
         "command": " ".join(["python", "benchmarks/attribution.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": platform.platform(), "torch": torch.__version__, "threads": 1,
+        "machine": platform.platform(), "torch": torch.__version__, "threads": 1, "versions": package_versions(),
         "budget": BUDGET, "greedy_image": {**GREEDY_IMAGE, "schedule": list(SIC_ROUNDS)}, "greedy_linear": GREEDY_LINEAR,
         "greedy_geometric": GREEDY_GEOMETRIC, "seconds_total": total,
         "timing": timing, "sic": {k: {kk: vv for kk, vv in v.items()} for k, v in sections.items()},
-        "graphs": graphs, "tabular": tabular, "notes": notes,
+        "other_models": other_models, "graphs": graphs, "tabular": tabular, "notes": notes,
     }
     path = RESULTS / ("attribution_quick.json" if args.quick else "attribution.json")
     path.write_text(json.dumps(record, indent=1, default=float))

@@ -49,8 +49,9 @@ class ShepardImputer:
         The input image.
     prior : Tensor, shape of ``x``
         What fills pixels far from every present one (the problem's baseline).
-    anchors : ndarray of bool, shape (H, W)
-        Pixels always present (``u = max(w, anchors)``).
+    anchors : ndarray of bool, shape (H, W) or (D, H, W)
+        Pixels always present (``u = max(w, anchors)``); with ``D`` anchor sets
+        (draws), each row of a call picks its own (``draws`` argument).
     power : float
         Exponent ``p`` of the kernel ``d^−p`` (distances in pixels); ``p = 2``.
     prior_weight : float
@@ -69,10 +70,12 @@ class ShepardImputer:
         self.prior = (prior if prior.ndim == 3 else prior.unsqueeze(0)).to(self.x.dtype)
         self.shape = tuple(x.shape)
         channels, height, width = self.x.shape
-        if anchors.shape != (height, width):
-            raise ValueError(f"anchors has shape {anchors.shape}, the image has (H, W) = {(height, width)}")
+        anchors = np.asarray(anchors, dtype=bool)
+        if anchors.shape[-2:] != (height, width) or anchors.ndim not in (2, 3):
+            raise ValueError(f"anchors has shape {anchors.shape}, the image has (H, W) = {(height, width)}; "
+                             "anchors must be (H, W) or (D, H, W)")
         self.height, self.width = height, width
-        self.anchors = torch.from_numpy(np.asarray(anchors, dtype=bool).reshape(-1)).to(self.x.dtype)
+        self.anchors = torch.from_numpy(anchors.reshape(-1, height * width)).to(self.x.dtype)  # (D, H·W)
         self.prior_weight = float(prior_weight)
         dy, dx = np.mgrid[-(height - 1) : height, -(width - 1) : width]
         distance = np.sqrt(dy**2 + dx**2)
@@ -88,12 +91,16 @@ class ShepardImputer:
         full = torch.fft.irfft2(spectrum, s=self.fft_shape)
         return full[..., self.height - 1 : 2 * self.height - 1, self.width - 1 : 2 * self.width - 1]
 
-    def __call__(self, weights: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, *x.shape)`` for pixel weights ``(B, H·W)`` in ``[0, 1]`` (differentiable in ``weights``)."""
+    def __call__(self, weights: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``(B, *x.shape)`` for pixel weights ``(B, H·W)`` in ``[0, 1]`` (differentiable in ``weights``).
+
+        ``draws``: int tensor ``(B,)``, the anchor set of each row (default: the first).
+        """
         if weights.ndim != 2 or weights.shape[1] != self.height * self.width:
             raise ValueError(f"weights must have shape (B, {self.height * self.width}), got {tuple(weights.shape)}")
         batch = weights.shape[0]
-        u = torch.maximum(weights.to(self.x.dtype), self.anchors).reshape(batch, 1, self.height, self.width)
+        anchors = self.anchors[0] if draws is None else self.anchors[draws]
+        u = torch.maximum(weights.to(self.x.dtype), anchors).reshape(batch, 1, self.height, self.width)
         numerator = self._convolve(u * self.x.unsqueeze(0))
         denominator = self._convolve(u)
         background = (numerator + self.prior_weight * self.prior) / (denominator + self.prior_weight)
