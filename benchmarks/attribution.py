@@ -2,7 +2,7 @@
 
 Run::
 
-    python benchmarks/attribution.py            # full run (~7 min on 2 busy cores)
+    python benchmarks/attribution.py            # full run (~11 min on 2 cores, 1 thread)
     python benchmarks/attribution.py --quick    # smoke run (~2 min)
 
 Sections (IG and every Greedy PIG variant spend 64 gradient evaluations per image):
