@@ -99,6 +99,12 @@ class ShepardImputer:
         if weights.ndim != 2 or weights.shape[1] != self.height * self.width:
             raise ValueError(f"weights must have shape (B, {self.height * self.width}), got {tuple(weights.shape)}")
         batch = weights.shape[0]
+        if draws is not None:
+            draws = torch.as_tensor(draws)
+            n_sets = self.anchors.shape[0]
+            if draws.shape != (batch,) or draws.dtype.is_floating_point or bool(((draws < 0) | (draws >= n_sets)).any()):
+                raise ValueError(f"draws must be {batch} integers in [0, {n_sets}) (one anchor set per row), "
+                                 f"got {draws.tolist()}")
         anchors = self.anchors[0] if draws is None else self.anchors[draws]
         u = torch.maximum(weights.to(self.x.dtype), anchors).reshape(batch, 1, self.height, self.width)
         numerator = self._convolve(u * self.x.unsqueeze(0))

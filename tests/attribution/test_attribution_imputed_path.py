@@ -41,6 +41,25 @@ def test_imputer_matches_the_formula(power):
         np.testing.assert_allclose(got[row], direct_shepard(x, prior, anchors, weights[row], power, 0.01), atol=1e-10)
 
 
+def test_stacked_anchor_sets_match_the_formula_row_by_row():
+    rng = np.random.default_rng(2)
+    x, prior = rng.random((2, 5, 4)), rng.random((2, 5, 4))
+    sets = np.zeros((3, 5, 4), dtype=bool)
+    sets[0, 1, 2] = sets[1, 4, 0] = sets[2, 0, 3] = True
+    weights = rng.random((4, 20))
+    draws = torch.tensor([2, 0, 1, 2])
+    imputer = ShepardImputer(torch.from_numpy(x), torch.from_numpy(prior), sets, prior_weight=0.01)
+    got = imputer(torch.from_numpy(weights), draws).numpy()
+    for row, d in enumerate(draws.tolist()):
+        np.testing.assert_allclose(got[row], direct_shepard(x, prior, sets[d], weights[row], 2.0, 0.01), atol=1e-10)
+    for bad in (torch.tensor([0, 1, 3, 0]), torch.tensor([0, 1]), torch.tensor([0.0, 1.0, 2.0, 0.0]),
+                torch.tensor([-1, 0, 0, 0])):
+        with pytest.raises(ValueError, match=r"draws must be 4 integers in \[0, 3\)"):
+            imputer(torch.from_numpy(weights), bad)
+    with pytest.raises(ValueError, match=r"anchors must be \(H, W\) or \(D, H, W\)"):
+        ShepardImputer(torch.from_numpy(x), torch.from_numpy(prior), np.zeros((5, 5), dtype=bool))
+
+
 def test_imputer_end_points_and_constants():
     rng = np.random.default_rng(1)
     x = torch.from_numpy(rng.random((3, 6, 6)))
