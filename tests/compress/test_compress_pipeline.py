@@ -335,3 +335,39 @@ def test_two_process_torchrun_equals_one_process(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8])
+def test_evaluate_quality_is_the_mean_over_patches_of_an_independent_psnr(batch_size):
+    """Batched evaluation = per-patch PSNR (scikit-image, on the BT.601 luma with a 1-pixel crop) averaged."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from sparsesel.compress.report import evaluate_quality
+    from sparsesel.data.datasets import PairedPatchDataset
+
+    dataset = PairedPatchDataset("lowlight", split="test", patch_size=32, length=5, seed=3, augment=False)
+    torch.manual_seed(0)
+    model = Plain().eval()
+    got = evaluate_quality(model, dataset, batch_size=batch_size)
+
+    def luma(image):  # (3, H, W) in [0, 1] -> BT.601 Y in [16/255, 235/255], cropped by one pixel
+        r, g, b = image.double().numpy()
+        return ((16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0)[1:-1, 1:-1]
+
+    expected = []
+    with torch.no_grad():
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            out = model(sample["input"][None])[0].clamp(0, 1)
+            expected.append(peak_signal_noise_ratio(luma(sample["target"]), luma(out), data_range=1.0))
+    assert got["psnr"] == pytest.approx(float(np.mean(expected)), abs=1e-4)
+    assert 0.0 < got["ssim"] <= 1.0
+
+
+def test_evaluate_quality_rejects_a_bad_batch_size():
+    from sparsesel.compress.report import evaluate_quality
+    from sparsesel.data.datasets import PairedPatchDataset
+
+    dataset = PairedPatchDataset("lowlight", split="test", patch_size=32, length=2, seed=0, augment=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate_quality(Plain(), dataset, batch_size=0)
