@@ -371,3 +371,31 @@ def test_evaluate_quality_rejects_a_bad_batch_size():
     dataset = PairedPatchDataset("lowlight", split="test", patch_size=32, length=2, seed=0, augment=False)
     with pytest.raises(ValueError, match="batch_size"):
         evaluate_quality(Plain(), dataset, batch_size=0)
+
+
+def test_model_macs_is_the_closed_form_count_of_convs_and_linears():
+    from sparsesel.compress.plan import model_macs
+
+    h, w = 20, 24
+    # Plain: conv 3->12 (3x3), 12->16 (3x3), depthwise 16 (3x3), 1x1 16->3, then Linear 3->3 per pixel
+    expected = h * w * (12 * 3 * 9 + 16 * 12 * 9 + 16 * 1 * 9 + 3 * 16 + 3 * 3)
+    assert model_macs(Plain(), (h, w)) == expected
+
+
+class DataDependent(nn.Module):
+    """A forward whose shapes depend on the values (meta tensors cannot run it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        keep = int((y > -1e9).sum().item()) // y[0, 0].numel()  # = 4 channels, read from the values
+        return y[:, :keep][:, :3]
+
+
+def test_model_macs_falls_back_to_real_tensors_when_the_forward_needs_values():
+    from sparsesel.compress.plan import model_macs
+
+    assert model_macs(DataDependent(), (8, 8)) == 8 * 8 * 4 * 3
