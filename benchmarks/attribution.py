@@ -232,7 +232,7 @@ def bench_sic(trained, name, n_images, seed, keep_examples, methods=None):
         both = [r for r in per_image if f"{winner}|sic" in r and f"{reference}|sic" in r]
         diffs = np.asarray([r[f"{winner}|sic"] - r[f"{reference}|sic"] for r in both])
         comparisons.append({"method": winner, "reference": reference, "images": len(both),
-                            "beats_share": float(np.mean(diffs > 0)), "ties_share": float(np.mean(diffs == 0)),
+                            "wins": int(np.sum(diffs > 0)), "beats_share": float(np.mean(diffs > 0)), "ties_share": float(np.mean(diffs == 0)),
                             "beats_share_95ci": wilson_interval(int(np.sum(diffs > 0)), len(both)),
                             "mean_auc_difference": float(diffs.mean())})
     return {"images": len(indices), "image_indices": f"{indices[0]}..{indices[-1]} step {indices[1] - indices[0]}",
@@ -392,7 +392,7 @@ def headline_on_other_models(model_seeds, n_images, metric_seed, sections):
 
     def add(pair, name, comparison):
         key = (" > ".join(pair), name)
-        wins[key] = wins.get(key, 0) + round(comparison["beats_share"] * comparison["images"])
+        wins[key] = wins.get(key, 0) + comparison["wins"]
         images[key] = images.get(key, 0) + comparison["images"]
 
     for name, section in sections.items():
