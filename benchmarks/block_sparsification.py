@@ -244,6 +244,10 @@ SELECTION_BLOCKS = (4, 8, 16)
 SELECTION_SPARSITIES = (0.8, 0.9, 0.95)
 SELECTION_SEEDS = (0, 1, 2)
 MAX_GRID_EXTENSIONS = 2  # a grid edge that wins is extended by one half-decade step, at most this often
+#: ``--select-cycles``: the methods whose schedule alternates phases (``n_cycles``), and the cycle counts tried on
+#: validation at the chosen learning rate (the solvers' default 4 first; ties keep the earlier entry)
+CYCLE_METHODS = ("acdc", "sequential_attention_pp")
+CYCLE_GRID = (4, 2, 1)
 VALIDATION_FRACTION = 0.2  # the last 20% of each task's training data
 SHORT = {"magnitude": "magnitude", "powerpropagation": "powerprop", "acdc": "acdc",
          "sequential_attention_pp": "SA++", "group_regularized": "group_log"}
@@ -433,26 +437,29 @@ def ctr_embedding_task(quick: bool) -> dict:
             "metric": "auc"}
 
 
-def make_tasks(quick: bool, names: list[str] | tuple[str, ...] = DEFAULT_TASKS) -> list[dict]:
-    """The benchmark's tasks named in ``names`` (in :data:`TASK_NAMES` order)."""
-    unknown = [n for n in names if n not in TASK_NAMES]
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; the tasks are {list(TASK_NAMES)}")
-    tasks = [t for t in make_base_tasks(quick, names) if t["name"] in names]
-    if "ctr-embedding" in names:
-        tasks.append(ctr_embedding_task(quick))
-    return tasks
+DIGITS_EPOCHS, DIGITS_QUICK_EPOCHS = 5, 2
+LINEAR_EPOCHS, LINEAR_QUICK_EPOCHS = 10, 4
 
 
-def make_base_tasks(quick: bool, names) -> list[dict]:
-    """The three original tasks (digits-mlp, digits-cnn, wide-linear); none when ``names`` has none of them."""
-    if not set(names) & {"digits-mlp", "digits-cnn", "wide-linear"}:
-        return []
+def digits_mlp_task(quick: bool) -> dict:
+    """``digits-mlp``: MLP 64-256-256-10 on scikit-learn digits; both hidden weights pruned.
+
+    ``"lr"`` is the former shared learning rate (``--shared-lr``), ``"lr_grid"`` the per-method validation grid.
+    """
     Xtr, Xte, ytr, yte = digits_split()
 
     def mlp(seed):
         torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+
+    return {"name": "digits-mlp", "model": mlp, "train": (Xtr, ytr), "test": (Xte, yte), "loss": "cross_entropy",
+            "params": ["0.weight", "2.weight"], "epochs": DIGITS_QUICK_EPOCHS if quick else DIGITS_EPOCHS,
+            "lr": 3e-3, "lr_grid": DIGITS_LR_GRID, "weight_decay": 0.03, "batch_size": 64, "metric": "accuracy"}
+
+
+def digits_cnn_task(quick: bool) -> dict:
+    """``digits-cnn``: conv 1→32→64→64 + linear on the 8×8 digits; conv2 and conv3 pruned over (out, in) channels."""
+    Xtr, Xte, ytr, yte = digits_split()
 
     def cnn(seed):
         torch.manual_seed(seed)
@@ -464,6 +471,13 @@ def make_base_tasks(quick: bool, names) -> list[dict]:
             nn.Flatten(), nn.Linear(256, 10),
         )
 
+    return {"name": "digits-cnn", "model": cnn, "train": (Xtr, ytr), "test": (Xte, yte), "loss": "cross_entropy",
+            "params": ["4.weight", "7.weight"], "epochs": DIGITS_QUICK_EPOCHS if quick else DIGITS_EPOCHS,
+            "lr": 3e-3, "lr_grid": DIGITS_LR_GRID, "weight_decay": 0.03, "batch_size": 64, "metric": "accuracy"}
+
+
+def wide_linear_task(quick: bool) -> dict:
+    """``wide-linear``: a linear model 256 → 64 on :func:`wide_linear_data`; its weight is pruned."""
     X, Y, n_train, truth = wide_linear_data(return_truth=True)
     d, m = X.shape[1], Y.shape[1]
 
@@ -471,20 +485,23 @@ def make_base_tasks(quick: bool, names) -> list[dict]:
         torch.manual_seed(seed)
         return nn.Linear(d, m)
 
-    epochs = 2 if quick else 5
-    linear_epochs = 4 if quick else 10
-    # "lr": the former shared learning rate (--shared-lr); "lr_grid": the per-method validation grid
-    return [
-        {"name": "digits-mlp", "model": mlp, "train": (Xtr, ytr), "test": (Xte, yte), "loss": "cross_entropy",
-         "params": ["0.weight", "2.weight"], "epochs": epochs, "lr": 3e-3, "lr_grid": DIGITS_LR_GRID,
-         "weight_decay": 0.03, "batch_size": 64, "metric": "accuracy"},
-        {"name": "digits-cnn", "model": cnn, "train": (Xtr, ytr), "test": (Xte, yte), "loss": "cross_entropy",
-         "params": ["4.weight", "7.weight"], "epochs": epochs, "lr": 3e-3, "lr_grid": DIGITS_LR_GRID,
-         "weight_decay": 0.03, "batch_size": 64, "metric": "accuracy"},
-        {"name": "wide-linear", "model": linear, "train": (X[:n_train], Y[:n_train]), "test": (X[n_train:], Y[n_train:]),
-         "loss": "mse", "params": ["weight"], "epochs": linear_epochs, "lr": 3e-2, "lr_grid": LINEAR_LR_GRID,
-         "weight_decay": 0.0, "batch_size": 100, "metric": "r2", "truth": truth},
-    ]
+    return {"name": "wide-linear", "model": linear, "train": (X[:n_train], Y[:n_train]), "test": (X[n_train:], Y[n_train:]),
+            "loss": "mse", "params": ["weight"], "epochs": LINEAR_QUICK_EPOCHS if quick else LINEAR_EPOCHS,
+            "lr": 3e-2, "lr_grid": LINEAR_LR_GRID, "weight_decay": 0.0, "batch_size": 100, "metric": "r2",
+            "truth": truth}
+
+
+#: task name -> builder ``(quick) -> task dict``
+TASK_BUILDERS = {"digits-mlp": digits_mlp_task, "digits-cnn": digits_cnn_task, "wide-linear": wide_linear_task,
+                 "ctr-embedding": ctr_embedding_task}
+
+
+def make_tasks(quick: bool, names: list[str] | tuple[str, ...] = DEFAULT_TASKS) -> list[dict]:
+    """The benchmark's tasks named in ``names`` (in :data:`TASK_NAMES` order)."""
+    unknown = [n for n in names if n not in TASK_NAMES]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; the tasks are {list(TASK_NAMES)}")
+    return [TASK_BUILDERS[name](quick) for name in TASK_NAMES if name in names]
 
 
 def linear_oracle(task: dict, blocks: list[int], sparsities: list[float]) -> dict:
@@ -595,7 +612,7 @@ def next_lr(lr: float, up: bool) -> float:
     return float(f"1e{exponent}") if mantissa >= 3 else float(f"3e{exponent - 1}")
 
 
-def select_learning_rates(tasks: list[dict], methods: dict, quick: bool) -> dict:
+def select_learning_rates(tasks: list[dict], methods: dict, quick: bool, select_cycles: bool = False) -> dict:
     """Per task and per method (dense included), the learning rate of best median validation score.
 
     Every method trains on the first 80% of the task's training data and is
@@ -607,6 +624,11 @@ def select_learning_rates(tasks: list[dict], methods: dict, quick: bool) -> dict
     rate. If a grid edge wins, the grid is extended by one half-decade step
     beyond it and the new rate evaluated, at most ``MAX_GRID_EXTENSIONS`` times, by the same rule for every method.
     ``quick``: one cell (8×8, 95%), seed 0, no extension.
+
+    ``select_cycles``: afterwards, for the methods of :data:`CYCLE_METHODS`, the number of (sparse, dense)
+    cycles of their schedule is chosen from :data:`CYCLE_GRID` at the chosen learning rate by the same
+    score (ties keep the solvers' default, 4). At 5 digits epochs (~105 steps) four cycles make each
+    phase a handful of steps; one or two give longer phases within the same budget.
     """
     cells = [(8, 0.95)] if quick else [(b, sp) for b in SELECTION_BLOCKS for sp in SELECTION_SPARSITIES]
     seeds = [0] if quick else list(SELECTION_SEEDS)
@@ -617,26 +639,28 @@ def select_learning_rates(tasks: list[dict], methods: dict, quick: bool) -> dict
     for task in tasks:
         vtask = validation_task(task)
         start = time.perf_counter()
-        runs, scores, chosen = [], {}, {}
+        runs, scores, chosen, cycle_scores, chosen_cycles = [], {}, {}, {}, {}
         for method in ["dense", *methods]:
             method_cells = [(0, 0.0)] if method == "dense" else cells
             scores[method] = {}
 
-            def evaluate(lr: float) -> None:
+            def evaluate(lr: float, options: dict | None = None) -> float:
+                options = methods.get(method, {}) if options is None else options
                 vals = []
                 for block, sp in method_cells:
                     vals.append([])
                     for seed in seeds:
-                        result, seconds = train_one(vtask, method, methods.get(method, {}), block, sp, seed, lr)
+                        result, seconds = train_one(vtask, method, options, block, sp, seed, lr)
                         val = score(vtask, result.info["model"])
                         vals[-1].append(val)
                         runs.append({"method": method, "lr": lr, "block": block, "sparsity": sp, "seed": seed,
-                                     "score": val, "seconds": seconds})
+                                     "score": val, "seconds": seconds, **({} if options is methods.get(method, {})
+                                                                          else {"options": options})})
                         bar.update(1)
-                scores[method][lr] = float(np.median([np.mean(cell) for cell in vals]))
+                return float(np.median([np.mean(cell) for cell in vals]))
 
             for lr in task["lr_grid"]:
-                evaluate(lr)
+                scores[method][lr] = evaluate(lr)
             for _ in range(extensions):
                 grid = sorted(scores[method])
                 best = max(grid, key=lambda lr: (scores[method][lr], -lr))
@@ -644,14 +668,23 @@ def select_learning_rates(tasks: list[dict], methods: dict, quick: bool) -> dict
                     break
                 new = next_lr(best, up=best == grid[-1])
                 bar.total += len(method_cells) * len(seeds)
-                evaluate(new)
+                scores[method][new] = evaluate(new)
             grid = sorted(scores[method])
             chosen[method] = max(grid, key=lambda lr: (scores[method][lr], -lr))
+            if select_cycles and method in CYCLE_METHODS:
+                lr = chosen[method]
+                cycle_scores[method] = {CYCLE_GRID[0]: scores[method][lr]}
+                bar.total += (len(CYCLE_GRID) - 1) * len(method_cells) * len(seeds)
+                for n_cycles in CYCLE_GRID[1:]:
+                    cycle_scores[method][n_cycles] = evaluate(lr, {**methods.get(method, {}), "n_cycles": n_cycles})
+                chosen_cycles[method] = max(CYCLE_GRID, key=lambda c: (cycle_scores[method][c], -CYCLE_GRID.index(c)))
         out[task["name"]] = {
             "grid": list(task["lr_grid"]), "cells": [list(c) for c in cells], "seeds": seeds,
             "validation_fraction": VALIDATION_FRACTION,
             "scores": {m: {repr(lr): v for lr, v in sorted(sc.items())} for m, sc in scores.items()},
             "chosen": chosen, "runs": runs, "seconds": time.perf_counter() - start,
+            **({"cycle_scores": {m: {str(c): v for c, v in sc.items()} for m, sc in cycle_scores.items()},
+                "chosen_cycles": chosen_cycles} if select_cycles else {}),
         }
     bar.close()
     return out
@@ -673,13 +706,17 @@ def lr_table(selection: dict) -> str:
             lines.append(f"{SHORT.get(method, method):<12} "
                          + " ".join(f"{(f'{vals[lr]:.2f}' + ('*' if lr == chosen else ' ')) if lr in vals else '—':>10}"
                                     for lr in lrs) + f" {chosen:>8g}")
+        if "cycle_scores" in sel:
+            lines.append("n_cycles at the chosen rate, same score (* chosen): " + "; ".join(
+                f"{SHORT.get(m, m)} " + ", ".join(f"{c}: {v:.2f}{'*' if int(c) == sel['chosen_cycles'][m] else ''}"
+                                                for c, v in sc.items()) for m, sc in sel["cycle_scores"].items()))
         lines.append(f"({sel['seconds']:.0f} s)")
         lines.append("")
     return "\n".join(lines)
 
 
 def run(quick: bool, seeds: list[int], methods: dict, shared_lr: bool = False,
-        task_names: list[str] | tuple[str, ...] = DEFAULT_TASKS) -> dict:
+        task_names: list[str] | tuple[str, ...] = DEFAULT_TASKS, select_cycles: bool = False) -> dict:
     tasks = make_tasks(quick, task_names)
     sparsities = [0.8, 0.95] if quick else [0.7, 0.8, 0.9, 0.95, 0.99]
     block_sizes = [1, 8] if quick else [1, 4, 8, 16]
@@ -690,9 +727,15 @@ def run(quick: bool, seeds: list[int], methods: dict, shared_lr: bool = False,
         selection = None
         lrs = {t["name"]: {m: t["lr"] for m in ["dense", *methods]} for t in tasks}
     else:
-        selection = select_learning_rates(tasks, methods, quick)
+        selection = select_learning_rates(tasks, methods, quick, select_cycles=select_cycles)
         lrs = {name: sel["chosen"] for name, sel in selection.items()}
         print("\n" + lr_table(selection), flush=True)
+    cycles = {t["name"]: (selection or {}).get(t["name"], {}).get("chosen_cycles", {}) for t in tasks}
+
+    def options(task_name: str, method: str) -> dict:
+        chosen = cycles[task_name].get(method)
+        return methods[method] if chosen is None else {**methods[method], "n_cycles": chosen}
+
     jobs = [(t, s, b, sp, meth) for t in tasks for s in seeds for b in block_sizes for sp in sparsities for meth in methods]
     records = []
     oracles = {}
@@ -712,10 +755,11 @@ def run(quick: bool, seeds: list[int], methods: dict, shared_lr: bool = False,
             bar.update(1)
     for task, seed, block, sparsity, method in jobs:
         lr = lrs[task["name"]][method]
-        result, seconds = train_one(task, method, methods[method], block, sparsity, seed, lr)
+        result, seconds = train_one(task, method, options(task["name"], method), block, sparsity, seed, lr)
         records.append({"task": task["name"], "seed": seed, "method": method, "block": block, "sparsity": sparsity,
                         "density": result.info["density"], "score": score(task, result.info["model"]),
-                        "lr": lr, "seconds": seconds, **extra_metrics(task, result.info["model"])})
+                        "lr": lr, "seconds": seconds, **extra_metrics(task, result.info["model"]),
+                        **({"n_cycles": cycles[task["name"]][method]} if method in cycles[task["name"]] else {})})
         if "truth" in task:
             mask = np.asarray(result.info["block_masks"][task["params"][0]], bool)
             records[-1].update(support_diagnostics(task, block, mask, refits[task["name"]]))
@@ -725,7 +769,7 @@ def run(quick: bool, seeds: list[int], methods: dict, shared_lr: bool = False,
             "seeds": seeds, "methods": list(methods), "epochs": {t["name"]: t["epochs"] for t in tasks},
             "metrics": {t["name"]: t["metric"] for t in tasks}, "oracle": oracles,
             "lr_protocol": "shared" if shared_lr else "per-method, chosen on validation",
-            "learning_rates": lrs, "lr_selection": selection}
+            "learning_rates": lrs, "lr_selection": selection, "n_cycles": cycles}
 
 
 def mean_score(records, **key):
@@ -913,7 +957,8 @@ def output_stem(args: argparse.Namespace) -> str:
     """
     tasks = parse_tasks(getattr(args, "tasks", None))
     subset = "" if tasks == list(DEFAULT_TASKS) else "_" + "_".join(tasks)
-    return "block_sparsification" + subset + ("_quick" if args.quick else "") + ("_shared_lr" if args.shared_lr else "")
+    return ("block_sparsification" + subset + ("_quick" if args.quick else "") + ("_shared_lr" if args.shared_lr else "")
+            + ("_cycles" if getattr(args, "select_cycles", False) else ""))
 
 
 def main(argv=None) -> int:
@@ -925,6 +970,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG and table from the saved JSON")
     parser.add_argument("--shared-lr", action="store_true",
                         help="the former protocol: one learning rate per task for every method (no validation selection)")
+    parser.add_argument("--select-cycles", action="store_true",
+                        help="also choose n_cycles of ACDC and SA++ on validation (writes block_sparsification[...]_cycles.json)")
     parser.add_argument("--tasks", default=None, metavar="NAME[,NAME]",
                         help=f"comma-separated tasks ({', '.join(TASK_NAMES)}) or 'all'; default: "
                              f"{', '.join(DEFAULT_TASKS)}; other tasks write block_sparsification_NAME[_NAME].json/.png")
@@ -946,7 +993,10 @@ def main(argv=None) -> int:
     if args.group_regularized:
         methods = {"group_regularized": {"penalty": "group_log", "lam": 1e-3, "tau": 0.1}, **methods}
     start = time.perf_counter()
-    data = run(args.quick, list(range(args.seeds)), methods, shared_lr=args.shared_lr, task_names=task_names)
+    if args.select_cycles and args.shared_lr:
+        parser.error("--select-cycles needs the validation protocol; it cannot be combined with --shared-lr")
+    data = run(args.quick, list(range(args.seeds)), methods, shared_lr=args.shared_lr, task_names=task_names,
+               select_cycles=args.select_cycles)
     data["wall_seconds"] = time.perf_counter() - start
     data["command"] = " ".join(["python", "benchmarks/block_sparsification.py", *(argv if argv is not None else sys.argv[1:])])
     text, goals = table(data)
@@ -955,6 +1005,9 @@ def main(argv=None) -> int:
     print(f"learning rates ({data['lr_protocol']}): "
           + "; ".join(f"{t}: " + ", ".join(f"{SHORT.get(m, m)} {lr:g}" for m, lr in lrs.items())
                       for t, lrs in data["learning_rates"].items()) + "\n")
+    if any(data["n_cycles"].values()):
+        print("n_cycles (chosen on validation): " + "; ".join(
+            f"{t}: " + ", ".join(f"{SHORT.get(m, m)} {c}" for m, c in cyc.items()) for t, cyc in data["n_cycles"].items()) + "\n")
     print(text)
     for name, cells in goals.items():
         if name == "per_seed_cells_met":
