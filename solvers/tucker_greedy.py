@@ -14,6 +14,18 @@ from sparsesel.problems.core_shape import CoreShape
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
 from sparsesel.tensors.tucker import TUCKER_DEFAULTS, tucker_relative_error
+from sparsesel.validation import check_int, check_real
+
+
+def check_hooi_settings(n_iter_max: Any, tol: Any, seed: Any, time_limit: Any) -> None:
+    """Validate the HOOI settings shared by ``greedy_tucker`` and ``ilp_refine``.
+
+    ``n_iter_max >= 1``, ``tol >= 0`` (finite), ``seed`` an integer, ``time_limit > 0`` (``inf`` allowed).
+    """
+    check_int(n_iter_max, "n_iter_max", low=1)
+    check_real(tol, "tol", low=0.0)
+    check_int(seed, "seed")
+    check_real(time_limit, "time_limit", low=0.0, low_open=True, allow_inf=True)
 
 
 def needs_tensor(problem: CoreShape, solver: str) -> np.ndarray:
@@ -92,6 +104,7 @@ def greedy_tucker(
         ``info["fit_seconds"]`` the time of all fits used (cached ones at their stored cost).
     """
     X = needs_tensor(problem, "greedy_tucker")
+    check_hooi_settings(n_iter_max, tol, seed, time_limit)
     if problem.budget < problem.min_size:
         return infeasible_result(problem)
     oracle = TuckerErrorOracle(X, n_iter_max=n_iter_max, init=init, tol=tol, seed=seed, cache=fit_cache)

@@ -45,6 +45,7 @@ from solvers.tucker_common import RANK_KINDS, infeasible_result, ranks_result, u
 from sparsesel.problems.core_shape import SpectralRankProblem
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
+from sparsesel.validation import check_int, check_real
 
 _WEIGHT_BITS = 40
 METHODS = ("auto", "cp_sat", "enumeration")
@@ -314,6 +315,20 @@ def _solve_enumeration(problem, exact, *, max_candidates):
     return exact.best_of(candidates), "optimal", None, info
 
 
+def check_surrogate_options(time_limit: Any, workers: Any, seed: Any, max_candidates: Any, enumeration_limit: Any) -> float:
+    """Validate the options of the exact surrogate solve; returns ``time_limit`` as a float.
+
+    ``time_limit`` must be > 0 (``inf`` allowed), ``workers`` >= 0 (CP-SAT's 0: all cores),
+    ``seed`` an integer, ``max_candidates`` >= 1 and ``enumeration_limit`` >= 0.
+    """
+    time_limit = check_real(time_limit, "time_limit", low=0.0, low_open=True, allow_inf=True)
+    check_int(workers, "workers", low=0)
+    check_int(seed, "seed")
+    check_int(max_candidates, "max_candidates", low=1)
+    check_int(enumeration_limit, "enumeration_limit", low=0)
+    return time_limit
+
+
 def solve_surrogate(
     problem: SpectralRankProblem,
     *,
@@ -325,6 +340,7 @@ def solve_surrogate(
     enumeration_limit: int = 2_000_000,
 ) -> tuple[tuple[int, ...], str, float | None, dict[str, Any]]:
     """Exact surrogate optimum: (ranks, status, lower bound on the objective, info)."""
+    time_limit = check_surrogate_options(time_limit, workers, seed, max_candidates, enumeration_limit)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     exact = ExactEnergies(problem, useful_max_ranks(problem))
@@ -347,6 +363,8 @@ def top_surrogate_shapes(
     """The ``count`` best *maximal* shapes on the surrogate (no rank can grow within the budget
     in the widest group), best first (float order). By enumeration when small enough, else by
     repeated CP-SAT solves with no-good cuts (then any shapes, scaled-weight order)."""
+    count = check_int(count, "count", low=1)
+    time_limit = check_surrogate_options(time_limit, workers, seed, 1, enumeration_limit)
     exact = ExactEnergies(problem, useful_max_ranks(problem))
     _, n_assign = enumeration_count(exact.max_ranks)
     if n_assign <= enumeration_limit:
@@ -405,6 +423,9 @@ def ilp(
         ``selected``: one rank per mode/edge; ``objective``: discarded energy;
         ``bound``: lower bound on the optimal objective (equal to it when optimal).
     """
+    check_surrogate_options(time_limit, workers, seed, max_candidates, enumeration_limit)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if problem.budget < problem.min_size:
         return infeasible_result(problem)
     ranks, status, bound, info = solve_surrogate(

@@ -47,12 +47,13 @@ import tensorly as tl
 from tensorly.decomposition import tucker
 
 from solvers.tucker_common import infeasible_result, ranks_result, useful_max_ranks
-from solvers.tucker_greedy import TuckerErrorOracle, needs_tensor
+from solvers.tucker_greedy import TuckerErrorOracle, check_hooi_settings, needs_tensor
 from solvers.tucker_ilp import solve_surrogate, top_surrogate_shapes
 from sparsesel.problems.core_shape import CoreShape
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
 from sparsesel.tensors.tucker import TUCKER_DEFAULTS, HosvdErrorTable
+from sparsesel.validation import check_int
 
 
 def _max_raise(problem: CoreShape, ranks: list[int], n: int, max_ranks: list[int]) -> int:
@@ -288,10 +289,19 @@ def ilp_refine(
         counts full tensorly fits, legacy mode only).
     """
     X = needs_tensor(problem, "ilp_refine")
+    check_int(n_candidates, "n_candidates", low=1)
+    check_int(n_fits, "n_fits", low=0)
+    check_int(shortlist, "shortlist", low=1)
+    check_int(sweeps, "sweeps", low=0)
+    check_int(n_final, "n_final", low=0)
+    check_int(race_sweeps, "race_sweeps", low=0)
+    check_int(rotated_pad, "rotated_pad")
+    check_int(global_table_limit, "global_table_limit", low=0)
+    if not isinstance(greedy_start, (bool, np.bool_)):
+        raise TypeError(f"greedy_start must be a bool, got {greedy_start!r}")
+    check_hooi_settings(n_iter_max, tol, seed, time_limit)
     if problem.budget < problem.min_size:
         return infeasible_result(problem)
-    if n_fits < 0 or n_candidates < 1:
-        raise ValueError(f"n_fits must be >= 0 and n_candidates >= 1, got {n_fits}, {n_candidates}")
     start = time.perf_counter()
     optimum, status, _, _ = solve_surrogate(problem, time_limit=time_limit, workers=1, seed=seed, max_candidates=10000)
     max_ranks = useful_max_ranks(problem)

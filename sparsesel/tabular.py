@@ -79,6 +79,12 @@ def _load_csv(path: Path, target: str | None) -> Table:
     if target not in header:
         raise ValueError(f"target column {target!r} not in {path.name}; columns: {', '.join(header)}")
     column = header.index(target)
+    ragged = [i for i, row in enumerate(body, start=2) if len(row) != len(header)]
+    if ragged:
+        raise ValueError(
+            f"{path.name}: every row must have {len(header)} cells (one per header column); "
+            f"line {ragged[0]} has {len(body[ragged[0] - 2])}"
+        )
     try:
         values = np.array([[float(cell) for cell in row] for row in body])
     except ValueError as exc:

@@ -20,6 +20,8 @@ def as_finite_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = 
     ndim : int or tuple of int, optional
         Allowed numbers of dimensions.
     """
+    if np.iscomplexobj(value):
+        raise TypeError(f"{name} must be real; got complex values (pass the real part explicitly, e.g. {name}.real)")
     try:
         array = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as exc:
@@ -63,3 +65,51 @@ def check_tensor_shape(shape: Any) -> tuple[int, ...]:
     if len(dims) < 2:
         raise ValueError(f"shape must have at least 2 modes, got {dims}")
     return dims
+
+
+def check_real(
+    value: Any,
+    name: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    allow_inf: bool = False,
+) -> float:
+    """Check that ``value`` is a real number (not a bool) within ``[low, high]``.
+
+    Parameters
+    ----------
+    value : Any
+        The user's input.
+    name : str
+        The field name used in error messages.
+    low, high : float, optional
+        Bounds of the allowed interval (closed unless ``low_open``).
+    low_open : bool
+        Exclude ``low`` itself (``value > low``).
+    allow_inf : bool
+        Accept ``+inf`` (e.g. "no time limit"); NaN is always refused.
+
+    Returns
+    -------
+    float
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if np.isnan(value) or (np.isinf(value) and not (allow_inf and value > 0)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    return value
+
+
+def as_generator(seed: Any, name: str = "seed") -> np.random.Generator:
+    """A numpy Generator from ``seed``: a Generator (used as is), an integer ``>= 0``, or
+    ``None`` (fresh entropy, as :func:`numpy.random.default_rng`)."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return np.random.default_rng(seed) if seed is None else seed
+    return np.random.default_rng(check_int(seed, name, low=0))

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from sparsesel.validation import as_finite_array, check_choice, check_int
+from sparsesel.validation import as_finite_array, as_generator, check_choice, check_int
 
 AGGREGATES = ("mean", "sum")
 
@@ -195,7 +195,7 @@ def random_bags(n: int, size: int, seed: int | np.random.Generator = 0) -> np.nd
     """
     n = check_int(n, "n", low=1)
     size = check_int(size, "size", low=1, high=n)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     n_bags = n // size
     ids = np.empty(n, dtype=np.int64)
     ids[rng.permutation(n)] = np.arange(n) % n_bags

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sparsesel.aggregate.bags import AGGREGATES, as_bags
-from sparsesel.validation import as_finite_array, check_choice
+from sparsesel.validation import as_finite_array, as_generator, check_choice
 
 MECHANISMS = ("laplace", "gaussian")
 
@@ -172,7 +172,7 @@ def private_aggregates(
     exact = b.mean(clipped) if how == "mean" else b.sum(clipped)
     sens = aggregate_sensitivity((lo, hi), b.sizes, how)
     scale = noise_scale(sens, epsilon, delta, mechanism)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     noise = rng.laplace(0.0, scale) if mechanism == "laplace" else rng.normal(0.0, scale)
     return PrivateRelease(exact + noise, epsilon, delta, mechanism, sens, scale, (lo, hi), how)
 
@@ -207,7 +207,7 @@ def private_label_proportions(
     per_bag = 2.0 if mechanism == "laplace" else math.sqrt(2.0)
     sens = np.full(b.n_bags, per_bag)
     scale = noise_scale(sens, epsilon, delta, mechanism)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     size = counts.shape
     noise = rng.laplace(0.0, scale[:, None], size) if mechanism == "laplace" else rng.normal(0.0, scale[:, None], size)
     noisy = np.clip(counts + noise, 0.0, None)

@@ -403,7 +403,14 @@ def simulate_risk(
     from sparsesel.aggregate.estimators import InterpolatingRegressor
     from sparsesel.aggregate.privacy import private_aggregates
 
-    rng = np.random.default_rng(seed)
+    from sparsesel.validation import as_generator, check_int
+
+    n_samples = check_int(n_samples, "n_samples", low=2)
+    n_features = check_int(n_features, "n_features", low=1)
+    bag_size = check_int(bag_size, "bag_size", low=1, high=n_samples)
+    signal, noise = _check_nonneg(signal, "signal"), _check_nonneg(noise, "noise")
+    n_reps = check_int(n_reps, "n_reps", low=1)
+    rng = as_generator(seed)
     values = np.empty(n_reps)
     for rep in range(n_reps):
         X = rng.standard_normal((n_samples, n_features))

@@ -113,9 +113,12 @@ def _read_image(path: str, layout: tuple[int, int, int]) -> np.ndarray:
     if not Path(path).is_file():
         raise FileNotFoundError(f"image {path!r} not found")
     channels, height, width = layout
-    with Image.open(path) as image:
-        image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
+        raise ValueError(f"image {path!r} could not be read as an image ({exc})") from None
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
@@ -167,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    for flag, value in (("--steps", args.steps), ("--rounds", args.rounds), ("--anchor-draws", args.anchor_draws)):
+        if value is not None and value < 1:  # checked here: `--steps 0` must not fall back to the default
+            raise ValueError(f"{flag} must be >= 1, got {value}")
 
     model, layout = _load_model(args.model, args.seed)
     image = _read_image(args.image, layout)

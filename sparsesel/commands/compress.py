@@ -79,12 +79,16 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} exists; pass --force to replace it or --resume to continue it")
     if args.resume and not (args.out / "finetune.state").exists():
         raise FileNotFoundError(f"nothing to resume: {args.out / 'finetune.state'} does not exist")
+    try:
+        curve = [float(b) for b in args.curve.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--curve must be comma-separated budgets such as 0.25,0.5,0.75 (or ''), got {args.curve!r}") from None
     from sparsesel.compress.pipeline import compress_checkpoint
 
     summary = compress_checkpoint(
         args.checkpoint, args.out, budget=args.budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
         batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
-        curve=[float(b) for b in args.curve.split(",") if b.strip()], baselines=not args.no_baselines,
+        curve=curve, baselines=not args.no_baselines,
         latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
         threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
     )

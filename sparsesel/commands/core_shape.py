@@ -53,7 +53,10 @@ def load_tensor_argument(spec: str) -> tuple[np.ndarray, str]:
         raise FileNotFoundError(f"--tensor {spec}: no such file")
     if path.suffix != ".npy":
         raise ValueError(f"--tensor must be a .npy file or builtin:NAME, got {spec!r}")
-    X = np.load(path, allow_pickle=False)
+    try:
+        X = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"--tensor {spec}: not a readable .npy array of numbers ({exc})") from None
     return X, str(path)
 
 
@@ -100,6 +103,8 @@ def _write_output(path: Path, text: str, force: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output and Path(args.output).exists() and not args.force:  # refuse before any work
+        raise FileExistsError(f"{args.output} exists; pass --force to overwrite it")
     X, label = load_tensor_argument(args.tensor)
     budget = parse_budget(args.budget)
     options: dict[str, Any] = {}

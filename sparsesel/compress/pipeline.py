@@ -76,6 +76,31 @@ def compress_model(
     return apply(model, p), p, analysis
 
 
+def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: Any, eval_count: Any, eval_size: Any,
+                         latency_size: Any, latency_repeats: Any, threads: Any) -> None:
+    """Refuse bad arguments of :func:`compress_checkpoint` before any work (and before ``out`` is touched)."""
+    from sparsesel.compress.plan import METHODS, _resolve_budget
+    from sparsesel.data.datasets import TASKS
+    from sparsesel.validation import check_int
+
+    _resolve_budget(budget, 1)  # the type and range checks of plan(); the size check needs the model
+    for point in curve:
+        try:
+            _resolve_budget(point, 1)
+        except ValueError as exc:
+            raise ValueError(f"curve: {exc}") from None
+    if method not in (*METHODS, "magnitude"):
+        raise ValueError(f"unknown method {method!r}; choose one of {(*METHODS, 'magnitude')}")
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    check_int(eval_count, "eval_count", low=1)
+    check_int(eval_size, "eval_size", low=16)
+    check_int(latency_size, "latency_size", low=1)
+    check_int(latency_repeats, "latency_repeats", low=0)
+    if threads is not None:
+        check_int(threads, "threads", low=1)
+
+
 def compress_checkpoint(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -104,6 +129,7 @@ def compress_checkpoint(
     from sparsesel.nets import zoo
 
     began = time.perf_counter()
+    _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats, threads)
     if threads is not None:
         torch.set_num_threads(int(threads))
     rank, world = _init_distributed()
@@ -111,10 +137,6 @@ def compress_checkpoint(
     teacher, info = zoo.load_net(checkpoint)
     net = info["net"]
     task = task or zoo.net_entry(net).tasks[0]
-    if rank == 0 and out.exists() and force and not resume:
-        shutil.rmtree(out)
-    if world > 1:
-        dist.barrier()
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
     stages: dict[str, float] = {}
     clock = time.perf_counter()
@@ -127,6 +149,11 @@ def compress_checkpoint(
 
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed)
     lap("analyze_and_plan")
+    # an existing --out is removed only once every argument is checked and the plan meets the budget
+    if rank == 0 and out.exists() and force and not resume:
+        shutil.rmtree(out)
+    if world > 1:
+        dist.barrier()
     if finetune_steps:
         out.mkdir(parents=True, exist_ok=True)
         tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress)

@@ -178,6 +178,8 @@ class Plan:
             raise ValueError(f"plan fields: missing {missing}, unknown {unknown}")
         if data.get("version", PLAN_VERSION) != PLAN_VERSION:
             raise ValueError(f"plan version {data.get('version')!r} is not supported (this code reads {PLAN_VERSION})")
+        if not isinstance(data["layers"], list):
+            raise TypeError(f"plan layers must be a list of layer dicts, got {type(data['layers']).__name__}")
         layer_names = {f.name for f in dataclasses.fields(LayerPlan)}
         layers = []
         for i, layer in enumerate(data["layers"]):
@@ -199,7 +201,13 @@ class Plan:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Plan":
-        return cls.from_json(Path(path).read_text())
+        """Read a plan written by :meth:`save` (or edited by hand)."""
+        text = Path(path).read_text()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"plan file {path} is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
 
     # -- views -----------------------------------------------------------
     def layer(self, name: str) -> LayerPlan:
@@ -892,6 +900,8 @@ def plan(
         Unknown method or cost; a budget that no plan can meet (the message gives the
         smallest achievable cost).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (or 'magnitude' via sparsesel.compress.baselines)")
     if cost not in COSTS:

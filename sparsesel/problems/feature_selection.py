@@ -77,7 +77,12 @@ class FeatureSelection(Problem):
         loss = check_choice(self.loss, "loss", LOSSES)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
-        alpha = float(self.alpha)
+        try:
+            if isinstance(self.alpha, (bool, str, bytes)):
+                raise TypeError
+            alpha = float(self.alpha)
+        except (TypeError, ValueError):
+            raise TypeError(f"alpha must be a number, got {type(self.alpha).__name__} {self.alpha!r}") from None
         if not np.isfinite(alpha) or alpha < 0 or (loss == "logistic" and alpha == 0):
             raise ValueError(f"alpha must be finite and > 0 for the logistic loss, got {self.alpha!r}")
         if loss == "logistic":
