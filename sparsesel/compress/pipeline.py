@@ -71,7 +71,7 @@ def compress_model(
     exclude = tuple([exclude] if isinstance(exclude, str) else exclude) + tuple(getattr(model, "compress_exclude", ()))
     calibration = network_input(model, PairedPatchDataset(task, split="train", patch_size=size, length=calibration_count, seed=seed + 7).batch(range(calibration_count)))
     if analysis is None:
-        analysis = analyze(model, exclude=exclude, calibration=calibration)
+        analysis = analyze(model, exclude=exclude, calibration=calibration, budget=budget)
     p = plan(model, budget, method=method, analysis=analysis, calibration=calibration, seed=seed)
     return apply(model, p), p, analysis
 

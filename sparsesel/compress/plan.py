@@ -520,6 +520,7 @@ def analyze(
     cost: str = "params",
     image_size: Sequence[int] | None = None,
     calibration: torch.Tensor | None = None,
+    budget: float | int | None = None,
 ) -> tuple[list[LayerAnalysis], list[dict]]:
     """Option menus of every prunable layer of ``model`` (not modified).
 
@@ -533,6 +534,10 @@ def analyze(
     calibration : torch.Tensor, shape (B, 3, H, W), optional
         Inputs for :func:`output_distortions`: each option's objective is then its predicted
         output MSE. Without it, an option's objective is its predicted relative weight error.
+    budget : float or int, optional
+        The budget the analysis is for (as :func:`plan` takes it): checked as soon as the layers'
+        options are known, before the calibration passes (minutes on large networks), so that a
+        budget no plan can meet fails at once (``ValueError`` with the smallest achievable cost).
 
     Returns
     -------
@@ -543,10 +548,11 @@ def analyze(
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
     with threadpool_limits(1):  # small SVDs: BLAS threads only contend
-        return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration)
+        return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration,
+                        budget=budget)
 
 
-def _analyze(model, *, exclude, cost, image_size, calibration):
+def _analyze(model, *, exclude, cost, image_size, calibration, budget):
     if isinstance(exclude, str):
         exclude = (exclude,)
     layers, skipped = [], []
@@ -572,6 +578,8 @@ def _analyze(model, *, exclude, cost, image_size, calibration):
         for layer in layers:
             layer.pixels = pixels[layer.name]
             layer.macs = np.asarray([_macs(layer, f, r) for f, r in layer.options], dtype=np.int64)
+    if budget is not None:
+        _check_budget(budget, layers, cost, _model_params(model) if cost == "params" else model_macs(model, image_size))
     if calibration is not None:
         output_distortions(model, layers, calibration)
         noise_sensitivities(model, layers, calibration)
@@ -838,6 +846,23 @@ def model_macs(model: nn.Module, image_size: Sequence[int]) -> int:
         return count(model, x)
 
 
+def _check_budget(budget: float | int, layers: list[LayerAnalysis], cost: str, cost_before: int) -> tuple[int, int]:
+    """``(cap, fixed)``: the budget in units of ``cost`` and the cost outside the planned layers.
+
+    Raises ``ValueError`` (with the smallest achievable cost) when no choice of the layers' options fits.
+    """
+    dense_total = sum(_layer_cost(layer, ("dense", None), cost) for layer in layers)
+    fixed = cost_before - dense_total
+    cap = _resolve_budget(budget, cost_before)
+    minimum = fixed + sum(int(min(_layer_cost(layer, o, cost) for o in layer.options)) for layer in layers)
+    if minimum > cap:
+        raise ValueError(
+            f"budget {budget!r} ({cap} {cost}) is too small: the smallest plan costs {minimum} {cost} "
+            f"({minimum / cost_before:.4f} of {cost_before}; {fixed} of them outside the planned layers)"
+        )
+    return cap, fixed
+
+
 def _resolve_budget(budget: float | int, total: int) -> int:
     if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not math.isfinite(budget):
         raise ValueError(f"budget must be a fraction in (0, 1] or a positive count, got {budget!r}")
@@ -913,16 +938,8 @@ def plan(
         raise ValueError("the analysis was made without MACs; call analyze(..., cost='macs', image_size=...)")
     params_before = _model_params(model)
     cost_before = params_before if cost == "params" else model_macs(model, image_size)
-    dense_total = sum(_layer_cost(layer, ("dense", None), cost) for layer in layers)
-    fixed = cost_before - dense_total
-    cap = _resolve_budget(budget, cost_before)
+    cap, fixed = _check_budget(budget, layers, cost, cost_before)
     capacity = cap - fixed
-    minimum = fixed + sum(int(min(_layer_cost(layer, o, cost) for o in layer.options)) for layer in layers)
-    if minimum > cap:
-        raise ValueError(
-            f"budget {budget!r} ({cap} {cost}) is too small: the smallest plan costs {minimum} {cost} "
-            f"({minimum / cost_before:.4f} of {cost_before}; {fixed} of them outside the planned layers)"
-        )
     if method == "packing":
         table = [layer.params if cost == "params" else layer.macs for layer in layers]
         surrogates = []

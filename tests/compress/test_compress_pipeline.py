@@ -399,3 +399,18 @@ def test_model_macs_falls_back_to_real_tensors_when_the_forward_needs_values():
     from sparsesel.compress.plan import model_macs
 
     assert model_macs(DataDependent(), (8, 8)) == 8 * 8 * 4 * 3
+
+
+def test_analyze_refuses_an_impossible_budget_before_any_calibration_pass():
+    """The budget check needs only the layers' options: it must fire before the calibration forward passes
+    (here a calibration batch the network cannot even run would fail with a shape error if it came first)."""
+    from sparsesel.compress.plan import analyze
+
+    model = Plain().eval()
+    unrunnable = torch.zeros(2, 5, 8, 8)  # 5 channels: the first conv needs 3
+    with pytest.raises(ValueError, match="too small: the smallest plan costs"):
+        analyze(model, calibration=unrunnable, budget=0.01)
+    with pytest.raises(RuntimeError):  # a feasible budget goes on to the calibration passes
+        analyze(model, calibration=unrunnable, budget=0.9)
+    layers, _ = analyze(model, budget=0.9)  # and without calibration the analysis is returned
+    assert layers
