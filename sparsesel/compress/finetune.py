@@ -33,7 +33,7 @@ from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.compress.network_io import network_input, network_output
 from sparsesel.training.losses import l1_fft_loss
 
-__all__ = ["FinetuneConfig", "finetune"]
+__all__ = ["DistillationBatches", "FinetuneConfig", "finetune"]
 
 _RESUME_KEYS = ("task", "steps", "batch_size", "patch_size", "lr", "weight_decay", "eta_min", "seed", "teacher_weight", "target_weight")
 
@@ -83,6 +83,59 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
+class DistillationBatches:
+    """Each fine-tuning step's patches and teacher outputs, computed by the first run and reused by later ones.
+
+    Several students distilled from one teacher with the same data settings (the compressed
+    network and the baselines of ``sparsesel compress``) see the same batches, so the teacher's
+    forward pass and the patch synthesis need to run only once per step. A cached teacher output
+    is used only when the step's network input equals the cached one exactly; otherwise it is
+    recomputed, so a cache can change speed, never results.
+
+    Parameters
+    ----------
+    teacher : torch.nn.Module
+        The network whose outputs are cached; :func:`finetune` refuses a cache made for another one.
+    config : FinetuneConfig
+        Its data settings (``task``, ``steps``, ``batch_size``, ``patch_size``, ``seed``) must match
+        those of every :func:`finetune` call that uses the cache.
+    """
+
+    DATA_KEYS: tuple[str, ...] = ("task", "steps", "batch_size", "patch_size", "seed")
+
+    def __init__(self, teacher: nn.Module, config: FinetuneConfig) -> None:
+        if not isinstance(config, FinetuneConfig):
+            raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+        self.teacher = teacher
+        self.data = {key: getattr(config, key) for key in self.DATA_KEYS}
+        self._entries: dict[tuple[int, int], tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]] = {}
+        self.hits = 0
+
+    def check(self, teacher: nn.Module, config: FinetuneConfig) -> None:
+        """Refuse a teacher or data settings other than the cache's."""
+        if teacher is not self.teacher:
+            raise ValueError("these DistillationBatches were made for another teacher network")
+        changed = [key for key in self.DATA_KEYS if getattr(config, key) != self.data[key]]
+        if changed:
+            raise ValueError(f"these DistillationBatches were made with other data settings: {changed}")
+
+    def step(self, step: int, rank: int, make_batch: Callable[[], dict[str, torch.Tensor]],
+             make_input: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``(batch, network input, teacher output)`` of one step, from the cache when it applies."""
+        cached = self._entries.get((step, rank))
+        if cached is not None:
+            batch, inputs, taught = cached
+            if torch.equal(make_input(batch), inputs):
+                self.hits += 1
+                return batch, inputs, taught
+        batch = make_batch()
+        inputs = make_input(batch)
+        with torch.no_grad():
+            taught = network_output(self.teacher, inputs)
+        self._entries[(step, rank)] = (batch, inputs, taught)
+        return batch, inputs, taught
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -104,6 +157,7 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, float], Any] | None = None,
+    batches: DistillationBatches | None = None,
 ) -> dict[str, Any]:
     """Distil ``teacher`` into ``student`` (trained in place; ``teacher`` is not modified).
 
@@ -122,6 +176,9 @@ def finetune(
         tqdm bar (rank 0 only).
     callback : callable, optional
         ``callback(step, loss)`` after each step (after that step's state is saved).
+    batches : DistillationBatches, optional
+        A cache of the steps' patches and teacher outputs shared with other runs on the same teacher
+        and data settings (same results, less time).
 
     Returns
     -------
@@ -130,6 +187,10 @@ def finetune(
     """
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
+    if batches is not None:
+        if not isinstance(batches, DistillationBatches):
+            raise TypeError(f"batches must be DistillationBatches, got {type(batches).__name__}")
+        batches.check(teacher, config)
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
@@ -178,10 +239,14 @@ def finetune(
     try:
         for step in range(start, config.steps):
             first = step * config.batch_size + rank * local
-            batch = dataset.batch(range(first, first + local))
-            inputs = network_input(model, batch)
-            with torch.no_grad():
-                taught = network_output(teacher, inputs)
+            if batches is None:
+                batch = dataset.batch(range(first, first + local))
+                inputs = network_input(model, batch)
+                with torch.no_grad():
+                    taught = network_output(teacher, inputs)
+            else:
+                batch, inputs, taught = batches.step(step, rank, lambda: dataset.batch(range(first, first + local)),
+                                                     lambda b: network_input(model, b))
             out = network_output(model, inputs)
             loss = config.teacher_weight * l1_fft_loss(out, taught) + config.target_weight * l1_fft_loss(out, batch["target"])
             if not torch.isfinite(loss):

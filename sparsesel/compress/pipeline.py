@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from sparsesel.compress.apply import apply, count_params, save_compressed
-from sparsesel.compress.finetune import FinetuneConfig, finetune
+from sparsesel.compress.finetune import DistillationBatches, FinetuneConfig, finetune
 from sparsesel.compress.network_io import example_input, network_input
 from sparsesel.compress.plan import Plan, analyze, plan
 from sparsesel.compress.report import evaluate_quality, measure, write_report
@@ -138,6 +138,7 @@ def compress_checkpoint(
     net = info["net"]
     task = task or zoo.net_entry(net).tasks[0]
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
+    shared_batches = DistillationBatches(teacher, config)  # the baselines reuse the first run's patches and teacher outputs
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -156,7 +157,8 @@ def compress_checkpoint(
         dist.barrier()
     if finetune_steps:
         out.mkdir(parents=True, exist_ok=True)
-        tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress)
+        tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress,
+                         batches=shared_batches)
     else:
         tuned = {"losses": [], "wall_time": 0.0}
     lap("finetune")
@@ -177,7 +179,7 @@ def compress_checkpoint(
                 baseline_models[name] = str(exc)
                 continue
             if finetune_steps:
-                finetune(model_b, teacher, config, progress=False)
+                finetune(model_b, teacher, config, progress=False, batches=shared_batches)
             baseline_models[name] = model_b
     lap("baselines")
     if rank != 0:
