@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from sparsesel.compress.apply import apply, count_params, save_compressed
-from sparsesel.compress.finetune import DistillationBatches, FinetuneConfig, finetune
+from sparsesel.compress.finetune import FinetuneConfig, finetune_several
 from sparsesel.compress.network_io import example_input, network_input
 from sparsesel.compress.plan import Plan, analyze, plan
 from sparsesel.compress.report import evaluate_quality, measure, write_report
@@ -138,7 +138,6 @@ def compress_checkpoint(
     net = info["net"]
     task = task or zoo.net_entry(net).tasks[0]
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
-    shared_batches = DistillationBatches(teacher, config)  # the baselines reuse the first run's patches and teacher outputs
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -155,13 +154,6 @@ def compress_checkpoint(
         shutil.rmtree(out)
     if world > 1:
         dist.barrier()
-    if finetune_steps:
-        out.mkdir(parents=True, exist_ok=True)
-        tuned = finetune(student, teacher, config, state_file=out / "finetune.state", resume=resume, progress=progress,
-                         batches=shared_batches)
-    else:
-        tuned = {"losses": [], "wall_time": 0.0}
-    lap("finetune")
     baseline_models = {}
     if baselines:
         for name in ("uniform", "energy", "magnitude"):
@@ -178,10 +170,22 @@ def compress_checkpoint(
             except ValueError as exc:
                 baseline_models[name] = str(exc)
                 continue
-            if finetune_steps:
-                finetune(model_b, teacher, config, progress=False, batches=shared_batches)
             baseline_models[name] = model_b
     lap("baselines")
+    if finetune_steps:
+        # ours and the baselines are distilled with the same config, side by side in worker processes
+        # (one process per rank under torch.distributed)
+        out.mkdir(parents=True, exist_ok=True)
+        tuned_baselines = [m for m in baseline_models.values() if not isinstance(m, str)]
+        results = finetune_several(
+            [student, *tuned_baselines], teacher, config,
+            options=[{"state_file": out / "finetune.state", "resume": resume, "progress": progress},
+                     *({"progress": False} for _ in tuned_baselines)],
+            processes=None if world == 1 else 1)
+        tuned = results[0]
+    else:
+        tuned = {"losses": [], "wall_time": 0.0}
+    lap("finetune")
     if rank != 0:
         return None
     held_out = PairedPatchDataset(task, split="test", patch_size=eval_size, length=eval_count, seed=seed + 1, augment=False)

@@ -455,3 +455,37 @@ def test_distillation_batches_refuse_another_teacher_or_other_data():
         finetune(student, teacher, FinetuneConfig(steps=2, batch_size=2, patch_size=48), progress=False, batches=cache)
     with pytest.raises(TypeError, match="DistillationBatches"):
         finetune(student, teacher, config, progress=False, batches={})
+
+
+def test_finetune_several_in_worker_processes_equals_one_after_the_other():
+    """Two students fine-tuned side by side in worker processes (one thread each, like this test
+    process) end with the weights of plain sequential finetune() calls."""
+    from sparsesel.compress.finetune import finetune_several
+
+    teacher = tiny_uhdformer()
+    config = FinetuneConfig(steps=3, batch_size=2, patch_size=32, lr=1e-3)
+    menus = ((0.6, "packing"), (0.5, "uniform"))
+    reference = [apply(teacher, plan(teacher, b, method=m)) for b, m in menus]
+    for student in reference:
+        finetune(student, teacher, config, progress=False)
+    parallel = [apply(teacher, plan(teacher, b, method=m)) for b, m in menus]
+    results = finetune_several(parallel, teacher, config, options=[{"progress": False}] * 2, processes=2)
+    assert [len(r["losses"]) for r in results] == [3, 3]
+    for a, b in zip(reference, parallel):
+        assert not b.training
+        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(x, y), k
+
+
+def test_finetune_several_rejects_bad_arguments():
+    from sparsesel.compress.finetune import finetune_several
+
+    teacher = tiny_uhdformer()
+    config = FinetuneConfig(steps=1, batch_size=2, patch_size=32)
+    students = [apply(teacher, plan(teacher, 0.6)) for _ in range(2)]
+    with pytest.raises(ValueError, match="options has 1 entries for 2 students"):
+        finetune_several(students, teacher, config, options=[{}])
+    with pytest.raises(ValueError, match="processes must be a positive int"):
+        finetune_several(students, teacher, config, processes=0)
+    with pytest.raises(ValueError, match=r"\['callback'\] cannot be passed to worker processes"):
+        finetune_several(students, teacher, config, options=[{"callback": print}, {}], processes=2)
