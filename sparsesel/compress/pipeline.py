@@ -53,11 +53,13 @@ def compress_model(
     calibration_count: int = 4,
     calibration_size: int = 64,
     analysis=None,
+    processes: int = 1,
 ) -> tuple[torch.nn.Module, Plan | None, Any]:
     """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis).
 
     ``task`` (the degradation of the calibration patches) defaults to the network's first task
-    in :mod:`sparsesel.nets.zoo` (``lowlight`` for networks outside it).
+    in :mod:`sparsesel.nets.zoo` (``lowlight`` for networks outside it). ``processes``: worker
+    processes for the analysis's calibration passes (:func:`~sparsesel.compress.plan.calibrate_layers`).
     """
     if method == "magnitude":
         from sparsesel.compress.baselines import magnitude_prune
@@ -71,7 +73,7 @@ def compress_model(
     exclude = tuple([exclude] if isinstance(exclude, str) else exclude) + tuple(getattr(model, "compress_exclude", ()))
     calibration = network_input(model, PairedPatchDataset(task, split="train", patch_size=size, length=calibration_count, seed=seed + 7).batch(range(calibration_count)))
     if analysis is None:
-        analysis = analyze(model, exclude=exclude, calibration=calibration, budget=budget)
+        analysis = analyze(model, exclude=exclude, calibration=calibration, budget=budget, processes=processes)
     p = plan(model, budget, method=method, analysis=analysis, calibration=calibration, seed=seed)
     return apply(model, p), p, analysis
 
@@ -147,7 +149,10 @@ def compress_checkpoint(
         stages[name] = stages.get(name, 0.0) + now - clock
         clock = now
 
-    student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed)
+    # the calibration passes of the analysis run side by side in worker processes (one process per rank
+    # under torch.distributed)
+    student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
+                                                 processes=torch.get_num_threads() if world == 1 else 1)
     lap("analyze_and_plan")
     # an existing --out is removed only once every argument is checked and the plan meets the budget
     if rank == 0 and out.exists() and force and not resume:

@@ -477,24 +477,79 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
             layer.objective = values
 
 
+def noise_probes(model: nn.Module, layers: list["LayerAnalysis"], *, epsilon: float = 0.05, seed: int = 0) -> list[torch.Tensor]:
+    """The random weight perturbations of :func:`noise_sensitivities`, one per layer (relative size ``epsilon``),
+    drawn in layer order from one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(int(seed))
+    probes = []
+    for layer in layers:
+        weight = model.get_submodule(layer.name).weight.detach()
+        noise = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
+        probes.append(noise * (epsilon * weight.norm() / noise.norm().clamp_min(1e-30)))
+    return probes
+
+
 def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *,
-                        epsilon: float = 0.05, seed: int = 0) -> None:
+                        epsilon: float = 0.05, seed: int = 0, probes: list[torch.Tensor] | None = None) -> None:
     """Attach ``layer.sensitivity``: output MSE per unit of squared relative weight error, from one
-    random perturbation of relative size ``epsilon`` of each layer's weight (first-order model)."""
+    random perturbation of relative size ``epsilon`` of each layer's weight (first-order model).
+
+    ``probes``: the perturbations to use (default :func:`noise_probes` ``(model, layers, epsilon, seed)``).
+    """
     import copy
 
     work = copy.deepcopy(model).eval()
-    generator = torch.Generator().manual_seed(int(seed))
+    probes = noise_probes(work, layers, epsilon=epsilon, seed=seed) if probes is None else probes
+    if len(probes) != len(layers):
+        raise ValueError(f"{len(probes)} noise probes for {len(layers)} layers")
     with torch.no_grad():
         reference = network_output(work, calibration)
-        for layer in layers:
+        for layer, noise in zip(layers, probes):
             weight = work.get_submodule(layer.name).weight
             original = weight.detach().clone()
-            noise = torch.randn(original.shape, generator=generator, dtype=original.dtype)
-            noise *= epsilon * original.norm() / noise.norm().clamp_min(1e-30)
             weight.copy_(original + noise)
             layer.sensitivity = float(((network_output(work, calibration) - reference) ** 2).mean()) / epsilon**2
             weight.copy_(original)
+
+
+def _calibrate_in_worker(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor,
+                         probes: list[torch.Tensor]) -> list[tuple[np.ndarray | None, float | None]]:
+    """:func:`calibrate_layers` for a share of the layers, in a worker process (one torch thread)."""
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        output_distortions(model, layers, calibration)
+        noise_sensitivities(model, layers, calibration, probes=probes)
+    return [(layer.objective, layer.sensitivity) for layer in layers]
+
+
+def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *,
+                     processes: int = 1) -> None:
+    """Attach each layer's ``objective`` (:func:`output_distortions`) and ``sensitivity`` (:func:`noise_sensitivities`).
+
+    Both take one to three forward passes of the whole network per layer, each independent of the
+    others, and a pass on a small calibration batch gains little from a second torch thread; with
+    ``processes > 1`` the layers are dealt round-robin to that many worker processes (``spawn``, one
+    thread each). Every layer gets the same perturbations and the same passes as with ``processes=1``.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    probes = noise_probes(model, layers)
+    if processes == 1 or len(layers) < 2:
+        output_distortions(model, layers, calibration)
+        noise_sensitivities(model, layers, calibration, probes=probes)
+        return
+    shares = [list(range(start, len(layers), processes)) for start in range(processes)]
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = [pool.submit(_calibrate_in_worker, model, [layers[i] for i in share], calibration,
+                               [probes[i] for i in share]) for share in shares if share]
+        outcomes = [future.result() for future in futures]
+    for share, values in zip([s for s in shares if s], outcomes):
+        for i, (objective, sensitivity) in zip(share, values):
+            layers[i].objective, layers[i].sensitivity = objective, sensitivity
 
 
 def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, calibration: torch.Tensor) -> float:
@@ -521,6 +576,7 @@ def analyze(
     image_size: Sequence[int] | None = None,
     calibration: torch.Tensor | None = None,
     budget: float | int | None = None,
+    processes: int = 1,
 ) -> tuple[list[LayerAnalysis], list[dict]]:
     """Option menus of every prunable layer of ``model`` (not modified).
 
@@ -538,6 +594,8 @@ def analyze(
         The budget the analysis is for (as :func:`plan` takes it): checked as soon as the layers'
         options are known, before the calibration passes (minutes on large networks), so that a
         budget no plan can meet fails at once (``ValueError`` with the smallest achievable cost).
+    processes : int
+        Worker processes for the calibration passes (:func:`calibrate_layers`); 1: in this process.
 
     Returns
     -------
@@ -549,10 +607,10 @@ def analyze(
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
     with threadpool_limits(1):  # small SVDs: BLAS threads only contend
         return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration,
-                        budget=budget)
+                        budget=budget, processes=processes)
 
 
-def _analyze(model, *, exclude, cost, image_size, calibration, budget):
+def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes):
     if isinstance(exclude, str):
         exclude = (exclude,)
     layers, skipped = [], []
@@ -581,8 +639,7 @@ def _analyze(model, *, exclude, cost, image_size, calibration, budget):
     if budget is not None:
         _check_budget(budget, layers, cost, _model_params(model) if cost == "params" else model_macs(model, image_size))
     if calibration is not None:
-        output_distortions(model, layers, calibration)
-        noise_sensitivities(model, layers, calibration)
+        calibrate_layers(model, layers, calibration, processes=processes)
     return layers, skipped
 
 

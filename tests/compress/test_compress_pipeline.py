@@ -489,3 +489,22 @@ def test_finetune_several_rejects_bad_arguments():
         finetune_several(students, teacher, config, processes=0)
     with pytest.raises(ValueError, match=r"\['callback'\] cannot be passed to worker processes"):
         finetune_several(students, teacher, config, options=[{"callback": print}, {}], processes=2)
+
+
+def test_calibration_in_worker_processes_equals_in_process():
+    """Layers dealt to worker processes (one thread each, like this test process) get exactly the
+    objectives and noise sensitivities of the in-process passes."""
+    from sparsesel.compress.plan import analyze, calibrate_layers
+
+    model = tiny_uhdformer()
+    calibration = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    serial, _ = analyze(model, calibration=calibration)
+    parallel, _ = analyze(model)
+    calibrate_layers(model, parallel, calibration, processes=2)
+    assert len(serial) == len(parallel) > 2
+    for a, b in zip(serial, parallel):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.objective, b.objective)
+        assert a.sensitivity == b.sensitivity
+    with pytest.raises(ValueError, match="processes must be a positive int"):
+        calibrate_layers(model, parallel, calibration, processes=0)
