@@ -302,7 +302,9 @@ def finetune_several(
     the throughput. With ``processes > 1`` the runs go to that many worker processes (``spawn``),
     each with ``torch.get_num_threads() // processes`` threads; the trained weights are copied back
     into ``students``. Each run is the same :func:`finetune` call as a sequential one (same batches,
-    same schedule); only the thread count, and so the floating-point rounding, can differ.
+    same schedule); only the thread count, and so the floating-point rounding, can differ. A script
+    that calls this with ``processes > 1`` needs the usual ``if __name__ == "__main__":`` guard
+    (``spawn`` re-imports the main module).
 
     Parameters
     ----------

@@ -127,7 +127,14 @@ def compress_checkpoint(
     force: bool = False,
     progress: bool = True,
 ) -> str | None:
-    """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks)."""
+    """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks).
+
+    With ``torch.get_num_threads()`` (``threads``) above 1 and no ``torch.distributed``, the analysis's
+    calibration passes and the fine-tuning of the result and of the baselines run in that many worker
+    processes of one thread each (``spawn``: a script that calls this function needs the usual
+    ``if __name__ == "__main__":`` guard, as with a DataLoader's workers); ``threads=1`` keeps
+    everything in this process.
+    """
     from sparsesel.nets import zoo
 
     began = time.perf_counter()
