@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -62,11 +61,7 @@ def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) 
         ``status="approximate"``, ``bound = 1 − epsilon`` (guaranteed fraction of the
         optimal kept energy); ``info["ilps"]`` the number of ILPs solved.
     """
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"epsilon must be a number in (0, 1], got {type(epsilon).__name__} {epsilon!r}")
-    epsilon = float(epsilon)
-    if not math.isfinite(epsilon) or not 0.0 < epsilon <= 1.0:
-        raise ValueError(f"epsilon must be in (0, 1], got {epsilon!r}")
+    epsilon = check_real(epsilon, "epsilon", 0.0, 1.0, low_open=True)
     check_real(time_limit, "time_limit", low=0.0, low_open=True, allow_inf=True)
     if problem.budget < problem.min_size:
         return infeasible_result(problem)

@@ -33,8 +33,10 @@ from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.compress.network_io import network_input, network_output
 from sparsesel.training.losses import l1_fft_loss
 
-__all__ = ["DistillationBatches", "FinetuneConfig", "finetune", "finetune_several"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_several"]
 
+#: Most worker processes :func:`finetune_several` starts by default (each imports its own torch).
+MAX_WORKERS = 4
 _RESUME_KEYS = ("task", "steps", "batch_size", "patch_size", "lr", "weight_decay", "eta_min", "seed", "teacher_weight", "target_weight")
 
 
@@ -83,59 +85,6 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
-class DistillationBatches:
-    """Each fine-tuning step's patches and teacher outputs, computed by the first run and reused by later ones.
-
-    Several students distilled from one teacher with the same data settings (the compressed
-    network and the baselines of ``sparsesel compress``) see the same batches, so the teacher's
-    forward pass and the patch synthesis need to run only once per step. A cached teacher output
-    is used only when the step's network input equals the cached one exactly; otherwise it is
-    recomputed, so a cache can change speed, never results.
-
-    Parameters
-    ----------
-    teacher : torch.nn.Module
-        The network whose outputs are cached; :func:`finetune` refuses a cache made for another one.
-    config : FinetuneConfig
-        Its data settings (``task``, ``steps``, ``batch_size``, ``patch_size``, ``seed``) must match
-        those of every :func:`finetune` call that uses the cache.
-    """
-
-    DATA_KEYS: tuple[str, ...] = ("task", "steps", "batch_size", "patch_size", "seed")
-
-    def __init__(self, teacher: nn.Module, config: FinetuneConfig) -> None:
-        if not isinstance(config, FinetuneConfig):
-            raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-        self.teacher = teacher
-        self.data = {key: getattr(config, key) for key in self.DATA_KEYS}
-        self._entries: dict[tuple[int, int], tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]] = {}
-        self.hits = 0
-
-    def check(self, teacher: nn.Module, config: FinetuneConfig) -> None:
-        """Refuse a teacher or data settings other than the cache's."""
-        if teacher is not self.teacher:
-            raise ValueError("these DistillationBatches were made for another teacher network")
-        changed = [key for key in self.DATA_KEYS if getattr(config, key) != self.data[key]]
-        if changed:
-            raise ValueError(f"these DistillationBatches were made with other data settings: {changed}")
-
-    def step(self, step: int, rank: int, make_batch: Callable[[], dict[str, torch.Tensor]],
-             make_input: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """``(batch, network input, teacher output)`` of one step, from the cache when it applies."""
-        cached = self._entries.get((step, rank))
-        if cached is not None:
-            batch, inputs, taught = cached
-            if torch.equal(make_input(batch), inputs):
-                self.hits += 1
-                return batch, inputs, taught
-        batch = make_batch()
-        inputs = make_input(batch)
-        with torch.no_grad():
-            taught = network_output(self.teacher, inputs)
-        self._entries[(step, rank)] = (batch, inputs, taught)
-        return batch, inputs, taught
-
-
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -157,7 +106,6 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, float], Any] | None = None,
-    batches: DistillationBatches | None = None,
 ) -> dict[str, Any]:
     """Distil ``teacher`` into ``student`` (trained in place; ``teacher`` is not modified).
 
@@ -176,9 +124,6 @@ def finetune(
         tqdm bar (rank 0 only).
     callback : callable, optional
         ``callback(step, loss)`` after each step (after that step's state is saved).
-    batches : DistillationBatches, optional
-        A cache of the steps' patches and teacher outputs shared with other runs on the same teacher
-        and data settings (same results, less time).
 
     Returns
     -------
@@ -187,10 +132,6 @@ def finetune(
     """
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    if batches is not None:
-        if not isinstance(batches, DistillationBatches):
-            raise TypeError(f"batches must be DistillationBatches, got {type(batches).__name__}")
-        batches.check(teacher, config)
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
@@ -239,14 +180,10 @@ def finetune(
     try:
         for step in range(start, config.steps):
             first = step * config.batch_size + rank * local
-            if batches is None:
-                batch = dataset.batch(range(first, first + local))
-                inputs = network_input(model, batch)
-                with torch.no_grad():
-                    taught = network_output(teacher, inputs)
-            else:
-                batch, inputs, taught = batches.step(step, rank, lambda: dataset.batch(range(first, first + local)),
-                                                     lambda b: network_input(model, b))
+            batch = dataset.batch(range(first, first + local))
+            inputs = network_input(model, batch)
+            with torch.no_grad():
+                taught = network_output(teacher, inputs)
             out = network_output(model, inputs)
             loss = config.teacher_weight * l1_fft_loss(out, taught) + config.target_weight * l1_fft_loss(out, batch["target"])
             if not torch.isfinite(loss):
@@ -313,10 +250,11 @@ def finetune_several(
     config : FinetuneConfig
     options : list of dict, optional
         Keyword arguments of :func:`finetune` per student (``state_file``, ``resume``, ``progress``;
-        ``callback`` and ``batches`` only in the sequential case, ``processes=1``).
+        ``callback`` only in the sequential case, ``processes=1``).
     processes : int, optional
-        Worker processes; default ``min(len(students), torch.get_num_threads())``. ``1`` runs the
-        students one after the other in this process, sharing one :class:`DistillationBatches`.
+        Worker processes; default ``min(len(students), torch.get_num_threads(), MAX_WORKERS)``
+        (each worker holds its own torch, ~0.3 GB). ``1`` runs the students one after the other in
+        this process.
         Only 1 under ``torch.distributed`` (the ranks fine-tune together).
 
     Returns
@@ -334,15 +272,14 @@ def finetune_several(
         raise ValueError(f"options has {len(options)} entries for {len(students)} students")
     threads = torch.get_num_threads()
     if processes is None:
-        processes = max(1, min(len(students), threads))
+        processes = max(1, min(len(students), threads, MAX_WORKERS))
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
     if _world()[1] > 1 and processes > 1:
         raise ValueError("finetune_several runs one process per rank under torch.distributed: use processes=1")
     if processes == 1 or len(students) <= 1:
-        shared = DistillationBatches(teacher, config)
-        return [finetune(student, teacher, config, **{"batches": shared, **opts}) for student, opts in zip(students, options)]
-    unpicklable = [key for opts in options for key in ("callback", "batches") if opts.get(key) is not None]
+        return [finetune(student, teacher, config, **opts) for student, opts in zip(students, options)]
+    unpicklable = [key for opts in options for key in ("callback",) if opts.get(key) is not None]
     if unpicklable:
         raise ValueError(f"{sorted(set(unpicklable))} cannot be passed to worker processes; use processes=1")
     per_worker = max(1, threads // processes)

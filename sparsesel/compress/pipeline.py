@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from sparsesel.compress.apply import apply, count_params, save_compressed
-from sparsesel.compress.finetune import FinetuneConfig, finetune_several
+from sparsesel.compress.finetune import MAX_WORKERS, FinetuneConfig, finetune_several
 from sparsesel.compress.network_io import example_input, network_input
 from sparsesel.compress.plan import Plan, analyze, plan
 from sparsesel.compress.report import evaluate_quality, measure, write_report
@@ -131,7 +131,8 @@ def compress_checkpoint(
 
     With ``torch.get_num_threads()`` (``threads``) above 1 and no ``torch.distributed``, the analysis's
     calibration passes and the fine-tuning of the result and of the baselines run in that many worker
-    processes of one thread each (``spawn``: a script that calls this function needs the usual
+    processes (at most :data:`~sparsesel.compress.finetune.MAX_WORKERS`, the threads shared among
+    them; ``spawn``: a script that calls this function needs the usual
     ``if __name__ == "__main__":`` guard, as with a DataLoader's workers); ``threads=1`` keeps
     everything in this process.
     """
@@ -159,7 +160,7 @@ def compress_checkpoint(
     # the calibration passes of the analysis run side by side in worker processes (one process per rank
     # under torch.distributed)
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
-                                                 processes=torch.get_num_threads() if world == 1 else 1)
+                                                 processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1)
     lap("analyze_and_plan")
     # an existing --out is removed only once every argument is checked and the plan meets the budget
     if rank == 0 and out.exists() and force and not resume:

@@ -513,9 +513,9 @@ def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibra
 
 
 def _calibrate_in_worker(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor,
-                         probes: list[torch.Tensor]) -> list[tuple[np.ndarray | None, float | None]]:
-    """:func:`calibrate_layers` for a share of the layers, in a worker process (one torch thread)."""
-    torch.set_num_threads(1)
+                         probes: list[torch.Tensor], threads: int) -> list[tuple[np.ndarray | None, float | None]]:
+    """:func:`calibrate_layers` for a share of the layers, in a worker process with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
     with threadpool_limits(1):
         output_distortions(model, layers, calibration)
         noise_sensitivities(model, layers, calibration, probes=probes)
@@ -528,8 +528,10 @@ def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibratio
 
     Both take one to three forward passes of the whole network per layer, each independent of the
     others, and a pass on a small calibration batch gains little from a second torch thread; with
-    ``processes > 1`` the layers are dealt round-robin to that many worker processes (``spawn``, one
-    thread each). Every layer gets the same perturbations and the same passes as with ``processes=1``.
+    ``processes > 1`` the layers are dealt round-robin to that many worker processes (``spawn``, each
+    with ``torch.get_num_threads() // processes`` threads). Every layer gets the same perturbations and
+    the same passes as with ``processes=1``. A script that calls this with ``processes > 1`` needs the
+    usual ``if __name__ == "__main__":`` guard.
     """
     import concurrent.futures
     import multiprocessing
@@ -544,8 +546,9 @@ def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibratio
     shares = [list(range(start, len(layers), processes)) for start in range(processes)]
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        threads = max(1, torch.get_num_threads() // processes)
         futures = [pool.submit(_calibrate_in_worker, model, [layers[i] for i in share], calibration,
-                               [probes[i] for i in share]) for share in shares if share]
+                               [probes[i] for i in share], threads) for share in shares if share]
         outcomes = [future.result() for future in futures]
     for share, values in zip([s for s in shares if s], outcomes):
         for i, (objective, sensitivity) in zip(share, values):

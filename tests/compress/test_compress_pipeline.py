@@ -416,47 +416,6 @@ def test_analyze_refuses_an_impossible_budget_before_any_calibration_pass():
     assert layers
 
 
-def test_shared_distillation_batches_change_time_not_results():
-    """Students fine-tuned with a shared cache end with exactly the weights of uncached runs, and the
-    later runs make no teacher forward pass."""
-    from sparsesel.compress.finetune import DistillationBatches
-
-    teacher = tiny_uhdformer()
-    config = FinetuneConfig(steps=4, batch_size=2, patch_size=32, lr=1e-3)
-    reference = [apply(teacher, plan(teacher, b, method=m)) for b, m in ((0.6, "packing"), (0.5, "uniform"))]
-    cached = [apply(teacher, plan(teacher, b, method=m)) for b, m in ((0.6, "packing"), (0.5, "uniform"))]
-    calls = []
-    hook = teacher.register_forward_hook(lambda module, args, output: calls.append(1))
-    for student in reference:
-        finetune(student, teacher, config, progress=False)
-    assert len(calls) == 2 * config.steps
-    calls.clear()
-
-    cache = DistillationBatches(teacher, config)
-    for student in cached:
-        finetune(student, teacher, config, progress=False, batches=cache)
-    hook.remove()
-    assert len(calls) == config.steps and cache.hits == config.steps  # only the first run asked the teacher
-    for a, b in zip(reference, cached):
-        for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
-            assert torch.equal(x, y), k
-
-
-def test_distillation_batches_refuse_another_teacher_or_other_data():
-    from sparsesel.compress.finetune import DistillationBatches
-
-    teacher = tiny_uhdformer()
-    config = FinetuneConfig(steps=2, batch_size=2, patch_size=32)
-    cache = DistillationBatches(teacher, config)
-    student = apply(teacher, plan(teacher, 0.6))
-    with pytest.raises(ValueError, match="another teacher"):
-        finetune(student, tiny_uhdformer(seed=1), config, progress=False, batches=cache)
-    with pytest.raises(ValueError, match=r"other data settings: \['patch_size'\]"):
-        finetune(student, teacher, FinetuneConfig(steps=2, batch_size=2, patch_size=48), progress=False, batches=cache)
-    with pytest.raises(TypeError, match="DistillationBatches"):
-        finetune(student, teacher, config, progress=False, batches={})
-
-
 def test_finetune_several_in_worker_processes_equals_one_after_the_other():
     """Two students fine-tuned side by side in worker processes (one thread each, like this test
     process) end with the weights of plain sequential finetune() calls."""

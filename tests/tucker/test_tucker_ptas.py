@@ -31,8 +31,9 @@ def test_ptas_within_stated_factor(epsilon):
 
 def test_ptas_rejects_bad_epsilon():
     p = ss.CoreShape([np.ones(3), np.ones(3)], (3, 3), 20)
-    with pytest.raises(ValueError, match="epsilon must be in"):
-        ss.solve(p, "ptas", epsilon=0.0)
+    for bad, message in ((0.0, "epsilon must be > 0"), (1.5, "epsilon must be <= 1"), (float("nan"), "epsilon must be a finite")):
+        with pytest.raises(ValueError, match=message):
+            ss.solve(p, "ptas", epsilon=bad)
     with pytest.raises(ValueError, match="unknown option"):
         ss.solve(p, "ptas", eps=0.5)
 
