@@ -467,3 +467,19 @@ def test_calibration_in_worker_processes_equals_in_process():
         assert a.sensitivity == b.sensitivity
     with pytest.raises(ValueError, match="processes must be a positive int"):
         calibrate_layers(model, parallel, calibration, processes=0)
+
+
+def test_noise_probes_have_the_relative_size_epsilon_and_follow_the_seed():
+    from sparsesel.compress.plan import analyze, noise_probes
+
+    model = Plain()
+    layers, _ = analyze(model)
+    probes = noise_probes(model, layers, epsilon=0.05, seed=3)
+    for layer, probe in zip(layers, probes):
+        weight = model.get_submodule(layer.name).weight
+        assert probe.shape == weight.shape
+        assert float(probe.norm()) == pytest.approx(0.05 * float(weight.norm()), rel=1e-5)
+    again = noise_probes(model, layers, epsilon=0.05, seed=3)
+    other = noise_probes(model, layers, epsilon=0.05, seed=4)
+    assert all(torch.equal(a, b) for a, b in zip(probes, again))
+    assert not torch.equal(probes[0], other[0])
