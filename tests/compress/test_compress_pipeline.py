@@ -476,7 +476,7 @@ def test_noise_probes_have_the_relative_size_epsilon_and_follow_the_seed():
     layers, _ = analyze(model)
     probes = noise_probes(model, layers, epsilon=0.05, seed=3)
     for layer, probe in zip(layers, probes):
-        weight = model.get_submodule(layer.name).weight
+        weight = model.get_submodule(layer.name).weight.detach()
         assert probe.shape == weight.shape
         assert float(probe.norm()) == pytest.approx(0.05 * float(weight.norm()), rel=1e-5)
     again = noise_probes(model, layers, epsilon=0.05, seed=3)
