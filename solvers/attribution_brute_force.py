@@ -8,6 +8,7 @@ from math import comb
 import numpy as np
 import torch
 
+from sparsesel.attribution.integrated import check_finite_model
 from sparsesel.problems.attribution import Attribution
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -51,7 +52,9 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
         rows = np.repeat(np.arange(len(chunk)), k)
         weights[rows, np.asarray(chunk).reshape(-1)] = 1.0
         with torch.no_grad():
-            values = problem.evaluate(problem.compose(weights)).double().cpu().numpy()
+            values = problem.evaluate(problem.compose(weights))
+        check_finite_model(values, where="at a k-subset input b + m_S ⊙ (x − b) (brute_force)")
+        values = values.double().cpu().numpy()
         i = int(np.argmax(values))
         if values[i] > best_value:
             best_value, best_subset = float(values[i]), chunk[i]

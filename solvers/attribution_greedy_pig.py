@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sparsesel.attribution.integrated import path_integrated_gradients
+from sparsesel.attribution.integrated import NonFiniteModelError, check_finite_model, path_integrated_gradients
 from sparsesel.attribution.paths.quadrature import METHODS
 from sparsesel.attribution.ranking import descending_order, ranking_result
 from sparsesel.problems.attribution import Attribution
@@ -277,7 +277,10 @@ def greedy_pig(
     round_of = np.full(n, -1, dtype=np.int64)
     trace = []
     for r, size in enumerate(round_sizes(total, rounds, schedule, n)):
-        scores_round = score_round(chosen)
+        try:
+            scores_round = score_round(chosen)
+        except NonFiniteModelError as exc:
+            raise NonFiniteModelError(f"greedy_pig round {r + 1} of {rounds} ({path} path): {exc}") from None
         attribution[~chosen] = scores_round[~chosen]
         ranking = np.abs(scores_round) if absolute else scores_round.copy()
         ranking[chosen] = -np.inf
@@ -290,6 +293,7 @@ def greedy_pig(
     # G after each round, in one batched forward pass
     prefixes = np.cumsum([len(t["picked"]) for t in trace])
     values = problem.objectives([selected[:end] for end in prefixes])
+    check_finite_model(torch.from_numpy(values), where="at the subsets fixed after each round (greedy_pig)")
     for record, value in zip(trace, values):
         record["objective"] = float(value)
 
@@ -315,7 +319,8 @@ def _linear_scores(problem: Attribution, steps: int, method: str, batch_size: in
     def scores(chosen: np.ndarray) -> np.ndarray:
         weights = torch.from_numpy(chosen.astype(np.float64)).to(problem.x.dtype).unsqueeze(0)
         start = problem.compose(weights)[0]
-        element_attr = path_integrated_gradients(problem, start, steps=steps, method=method, batch_size=batch_size)
+        element_attr = path_integrated_gradients(problem, start, steps=steps, method=method, batch_size=batch_size,
+                                                 where="along the path from b_S to x")
         return problem.to_features(element_attr).double().cpu().numpy()
 
     return scores
@@ -361,6 +366,7 @@ def _imputed_scores(problem: Attribution, steps: int, method: str, batch_size: i
             with torch.enable_grad():
                 out = problem.evaluate(imputer(w[:, labels], node_draw[start : start + size]))
                 (grad,) = torch.autograd.grad(out.sum(), w)
+            check_finite_model(out, grad, where="along the imputed path")
             total += weight_t[start : start + size] @ grad
         return (total * (1.0 - present)).double().cpu().numpy()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparsesel.attribution.integrated import gradients, path_integrated_gradients
+from sparsesel.attribution.integrated import check_finite_model, gradients, path_integrated_gradients
 from sparsesel.attribution.paths.quadrature import METHODS
 from sparsesel.attribution.ranking import descending_order, ranking_result
 from sparsesel.problems.attribution import Attribution
@@ -51,7 +51,8 @@ def integrated_gradients(
     """
     check_choice(method, "method", METHODS)
     element_attr = path_integrated_gradients(
-        problem, problem.baseline, steps=steps, method=method, batch_size=_check_batch_size(batch_size)
+        problem, problem.baseline, steps=steps, method=method, batch_size=_check_batch_size(batch_size),
+        where="along the path from the baseline to x (integrated_gradients)",
     )
     attribution = problem.to_features(element_attr).double().cpu().numpy()
     order = descending_order(np.abs(attribution) if absolute else attribution)
@@ -60,7 +61,9 @@ def integrated_gradients(
     weights[0] = 1.0
     weights[2, torch.from_numpy(order[: problem.k])] = 1.0
     with torch.no_grad():
-        f_x, f_b, objective = problem.evaluate(problem.compose(weights)).double().cpu().tolist()
+        endpoint_values = problem.evaluate(problem.compose(weights))
+    check_finite_model(endpoint_values, where="at the selected top-k subset (integrated_gradients)")
+    f_x, f_b, objective = endpoint_values.double().cpu().tolist()
     delta = float(attribution.sum() - (f_x - f_b))
     return ranking_result(
         problem,
@@ -75,7 +78,7 @@ def integrated_gradients(
 @register_solver("gradient", kinds=(Attribution,), description="plain gradient at x (saliency map); top-k features")
 def gradient(problem: Attribution, *, absolute: bool = False) -> Result:
     """Rank features by the gradient ``∂f/∂x`` at the input (summed over each feature's elements)."""
-    grad, _ = gradients(problem, problem.x.unsqueeze(0))
+    grad, _ = gradients(problem, problem.x.unsqueeze(0), where="at x (gradient)")
     attribution = problem.to_features(grad[0]).double().cpu().numpy()
     scores = np.abs(attribution) if absolute else attribution
     return ranking_result(problem, attribution, descending_order(scores), gradient_evaluations=1)
@@ -85,7 +88,7 @@ def gradient(problem: Attribution, *, absolute: bool = False) -> Result:
 )
 def gradient_x_input(problem: Attribution, *, absolute: bool = False) -> Result:
     """Rank features by ``x ⊙ ∂f/∂x`` at the input, summed over each feature's elements."""
-    grad, _ = gradients(problem, problem.x.unsqueeze(0))
+    grad, _ = gradients(problem, problem.x.unsqueeze(0), where="at x (gradient_x_input)")
     attribution = problem.to_features(grad[0] * problem.x).double().cpu().numpy()
     scores = np.abs(attribution) if absolute else attribution
     return ranking_result(problem, attribution, descending_order(scores), gradient_evaluations=1)

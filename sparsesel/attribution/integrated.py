@@ -12,7 +12,49 @@ import torch
 from sparsesel.attribution.paths.quadrature import quadrature
 
 
-def gradients(problem, points: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+class NonFiniteModelError(ValueError):
+    """The model's output or its gradient is NaN or infinite at a point an attribution solver evaluates."""
+
+
+def check_finite_model(values: torch.Tensor, grads: torch.Tensor | None = None, *, where: str = "along the path") -> None:
+    """Raise :class:`NonFiniteModelError` unless the target outputs (and gradients) are all finite.
+
+    ``Attribution`` checks the model at ``x`` and at the baseline only; a model can
+    still overflow or produce NaN at the points between them (a division by a
+    quantity that vanishes inside the box, a ``log`` of a value that reaches 0).
+    A NaN there would turn every attribution into NaN or make a selection
+    arbitrary, so every solver calls this on what it evaluates.
+
+    Parameters
+    ----------
+    values : Tensor, shape (B,)
+        Target outputs at ``B`` points.
+    grads : Tensor, shape (B, ...), optional
+        Their gradients with respect to the points (or to the feature weights).
+    where : str
+        Where the points come from, for the message (e.g. ``"along the path"``).
+    """
+    bad_values = ~torch.isfinite(values.detach().reshape(-1))
+    if bool(bad_values.any()):
+        first_bad = float(values.detach().reshape(-1)[bad_values][0])
+        raise NonFiniteModelError(
+            f"the model's output became non-finite {where}: {int(bad_values.sum())} of {bad_values.numel()} "
+            f"evaluated points give NaN or inf (e.g. {first_bad}); the model is finite at x and at the baseline "
+            "but not everywhere between them, so the attributions would be NaN or arbitrary"
+        )
+    if grads is not None:
+        bad_grads = ~torch.isfinite(grads.detach()).reshape(grads.shape[0], -1).all(dim=1)
+        if bool(bad_grads.any()):
+            raise NonFiniteModelError(
+                f"the model's gradient became non-finite {where}: {int(bad_grads.sum())} of {bad_grads.numel()} "
+                "evaluated points have a NaN or inf gradient although the output there is finite, so the "
+                "attributions would be NaN"
+            )
+
+
+def gradients(
+    problem, points: torch.Tensor, batch_size: int | None = None, *, where: str = "along the path"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of the target output at each point of a batch.
 
     Parameters
@@ -21,12 +63,19 @@ def gradients(problem, points: torch.Tensor, batch_size: int | None = None) -> t
     points : Tensor, shape (B, *x.shape)
     batch_size : int, optional
         Evaluate at most this many points per forward/backward pass (default: all).
+    where : str
+        Where the points lie, for the error message.
 
     Returns
     -------
     grads : Tensor, shape (B, *x.shape)
     values : Tensor, shape (B,)
         The target outputs at the points (detached).
+
+    Raises
+    ------
+    NonFiniteModelError
+        A ``ValueError``: an output or a gradient is NaN or infinite at some point.
     """
     size = points.shape[0] if batch_size is None else int(batch_size)
     grads, values = [], []
@@ -35,6 +84,7 @@ def gradients(problem, points: torch.Tensor, batch_size: int | None = None) -> t
         with torch.enable_grad():
             out = problem.evaluate(chunk)
             (grad,) = torch.autograd.grad(out.sum(), chunk)
+        check_finite_model(out, grad, where=where)
         grads.append(grad)
         values.append(out.detach())
     if len(grads) == 1:
@@ -49,6 +99,7 @@ def path_integrated_gradients(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    where: str = "along the path",
 ) -> torch.Tensor:
     """Integrated gradients of ``problem`` along the straight path from ``start`` to ``x``.
 
@@ -64,11 +115,18 @@ def path_integrated_gradients(
         Quadrature rule; ``steps`` gradient evaluations.
     batch_size : int, optional
         Points per forward/backward pass (default: all ``steps`` at once).
+    where : str
+        Which path this is (solver, round), for the error message.
 
     Returns
     -------
     Tensor, shape x.shape
         Element-wise attributions (sum them per feature with ``problem.to_features``).
+
+    Raises
+    ------
+    NonFiniteModelError
+        A ``ValueError``: the model's output or gradient is NaN or infinite at a quadrature node.
     """
     alphas, weights = quadrature(method, steps)
     x = problem.x
@@ -76,7 +134,7 @@ def path_integrated_gradients(
     shape = (-1,) + (1,) * x.ndim
     alpha_t = torch.as_tensor(alphas, dtype=x.dtype, device=x.device).reshape(shape)
     points = start.unsqueeze(0) + alpha_t * delta.unsqueeze(0)
-    grads, _ = gradients(problem, points, batch_size)
+    grads, _ = gradients(problem, points, batch_size, where=where)
     weight_t = torch.as_tensor(np.asarray(weights), dtype=grads.dtype, device=grads.device)
     total = torch.tensordot(weight_t, grads, dims=1)
     return total * delta

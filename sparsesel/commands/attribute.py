@@ -79,13 +79,19 @@ def _load_model(spec: str, seed: int):
             raise ValueError(f"unknown built-in model {name!r}; choose from {sorted(models.BUILTIN)}")
         return _as_cli_model(name, models.BUILTIN[name](seed).model), LAYOUTS[name]
     path = Path(spec)
+    if path.is_dir():
+        raise ValueError(f"model checkpoint {spec!r} is a directory, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint {spec!r} not found (or use builtin:digits-cnn)")
+    import pickle
+
+    load_error = None
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        checkpoint = None
-    if isinstance(checkpoint, dict) and "arch" in checkpoint:
+        checkpoint, readable = torch.load(path, map_location="cpu", weights_only=True), True
+    except Exception as exc:  # corrupt, or a TorchScript archive (torch.load refuses those with weights_only=True)
+        checkpoint, readable, load_error = None, False, exc
+    if readable:
+        _check_checkpoint(spec, checkpoint)
         arch = checkpoint["arch"]
         classes = {"digits-cnn": models.DigitsCNN, "crops-cnn": models.CropsCNN}
         if arch not in classes:
@@ -99,6 +105,13 @@ def _load_model(spec: str, seed: int):
     try:
         model = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
+        if isinstance(load_error, pickle.UnpicklingError):  # a torch.save file, but of objects beyond tensors
+            raise ValueError(
+                f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive: it is a torch "
+                "file holding pickled objects other than tensors and plain containers (e.g. a whole module saved "
+                "with torch.save(model)), which is not loaded for safety; save "
+                "{'arch': ..., 'state_dict': model.state_dict()} instead"
+            ) from None
         raise ValueError(
             f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive ({exc})"
         ) from None
@@ -106,10 +119,28 @@ def _load_model(spec: str, seed: int):
     return model.eval(), layout
 
 
+def _check_checkpoint(spec: str, checkpoint) -> None:
+    """A file ``torch.load`` read must be a dict with the keys ``'arch'`` and ``'state_dict'``."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"{spec!r} is a readable torch file but holds a {type(checkpoint).__name__}, not a checkpoint dict "
+            "{'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...} (nor a TorchScript archive)"
+        )
+    missing = [key for key in ("arch", "state_dict") if key not in checkpoint]
+    if missing:
+        keys = ", ".join(repr(key) for key in list(checkpoint)[:20]) + (", ..." if len(checkpoint) > 20 else "")
+        raise ValueError(
+            f"{spec!r} is a readable torch file but lacks the key(s) {', '.join(map(repr, missing))} of a "
+            f"checkpoint {{'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...}}; it has the keys [{keys}]"
+        )
+
+
 def _read_image(path: str, layout: tuple[int, int, int]) -> np.ndarray:
     """The image as float32 ``(C, H, W)`` in ``[0, 1]``, converted and resized to ``layout``."""
     from PIL import Image
 
+    if Path(path).is_dir():
+        raise ValueError(f"image {path!r} is a directory, not an image file")
     if not Path(path).is_file():
         raise FileNotFoundError(f"image {path!r} not found")
     channels, height, width = layout

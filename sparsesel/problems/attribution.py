@@ -29,16 +29,21 @@ class Attribution(Problem):
     model : callable
         A differentiable torch model (``nn.Module`` or function) mapping a batch
         ``(B, *x.shape)`` to outputs ``(B, n_outputs)`` or ``(B,)``. Put modules in
-        ``eval()`` mode first (dropout or batch statistics make ``G`` random). The
-        model is only called, never modified; its parameters get no ``.grad``.
+        ``eval()`` mode first (dropout or batch statistics make ``G`` random): a
+        module with a batch-norm, instance-norm (with running statistics) or
+        dropout submodule in training mode is refused. The model is only called,
+        never modified; its parameters get no ``.grad``.
     x : Tensor or array_like
         One input without batch dimension: an image ``(C, H, W)``/``(H, W)``,
         node features ``(N, F)``, a table row ``(d,)`` or a whole table ``(n, d)``
         (with a model that scores the table, e.g. :class:`~sparsesel.attribution.models.TableObjective`).
-        Copied; float tensors keep their dtype, anything else becomes float32.
+        Copied; float tensors keep their dtype, other numbers (e.g. integer
+        counts) become float32. ``uint8`` (raw 0..255 pixels: divide by 255) and
+        ``bool`` are refused.
     baseline : {"zeros", "black", "blurred", "mean"} or Tensor or array_like or float
         The absent input (see :mod:`sparsesel.attribution.baselines`); an array
-        must have ``x``'s shape, a number fills it.
+        must have ``x``'s shape (``uint8``/``bool`` refused as for ``x``), a
+        number (not a bool) fills it.
     target : int or None
         Column of the output to explain. Required when the model returns more
         than one output per input; ``None`` for ``(B,)`` or ``(B, 1)`` outputs.
@@ -53,16 +58,20 @@ class Attribution(Problem):
     output : {"raw", "softmax", "log_softmax"}
         Transform applied to the model's outputs (over dimension 1) before the
         target is taken. ``"softmax"`` makes ``G`` the target probability used by
-        the SIC metric and by the Greedy PIG paper.
+        the SIC metric and by the Greedy PIG paper. Both transforms need at least
+        two output columns (over one they are constant).
 
     Raises
     ------
     TypeError
         ``model`` not callable, non-numeric ``x``, non-integer ``k``/``target``,
-        or a model output that is not differentiable with respect to its input.
+        a bool ``baseline``, or a model output that is not differentiable with
+        respect to its input.
     ValueError
-        Empty or non-finite ``x``, a baseline of the wrong shape, ``k`` outside
-        ``[1, n_features]``, a bad ``target``, bad ``groups``.
+        Empty, non-finite, ``uint8`` or ``bool`` ``x``, a baseline of the wrong
+        shape, ``k`` outside ``[1, n_features]``, a bad ``target``, bad ``groups``,
+        a module with batch norm or dropout in training mode, ``output`` other
+        than ``"raw"`` on a single output column.
     """
 
     model: Callable[[torch.Tensor], torch.Tensor]
@@ -80,9 +89,15 @@ class Attribution(Problem):
 
         if not callable(self.model):
             raise TypeError(f"model must be a callable torch model, got {type(self.model).__name__}")
+        _check_inference_mode(self.model)
         x = _as_float_tensor(self.x, "x")
         output = check_choice(self.output, "output", OUTPUTS)
 
+        if isinstance(self.baseline, (bool, np.bool_)):
+            raise TypeError(
+                f"baseline={self.baseline!r}: a bool is not a valid baseline; pass one of {BASELINES}, "
+                "a number (the value of every absent element) or an array shaped like x"
+            )
         if isinstance(self.baseline, str):
             if self.baseline not in BASELINES:
                 raise ValueError(f"baseline must be one of {BASELINES} or an array shaped like x, got {self.baseline!r}")
@@ -132,6 +147,13 @@ class Attribution(Problem):
                 target = 0
             else:
                 target = check_int(target, "target", low=0, high=n_outputs - 1)
+            if n_outputs == 1 and self.output != "raw":
+                constant = "1" if self.output == "softmax" else "0"
+                raise ValueError(
+                    f"output={self.output!r} over a single output column is constant ({constant} for every input), "
+                    "so every attribution would be 0; use output='raw' to explain the model's output itself "
+                    "(or return one column per class)"
+                )
         elif raw.ndim == 1 and raw.shape[0] == 2:
             if target not in (None, 0):
                 raise ValueError(f"target must be None: the model returns one output per input, got target={target!r}")
@@ -232,13 +254,19 @@ class Attribution(Problem):
 
 
 def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
+    """A float copy of ``value``; refuses uint8 (raw pixels) and bool, whose float values are not what a model reads."""
     if isinstance(value, torch.Tensor):
+        _check_input_dtype(str(value.dtype).removeprefix("torch."), value.dtype in (torch.uint8, torch.bool), name)
         tensor = value.detach().clone()
         if not tensor.is_floating_point():
             tensor = tensor.float()
     else:
         try:
             array = np.array(value, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be numeric; could not convert it to floats ({exc})") from None
+        _check_input_dtype(str(array.dtype), array.dtype in (np.uint8, np.bool_), name)
+        try:
             tensor = torch.from_numpy(array.astype(np.float32 if array.dtype != np.float64 else np.float64))
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be numeric; could not convert it to floats ({exc})") from None
@@ -247,6 +275,55 @@ def _as_float_tensor(value: Any, name: str) -> torch.Tensor:
     if not torch.isfinite(tensor).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return tensor
+
+
+def _check_input_dtype(dtype_name: str, refused: bool, name: str) -> None:
+    """Refuse uint8 (0..255 pixel values) and bool inputs: turning them into floats silently changes their meaning."""
+    if not refused:
+        return
+    if dtype_name == "uint8":
+        raise ValueError(
+            f"{name} has dtype uint8 (raw 0..255 pixel values?), which would be used as floats 0..255 while image "
+            f"models (the built-in ones included) expect [0, 1]; convert it to float first, e.g. {name} / 255 for "
+            "an image, or .astype(float) / .float() if 0..255 is really the scale the model reads"
+        )
+    raise ValueError(
+        f"{name} has dtype bool; convert it to a float array or tensor first (e.g. .astype(float) or .float()) "
+        "to say which values the model should see"
+    )
+
+
+def _check_inference_mode(model: Any) -> None:
+    """Refuse a module whose batch-norm/instance-norm or dropout submodules are in training mode.
+
+    In training mode batch norm updates its running statistics on every call (the
+    model would be modified) and normalises by the statistics of the batch, and
+    dropout zeroes random units, so ``G`` would be random and depend on the batch.
+    An instance norm without running statistics behaves the same in both modes
+    and is accepted. Models without such layers are accepted in either mode.
+    """
+    from torch import nn
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.dropout import _DropoutNd
+    from torch.nn.modules.instancenorm import _InstanceNorm
+
+    if not isinstance(model, nn.Module):
+        return
+    for name, module in model.named_modules():
+        if not module.training:
+            continue
+        if isinstance(module, _InstanceNorm) and not module.track_running_stats:
+            continue
+        if isinstance(module, (_NormBase, _DropoutNd)):
+            where = f"submodule {name!r}" if name else "the model itself"
+            effect = (
+                "updates its running statistics on every call and normalises by batch statistics"
+                if isinstance(module, _NormBase) else "zeroes random units, so the outputs are random"
+            )
+            raise ValueError(
+                f"model is in training mode: {where} ({type(module).__name__}) {effect}; "
+                "call model.eval() before building the Attribution problem"
+            )
 
 
 def _feature_labels(groups: Any, x: torch.Tensor) -> tuple[torch.Tensor, int, tuple[int, ...]]:
