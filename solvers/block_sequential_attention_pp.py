@@ -49,6 +49,11 @@ def sequential_attention_pp(problem: BlockSparsification, *, epochs: int = 20, l
     Each prunable weight gets one logit per block; the weight used is
     ``Ŵ = W ⊙ A ⊙ mask`` with ``A = n·softmax(logits)`` (``n`` blocks, so the
     mean attention is 1), clipped to ``[density, 1/density]`` when ``clip``.
+    (The issue and the reference notes write the bound on ``A`` as
+    ``[n·density, n/density]``; taken literally that forces every
+    ``A ≥ n·density`` (> 1 once two blocks are kept), contradicting the mean of 1. It is read as a bound on
+    the softmax ``s = A/n ∈ [density/n, 1/(n·density)]``, i.e. the mean-1 ``A``
+    in ``[density, 1/density]``.)
 
     Phases (:func:`sapp_schedule`): dense (mask all ones; mask ← top-k of the
     block scores, see below), sparsification (sparsity rises on

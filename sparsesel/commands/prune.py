@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Keep a fraction --density of the BxB blocks of every Linear/Conv weight the blocks tile "
             "(conv kernels blocked over their (out, in) channels), choosing the blocks of largest norm. "
-            "The input checkpoint is never modified."
+            "The input checkpoint is never modified. Outputs: the new checkpoint (--out, by default "
+            "<stem>.pruned-d<DENSITY>-b<B1>x<B2><suffix> beside the input, e.g. model.pruned-d0.25-b8x8.pth) "
+            "and a JSON summary <out>.prune.json beside it. Neither may be the input, and an existing "
+            "output is refused unless --force; every output path is checked before anything is written."
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="a checkpoint that sparsesel.nets.load_uhdformer loads")
@@ -27,8 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="same density in every weight (default) or one global budget")
     parser.add_argument("--min-blocks", type=int, default=100,
                         help="weights with fewer blocks stay dense (the paper's rule, default 100; 1 prunes all)")
-    parser.add_argument("--out", type=Path, required=True, help="the new checkpoint")
-    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the new checkpoint (a file path, not a folder); default: "
+                             "<stem>.pruned-d<DENSITY>-b<B1>x<B2><suffix> in the input's folder, "
+                             "e.g. in.pth -> in.pruned-d0.25-b8x8.pth")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite the outputs (checkpoint and its .prune.json) if they exist; "
+                             "the input is never overwritten")
     parser.set_defaults(func=run)
 
 
@@ -42,15 +52,87 @@ def prune_model(model: Any, density: float, block: str, allocation: str = "per_l
     return bake_masks(result.info["model"]), result
 
 
+def default_output(checkpoint: Path, density: float, block_shape: tuple[int, int]) -> Path:
+    """The default ``--out``: ``<stem>.pruned-d<density>-b<b1>x<b2><suffix>`` beside ``checkpoint``.
+
+    Parameters
+    ----------
+    checkpoint : Path
+        The input checkpoint.
+    density : float
+        The kept fraction of blocks, written with ``format(density, "g")`` (0.25 → ``0.25``).
+    block_shape : (int, int)
+        The parsed block shape.
+
+    Returns
+    -------
+    Path
+        E.g. ``ck/model.pth`` → ``ck/model.pruned-d0.25-b8x8.pth``.
+    """
+    tag = f".pruned-d{format(density, 'g')}-b{block_shape[0]}x{block_shape[1]}"
+    return checkpoint.with_name(checkpoint.stem + tag + checkpoint.suffix)
+
+
+def sidecar_path(out: Path) -> Path:
+    """The JSON summary written beside the new checkpoint: ``<out>.prune.json``."""
+    return out.with_name(out.name + ".prune.json")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (equal resolved paths, or ``os.path.samefile``)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_outputs(checkpoint: Path, outputs: list[tuple[str, Path]], force: bool) -> None:
+    """Refuse, before any work, every output that is the input, a folder, or exists without ``force``.
+
+    Parameters
+    ----------
+    checkpoint : Path
+        The input (never written).
+    outputs : list of (str, Path)
+        ``(label, path)`` of every file the command will write.
+    force : bool
+        Allow replacing existing outputs (never the input).
+
+    Raises
+    ------
+    ValueError
+        An output is the input, or a folder, or its parent is not a folder.
+    FileExistsError
+        An output exists and ``force`` is false.
+    """
+    for label, path in outputs:
+        if _same_file(path, checkpoint):
+            raise ValueError(f"{label} {path} is the input checkpoint; the input is never overwritten, choose another path")
+        if path.is_dir():
+            raise ValueError(f"{label} {path} is a folder; give a file path for the new checkpoint")
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ValueError(f"{label} {path}: {parent} is not a folder")
+        if (path.exists() or path.is_symlink()) and not force:
+            raise FileExistsError(f"{label} {path} exists; pass --force to overwrite it")
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from sparsesel.blocks import parse_block_shape
+
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    if args.out.resolve() == args.checkpoint.resolve():
-        raise ValueError("--out is the input checkpoint; the input is never overwritten, choose another path")
-    if args.out.exists() and not args.force:
-        raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
+    density = args.density
+    if not (math.isfinite(density) and 0.0 < density <= 1.0):
+        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    block_shape = parse_block_shape(args.block, "--block")
+    out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
+    sidecar = sidecar_path(out)
+    check_outputs(args.checkpoint, [("--out", out), ("the summary", sidecar)], bool(args.force))
     try:
         from sparsesel.nets import load_uhdformer
     except ImportError as exc:
@@ -72,15 +154,14 @@ def run(args: argparse.Namespace) -> int:
 
     saver = getattr(nets, "save_checkpoint", None)
     if callable(saver):
-        saver(pruned, args.out, meta={"prune": summary}, overwrite=bool(args.force))
+        saver(pruned, out, meta={"prune": summary}, overwrite=bool(args.force))
     else:  # the official wrapper layout, which load_uhdformer reads
         state = {k: v.detach().clone() for k, v in pruned.state_dict().items()}
-        write_atomic(args.out, lambda stream: torch.save({"params": state}, stream), force=True)
-    sidecar = args.out.with_name(args.out.name + ".prune.json")
-    write_text_atomic(sidecar, json.dumps(summary, indent=1), force=True)
+        write_atomic(out, lambda stream: torch.save({"params": state}, stream), force=bool(args.force))
+    write_text_atomic(sidecar, json.dumps(summary, indent=1), force=bool(args.force))
     print(
         f"pruned {len(result.selected)} weights of {args.checkpoint}: kept {result.info['kept_blocks']}/"
         f"{result.info['total_blocks']} blocks of {args.block} (density {result.info['density']:.4f}), "
-        f"discarded energy {result.objective:.4f}; wrote {args.out} and {sidecar}"
+        f"discarded energy {result.objective:.4f}; wrote {out} and {sidecar}"
     )
     return 0

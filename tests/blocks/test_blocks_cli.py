@@ -83,3 +83,129 @@ def test_prune_min_blocks_keeps_small_weights_dense(checkpoint, tmp_path):
     untouched = dict(load_uhdformer(default).named_parameters())
     for name in pruned_every - pruned_default:
         assert torch.equal(untouched[name], original[name])
+
+
+# --- output paths: default name, the input never written, every check before any write (issue 6 audit) ---
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its sha256 (folders as None): what a refused run must leave as it was."""
+    return {str(p.relative_to(folder)): (digest(p) if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def test_prune_issue_command_writes_the_default_output(checkpoint, tmp_path, capsys):
+    """``sparsesel prune CHECKPOINT --density 0.25 --block 8x8`` (the issue's command, no --out)."""
+    from sparsesel.nets import load_uhdformer
+
+    before = digest(checkpoint)
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "8x8"]) == 0
+    expected = tmp_path / "in.pruned-d0.25-b8x8.pth"  # <stem>.pruned-d<density>-b<b1>x<b2><suffix>
+    sidecar = tmp_path / "in.pruned-d0.25-b8x8.pth.prune.json"
+    assert str(expected) in capsys.readouterr().out
+    assert digest(checkpoint) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.pth", expected.name, sidecar.name])
+    summary = json.loads(sidecar.read_text())
+    assert summary["target_density"] == 0.25 and summary["block"] == "8x8"
+    pruned = dict(load_uhdformer(expected).named_parameters())
+    for name, kept in summary["selected"]:  # the pruned blocks are zero in the written checkpoint
+        w = pruned[name].detach()
+        R, C = w.shape[0] // 8, w.shape[1] // 8
+        zero = [int(torch.all(w[(i // C) * 8:(i // C + 1) * 8, (i % C) * 8:(i % C + 1) * 8] == 0)) for i in range(R * C)]
+        assert sum(zero) >= R * C - len(kept)
+    # a second run finds the default output: refused without --force, nothing changes
+    state = snapshot(tmp_path)
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "8x8"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert snapshot(tmp_path) == state
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "8x8", "--force"]) == 0
+    assert digest(checkpoint) == before
+    # another density or block gives another default name
+    assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "4x4"]) == 0
+    assert (tmp_path / "in.pruned-d0.5-b4x4.pth").is_file()
+    assert (tmp_path / "in.pruned-d0.5-b4x4.pth.prune.json").is_file()
+    assert digest(checkpoint) == before
+
+
+def test_prune_summary_never_overwrites_the_input(checkpoint, tmp_path, capsys):
+    """Input ``a.pth.prune.json`` with ``--out a.pth``: the summary would be the input → refused, even with --force."""
+    source = tmp_path / "a.pth.prune.json"
+    source.write_bytes(checkpoint.read_bytes())
+    checkpoint.unlink()
+    before = digest(source)
+    out = tmp_path / "a.pth"
+    for extra in ([], ["--force"]):
+        state = snapshot(tmp_path)
+        assert main(["prune", str(source), "--density", "0.25", "--block", "8x8", "--out", str(out), *extra]) == 2
+        assert "is the input checkpoint" in capsys.readouterr().err
+        assert digest(source) == before
+        assert not out.exists()  # nothing written: the checks come before the checkpoint
+        assert snapshot(tmp_path) == state
+    # the audit's exact case: --out exists too
+    out.write_bytes(b"an older output")
+    state = snapshot(tmp_path)
+    assert main(["prune", str(source), "--density", "0.25", "--block", "8x8", "--out", str(out), "--force"]) == 2
+    assert "is the input checkpoint" in capsys.readouterr().err
+    assert snapshot(tmp_path) == state and digest(source) == before
+
+
+def test_prune_existing_summary_needs_force(checkpoint, tmp_path, capsys):
+    before = digest(checkpoint)
+    out = tmp_path / "o.pth"
+    sidecar = tmp_path / "o.pth.prune.json"
+    sidecar.write_text("keep me")
+    state = snapshot(tmp_path)
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "o.pth.prune.json exists; pass --force" in err
+    assert snapshot(tmp_path) == state and not out.exists()  # the checkpoint is not written either
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--out", str(out), "--force"]) == 0
+    assert json.loads(sidecar.read_text())["target_density"] == 0.25
+    assert out.is_file() and digest(checkpoint) == before
+
+
+def test_prune_links_to_the_input_are_refused(checkpoint, tmp_path, capsys):
+    """A symlink or a hard link to the input is the input (os.path.samefile), even with --force."""
+    import os
+
+    before = digest(checkpoint)
+    symlink, hardlink = tmp_path / "sym.pth", tmp_path / "hard.pth"
+    symlink.symlink_to(checkpoint)
+    os.link(checkpoint, hardlink)
+    for out in (symlink, hardlink):
+        state = snapshot(tmp_path)
+        assert main(["prune", str(checkpoint), "--density", "0.25", "--out", str(out), "--force"]) == 2
+        assert "is the input checkpoint" in capsys.readouterr().err
+        assert snapshot(tmp_path) == state and digest(checkpoint) == before
+    # the summary as a link to the input
+    (tmp_path / "x.pth.prune.json").symlink_to(checkpoint)
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--out", str(tmp_path / "x.pth"), "--force"]) == 2
+    assert "is the input checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.pth").exists() and digest(checkpoint) == before
+
+
+def test_prune_out_folder_is_a_clear_error(checkpoint, tmp_path, capsys):
+    """``--out`` naming a folder: exit 2 with a message (it was an IsADirectoryError traceback), nothing written."""
+    before = digest(checkpoint)
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    for extra in ([], ["--force"]):
+        state = snapshot(tmp_path)
+        assert main(["prune", str(checkpoint), "--density", "0.25", "--block", "8x8", "--out", str(folder), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "is a folder" in err and "Traceback" not in err
+        assert snapshot(tmp_path) == state and digest(checkpoint) == before
+    # a file where a folder of --out should be
+    assert main(["prune", str(checkpoint), "--density", "0.25", "--out", str(checkpoint / "o.pth")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert digest(checkpoint) == before
+
+
+def test_prune_bad_arguments_are_refused_before_any_write(checkpoint, tmp_path, capsys):
+    """Density and block are checked before the default output name is built or anything is written."""
+    state = snapshot(tmp_path)
+    for density in ("0", "nan", "inf", "-0.5"):
+        assert main(["prune", str(checkpoint), "--density", density]) == 2
+        assert "density must be in (0, 1]" in capsys.readouterr().err
+    assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "8/8"]) == 2
+    assert "must look like '8x8'" in capsys.readouterr().err
+    assert snapshot(tmp_path) == state
