@@ -664,8 +664,11 @@ def select_learning_rates(tasks: list[dict], methods: dict, quick: bool, select_
                 for block, sp in method_cells:
                     vals.append([])
                     for seed in seeds:
-                        result, seconds = train_one(vtask, method, options, block, sp, seed, lr)
-                        val = score(vtask, result.info["model"])
+                        try:
+                            result, seconds = train_one(vtask, method, options, block, sp, seed, lr)
+                            val = score(vtask, result.info["model"])
+                        except FloatingPointError:  # the run diverged (NaN loss): the worst score at this rate
+                            seconds, val = float("nan"), float("-inf")
                         vals[-1].append(val)
                         runs.append({"method": method, "lr": lr, "block": block, "sparsity": sp, "seed": seed,
                                      "score": val, "seconds": seconds, **({} if options is methods.get(method, {})

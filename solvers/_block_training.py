@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from sparsesel.blocks import _own_class, block_norms, resolve, scale_blocks
-from sparsesel.problems.block_sparsification import BlockSparsification
+from sparsesel.problems.block_sparsification import BlockSparsification, check_finite_batch
 
 
 class BlockGate(nn.Module):
@@ -159,6 +159,14 @@ class Trainer:
         ``"adamw"`` (every benchmark run) or plain full-step SGD (no momentum),
         with which a proximal step after each update is exactly proximal
         gradient descent.
+
+    Raises
+    ------
+    FloatingPointError
+        From :meth:`step`, when the training loss (plus penalty) becomes NaN or
+        infinite: the run diverged (the message names the solver, epoch and step).
+    ValueError
+        From :meth:`step`, when a DataLoader batch holds NaN or inf.
     """
 
     def __init__(self, problem: BlockSparsification, model: nn.Module, *, epochs: int, lr: float,
@@ -175,7 +183,11 @@ class Trainer:
         self.weight_decay = float(weight_decay)
         self.batch_size = int(batch_size)
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.total_steps = int(epochs) * problem.steps_per_epoch(self.batch_size)
+        self._steps_per_epoch = problem.steps_per_epoch(self.batch_size)
+        self.total_steps = int(epochs) * self._steps_per_epoch
+        self.desc = desc
+        # (X, y) arrays were checked for NaN/inf when the problem was built; a DataLoader's batches are not
+        self._check_batches = not isinstance(problem.data, tuple)
         self.step_count = 0
         self.loss_fn = problem.loss_fn
         self.penalty: Callable[[nn.Module], torch.Tensor] | None = None
@@ -221,9 +233,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         xb, yb = next(self._batches)
+        if self._check_batches:
+            check_finite_batch(xb, yb, f"{self.desc}: training {self._position()}")
         self.model.train()
         loss = self.loss_fn(self.model(xb), yb)
         total = loss + self.penalty(self.model) if self.penalty is not None else loss
+        value = float(total.detach())
+        if not math.isfinite(value):
+            penalty = "" if total is loss else f" (loss {float(loss.detach()):.4g} + penalty)"
+            raise FloatingPointError(
+                f"{self.desc}: the training loss became {value}{penalty} at {self._position()}: training "
+                f"diverged; try a lower learning rate (lr={self.lr:g} now)")
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
@@ -236,6 +256,12 @@ class Trainer:
             if self.step_count % 20 == 0:
                 self._bar.set_postfix(loss=f"{self.last_loss:.4g}")
         return self.last_loss
+
+    def _position(self) -> str:
+        """``"epoch e, step s of n"`` of the step about to be taken (1-based)."""
+        per_epoch = max(self._steps_per_epoch, 1)
+        epoch, step = divmod(self.step_count, per_epoch)
+        return f"epoch {epoch + 1}, step {step + 1} of {per_epoch}"
 
     def run(self, steps: int) -> None:
         for _ in range(max(0, int(steps))):

@@ -83,16 +83,28 @@ class BlockSparsification(Problem):
     data : (X, y) or torch.utils.data.DataLoader, optional
         Training data: arrays/tensors ``X`` of shape ``(n, ...)`` and ``y`` of
         shape ``(n,)`` (class labels for ``cross_entropy``) or ``(n, m)``; or a
-        DataLoader yielding ``(inputs, targets)``. Needed by solvers that train.
+        DataLoader yielding ``(inputs, targets)`` pairs and having a ``len()`` (the
+        schedules need the batches per epoch; an IterableDataset must define
+        ``__len__``). ``X`` (and float ``y``) are cast to the dtype of the model's
+        parameters. At construction the data are checked against the model: the
+        first rows of ``X`` (or the DataLoader's first batch, drawn without changing
+        any random state) go through the model and the loss; with ``cross_entropy``
+        every label of ``y`` must lie in ``[0, n_classes)``. A DataLoader's batches
+        are checked for NaN/inf as they are used. Needed by solvers that train.
         With ``(X, y)`` the solvers draw the batch order from their ``seed``; a
         DataLoader keeps its own order (give it a seeded ``generator`` for
         reproducible runs).
     loss : {"mse", "cross_entropy"} or callable
         ``callable(output, target) -> scalar tensor`` for anything else; it
-        gets integer ``y`` as int64 class labels and any other ``y`` as float32.
+        gets integer ``y`` as int64 class labels and any other ``y`` in the model's
+        floating dtype (float32 for a float32 model).
     params : sequence of str, optional
         Names of the weights to prune (as in ``model.named_parameters()``).
-        Default: every ``Linear`` and ``Conv1d/2d/3d`` weight that the block shape tiles.
+        Default: every ``Linear`` and ``Conv1d/2d/3d`` weight that the block shape tiles
+        and that is a registered parameter (a weight computed by a parametrization,
+        e.g. ``torch.nn.utils.parametrizations.weight_norm``, is skipped); a tied
+        weight is listed once, under its first name in ``named_parameters()``, and
+        the pruning applies to every use of it in the result's model.
     allocation : {"per_layer", "global"}
     min_blocks : int
         With ``params=None``, weights with fewer blocks than this stay dense
@@ -106,7 +118,12 @@ class BlockSparsification(Problem):
         ``density`` outside ``(0, 1]``; a named weight the blocks do not tile;
         NaN or infinite values in a candidate weight (a corrupt model);
         no prunable weight (also when ``min_blocks`` leaves none); unknown
-        parameter names; mismatched data lengths.
+        parameter names, a tied alias or a parametrized weight in ``params``;
+        the deprecated ``torch.nn.utils.weight_norm``; mismatched data lengths;
+        data the model or the loss cannot take; class labels out of range; a
+        DataLoader without ``len()`` or with no batch.
+    TypeError
+        A DataLoader whose batches are not ``(inputs, targets)`` pairs.
     """
 
     model: Any
@@ -140,15 +157,20 @@ class BlockSparsification(Problem):
         dense_params: list[str] = []
         if not callable(self.loss):
             check_choice(self.loss, "loss", LOSSES)
-        model = copy.deepcopy(self.model)
+        model = _copy_model(self.model)
         named = dict(model.named_parameters())
         if self.params is None:
+            # A weight that is not a registered parameter (computed by weight_norm or a
+            # parametrization) is skipped; a tied weight is listed once, under the first name
+            # named_parameters() gives it.
+            canonical = {id(p): n for n, p in named.items()}
             names = []
             for module_name, module in model.named_modules():
                 if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                     weight = module.weight
-                    if tiles(weight.shape, block_shape):
-                        names.append(f"{module_name}.weight" if module_name else "weight")
+                    name = canonical.get(id(weight)) if isinstance(weight, nn.Parameter) else None
+                    if name is not None and name not in names and tiles(weight.shape, block_shape):
+                        names.append(name)
             if not names:
                 raise ValueError(
                     f"model has no Linear/Conv weight whose (out, in) dimensions the block shape "
@@ -171,7 +193,7 @@ class BlockSparsification(Problem):
                 raise ValueError("params is empty: name at least one weight to prune")
             unknown = [n for n in names if n not in named]
             if unknown:
-                raise ValueError(f"params names unknown parameter(s) {unknown}; the model has {list(named)}")
+                _explain_unknown_params(model, unknown, named)
             if len(set(names)) != len(names):
                 raise ValueError(f"params has repeated names: {names}")
         grids = {}
@@ -182,7 +204,7 @@ class BlockSparsification(Problem):
             if bad:
                 raise ValueError(f"parameter {name!r} has {bad} NaN or infinite value(s); "
                                  "the model (or the checkpoint it came from) is corrupt")
-        data = self._check_data(self.data, self.loss)
+        data = self._check_data(self.data, self.loss, _float_dtype(model))
         object.__setattr__(self, "model", model)
         object.__setattr__(self, "block_shape", block_shape)
         object.__setattr__(self, "density", density)
@@ -193,30 +215,68 @@ class BlockSparsification(Problem):
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_grids", grids)
         if isinstance(data, tuple):
+            self._probe(model, data[0][:2], data[1][:2], all_targets=data[1])
+        elif data is not None:
+            self._probe(model, *_first_batch(data))
+
+    def _probe(self, model: nn.Module, inputs: Any, targets: Any, all_targets: Any = None) -> None:
+        """Run ``model`` on a few rows (eval mode, no gradients) and check the loss can be computed.
+
+        Parameters
+        ----------
+        model : nn.Module
+        inputs, targets : tensors with a leading batch dimension
+            The probe rows (the first two rows of ``(X, y)``, or a DataLoader's first batch).
+        all_targets : tensor (n,), optional
+            Every target of ``(X, y)``: with ``cross_entropy`` each label is checked to be
+            in ``[0, n_classes)``, ``n_classes`` read from the model's output.
+
+        Raises
+        ------
+        ValueError
+            The model cannot take the inputs, a class label is out of range, non-integer
+            targets for ``cross_entropy``, or the loss fails.
+        """
+        import torch
+
+        was = model.training
+        model.eval()
+        try:
             with torch.no_grad():
-                was = model.training
-                model.eval()
                 try:
-                    out = model(data[0][:2])
-                    self.loss_fn(out, data[1][:2])
+                    out = model(inputs)
                 except Exception as exc:  # noqa: BLE001 - any failure means the data do not fit
-                    raise ValueError(f"model and data do not fit together: {type(exc).__name__}: {exc}") from None
-                finally:
-                    model.train(was)
+                    shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+                    raise ValueError(f"model and data do not fit together: the model cannot take inputs of shape "
+                                     f"{shape}: {type(exc).__name__}: {exc}") from None
+                if self.loss == "cross_entropy" and isinstance(targets, torch.Tensor) and isinstance(out, torch.Tensor):
+                    _check_class_labels(out, targets if all_targets is None else all_targets,
+                                        whole_data=all_targets is not None)
+                try:
+                    self.loss_fn(out, targets)
+                except Exception as exc:  # noqa: BLE001 - any failure means the data do not fit
+                    out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                    target_shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+                    raise ValueError(f"model and data do not fit together: the loss fails on model output of shape "
+                                     f"{out_shape} and targets of shape {target_shape}: {type(exc).__name__}: {exc}") from None
+        finally:
+            model.train(was)
 
     # ------------------------------------------------------------------ data
     @staticmethod
-    def _check_data(data: Any, loss: Any) -> Any:
+    def _check_data(data: Any, loss: Any, dtype: Any = None) -> Any:
         import torch
 
         if data is None:
             return None
         if isinstance(data, torch.utils.data.DataLoader):
+            _check_loader_length(data)
             return data
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise TypeError(f"data must be (X, y) or a torch DataLoader, got {type(data).__name__}")
+        dtype = torch.float32 if dtype is None else dtype
         X, y = data
-        X_t = torch.as_tensor(as_finite_array(_to_numpy(X), "data X"), dtype=torch.float32)
+        X_t = torch.as_tensor(as_finite_array(_to_numpy(X), "data X"), dtype=dtype)
         y_np = as_finite_array(_to_numpy(y), "data y")
         if X_t.ndim < 1 or y_np.ndim < 1 or X_t.shape[0] != y_np.shape[0]:
             raise ValueError(f"data X has {X_t.shape[0] if X_t.ndim else 0} rows but y has {y_np.shape[0] if y_np.ndim else 0}; they must match")
@@ -227,7 +287,7 @@ class BlockSparsification(Problem):
         elif callable(loss) and _is_integer(y):
             y_t = torch.as_tensor(y_np.astype(np.int64))  # a custom loss may need class labels
         else:
-            y_t = torch.as_tensor(y_np, dtype=torch.float32)
+            y_t = torch.as_tensor(y_np, dtype=dtype)
         return (X_t, y_t)
 
     @property
@@ -335,8 +395,11 @@ class BlockSparsification(Problem):
         was = model.training
         model.eval()
         total, count = 0.0, 0
+        loader = not isinstance(self.data, tuple)
         with torch.no_grad():
-            for xb, yb in self.batches(batch_size=1024):
+            for index, (xb, yb) in enumerate(self.batches(batch_size=1024)):
+                if loader:
+                    check_finite_batch(xb, yb, f"evaluating the loss, batch {index + 1} of the DataLoader")
                 n = len(xb)
                 total += float(loss_fn(model(xb), yb)) * n
                 count += n
@@ -396,7 +459,9 @@ class BlockSparsification(Problem):
 
         ``model`` is the solver's final model (plain weights; masked here on a copy).
         """
-        from sparsesel.blocks import apply_masks, bake_masks, block_indices
+        import torch
+
+        from sparsesel.blocks import apply_masks, bake_masks, block_indices, resolve
         from sparsesel.result import Result
 
         block_masks = {n: block_masks[n].bool().clone() for n in self.params}
@@ -408,8 +473,23 @@ class BlockSparsification(Problem):
             wrong = {} if sum(kept.values()) == budget else {"total": (sum(kept.values()), budget)}
         if wrong:
             raise RuntimeError(f"internal error: kept blocks {wrong} differ from the budget (kept, budget)")
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                bad = int((~torch.isfinite(param)).sum()) if param.dtype.is_floating_point else 0
+                if bad:
+                    raise FloatingPointError(
+                        f"the trained model's parameter {name!r} has {bad} NaN or infinite value(s): "
+                        "training diverged; try a lower learning rate (lr=...)")
         masks = self.masks(block_masks)
         masked = apply_masks(bake_masks(model), masks)
+        tied = _tied_names(model, self.params)
+        if tied:
+            # the alias uses the stored tensor itself, not the masked value: zero the pruned entries
+            # in the stored tensor so that every use of a tied weight sees the pruning
+            with torch.no_grad():
+                for name in tied:
+                    module, attr = resolve(masked, name)
+                    module.parametrizations[attr].original.mul_(masks[name].to(module.parametrizations[attr].original.dtype))
         objective = self.evaluate(masked) if self.data is not None else self.discarded_energy(block_masks, model)
         total = sum(self.n_blocks.values())
         named = dict(model.named_parameters())
@@ -432,6 +512,187 @@ class BlockSparsification(Problem):
         extra.update(info or {})
         selected = tuple((n, block_indices(block_masks[n])) for n in self.params)
         return Result(selected=selected, objective=objective, status=status, trace=tuple(trace), info=extra)
+
+
+def check_finite_batch(inputs: Any, targets: Any, where: str) -> None:
+    """Raise a ValueError if a floating ``inputs`` or ``targets`` tensor holds NaN or inf.
+
+    Parameters
+    ----------
+    inputs, targets : Any
+        A batch; only floating-point tensors are checked (one ``isfinite().all()`` each).
+    where : str
+        Where the batch was met (e.g. ``"training epoch 2, step 3 of 8"``), put in the message.
+    """
+    import torch
+
+    for label, value in (("inputs", inputs), ("targets", targets)):
+        if isinstance(value, torch.Tensor) and value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{where}: the batch's {label} contain NaN or infinite values; "
+                             "clean the data (the DataLoader's dataset) first")
+
+
+def _tied_names(model: Any, names: Sequence[str]) -> list[str]:
+    """The names in ``names`` whose tensor the model also uses under another name (tied weights)."""
+    seen: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        seen[id(param)] = seen.get(id(param), 0) + 1
+    named = dict(model.named_parameters())
+    return [n for n in names if n in named and seen.get(id(named[n]), 0) > 1]
+
+
+def _copy_model(model: Any) -> Any:
+    """A deep copy of ``model``, refusing the deprecated ``torch.nn.utils.weight_norm``.
+
+    That weight_norm keeps its computed weight as a non-leaf tensor after every
+    forward with gradients, which torch cannot deep-copy (and the solvers copy the
+    model to train it and to mask the result), so such a model is refused with a
+    clear error. ``torch.nn.utils.parametrizations.weight_norm`` is supported.
+    """
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    users = [f"{module_name}.{hook.name}" if module_name else hook.name
+             for module_name, module in model.named_modules()
+             for hook in module._forward_pre_hooks.values() if isinstance(hook, WeightNorm)]
+    if users:
+        raise ValueError(
+            f"the model uses the deprecated torch.nn.utils.weight_norm on {users}, whose computed weight "
+            "torch cannot deep-copy after training; apply torch.nn.utils.parametrizations.weight_norm instead "
+            "(such a weight is not pruned: it stays dense) or remove it first with torch.nn.utils.remove_weight_norm"
+        )
+    return copy.deepcopy(model)
+
+
+def _float_dtype(model: Any) -> Any:
+    """The dtype of the model's first floating parameter (float32 when it has none)."""
+    import torch
+
+    for param in model.parameters():
+        if param.dtype.is_floating_point:
+            return param.dtype
+    return torch.float32
+
+
+def _check_loader_length(loader: Any) -> None:
+    """Refuse a DataLoader without ``len()`` (the schedules need the batches per epoch) or with none."""
+    try:
+        n_batches = len(loader)
+    except TypeError:
+        raise ValueError(
+            f"data is a DataLoader over {type(loader.dataset).__name__}, which has no len(): the training "
+            "schedules need the number of batches per epoch, so the DataLoader must have a len() "
+            "(use a map-style Dataset, or an IterableDataset that defines __len__)"
+        ) from None
+    if n_batches == 0:
+        raise ValueError("data is an empty DataLoader (0 batches); give it at least one batch")
+
+
+def _first_batch(loader: Any) -> tuple[Any, Any]:
+    """The DataLoader's first batch as ``(inputs, targets)``, checked; the random states are left as they were.
+
+    Drawing a batch advances torch's global generator (the loader's base seed, an
+    unseeded shuffle), the loader's own ``generator`` (a seeded shuffle) and possibly
+    numpy's and Python's generators (augmentations): all are saved and restored so
+    that building the problem changes no later run.
+    """
+    import random
+
+    import torch
+
+    generators = []
+    for holder in (loader, loader.sampler, getattr(loader.batch_sampler, "sampler", None)):
+        gen = getattr(holder, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g, _ in generators):
+            generators.append((gen, gen.get_state()))
+    torch_state, numpy_state, python_state = torch.random.get_rng_state(), np.random.get_state(), random.getstate()
+    try:
+        batch = next(iter(loader), None)
+    finally:
+        torch.random.set_rng_state(torch_state)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        for gen, state in generators:
+            gen.set_state(state)
+    if batch is None:
+        raise ValueError("data is a DataLoader that yields no batch; give it at least one batch")
+    if isinstance(batch, Mapping):
+        raise TypeError(
+            f"a DataLoader batch must be an (inputs, targets) pair (a tuple or list of length 2), got a "
+            f"{type(batch).__name__} with keys {list(batch)}; wrap the dataset so that it yields (x, y)"
+        )
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        found = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (tuple, list)) \
+            else f"a {type(batch).__name__}"
+        raise TypeError(f"a DataLoader batch must be an (inputs, targets) pair (a tuple or list of length 2), "
+                        f"got {found}; wrap the dataset so that it yields (x, y)")
+    return batch[0], batch[1]
+
+
+def _check_class_labels(output: Any, targets: Any, *, whole_data: bool) -> None:
+    """Check ``cross_entropy`` targets: integer labels in ``[0, n_classes)`` (or class probabilities).
+
+    ``n_classes`` is ``output.shape[1]``. Floating targets of the output's shape
+    (class probabilities) are accepted.
+    """
+    import torch
+
+    where = "data y" if whole_data else "the DataLoader's first batch"
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        if targets.dtype.is_floating_point and tuple(targets.shape) == tuple(output.shape):
+            return  # class probabilities
+        raise ValueError(f"cross_entropy needs integer class labels, got {str(targets.dtype).replace('torch.', '')} "
+                         f"targets of shape {tuple(targets.shape)} in {where} (for model outputs of shape "
+                         f"{tuple(output.shape)}); give int64 labels, e.g. y.long()")
+    if output.ndim < 2:
+        return  # the loss call reports the shape problem
+    n_classes = int(output.shape[1])
+    bad = ((targets < 0) | (targets >= n_classes)).reshape(targets.shape[0], -1).any(dim=1).nonzero()
+    if len(bad):
+        row = int(bad[0, 0])
+        labels = targets[row].reshape(-1)
+        label = int(labels[(labels < 0) | (labels >= n_classes)][0])
+        raise ValueError(f"{where} has class label {label} in row {row}, but the model outputs {n_classes} "
+                         f"classes; cross_entropy needs labels in [0, {n_classes})")
+
+
+def _explain_unknown_params(model: Any, unknown: Sequence[str], named: Mapping[str, Any]) -> None:
+    """Raise a ValueError saying why the names in ``unknown`` are not prunable parameters.
+
+    A tied weight's alias (the same tensor under a second name), a weight computed by a
+    parametrization (``torch.nn.utils.parametrizations.weight_norm``, ...), a buffer, or a
+    name the model does not have.
+    """
+    import torch
+    from torch.nn.utils import parametrize
+
+    from sparsesel.blocks import resolve
+
+    by_id = {id(p): n for n, p in named.items()}
+    aliases = dict(model.named_parameters(remove_duplicate=False))
+    for name in unknown:
+        if name in aliases and id(aliases[name]) in by_id:
+            first = by_id[id(aliases[name])]
+            raise ValueError(
+                f"params names {name!r}, which is the same tensor as {first!r} (tied weights); "
+                f"name it once, as {first!r}"
+            )
+        try:
+            module, attr = resolve(model, name)
+            value = getattr(module, attr)
+        except AttributeError:
+            continue
+        if not isinstance(value, torch.Tensor):
+            continue
+        if parametrize.is_parametrized(module, attr):
+            raise ValueError(
+                f"params names {name!r}, which is computed by a parametrization "
+                f"({', '.join(type(p).__name__ for p in module.parametrizations[attr])}, e.g. "
+                f"torch.nn.utils.parametrizations.weight_norm), not a parameter; remove it first "
+                f"(torch.nn.utils.parametrize.remove_parametrizations(module, {attr!r}))"
+            )
+        raise ValueError(f"params names {name!r}, a tensor that is not a registered parameter of the model "
+                         "(a buffer or a computed attribute); only parameters can be pruned")
+    raise ValueError(f"params names unknown parameter(s) {list(unknown)}; the model has {list(named)}")
 
 
 def _count(density: float, total: int) -> int:
