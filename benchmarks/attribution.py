@@ -12,8 +12,8 @@ Sections (IG and every Greedy PIG variant spend 64 gradient evaluations per imag
    goal ratio <= 1.1x), and Greedy PIG's time.
 2. SIC and AIC AUC (PAIR's definitions, :mod:`sparsesel.attribution.sic`) per method
    on 150 test images of the crops CNN (even indices) and of the digits CNN (0..149),
-   explaining the predicted class's softmax, with the blurred and the black baseline
-   for both IG and Greedy PIG; the per-image share where Greedy PIG's SIC AUC beats
+   explaining the predicted class's softmax, with the blurred, the black (``x.min()``) and the
+   zeros baseline (Captum's default; true black for these [0, 1] images) for both IG and Greedy PIG; the per-image share where Greedy PIG's SIC AUC beats
    IG's (goal >= 80%; ties, equal AUCs, are counted as not beating and reported, and
    the share's 95% Wilson interval is printed: over ~100-150 images it spans about
    +-7 points). Greedy PIG runs the imputed path (absent pixels interpolated
@@ -24,7 +24,7 @@ Sections (IG and every Greedy PIG variant spend 64 gradient evaluations per imag
    linear`` is the paper's straight-line path (16 x 4) and ``imputed, 1 round`` the
    same imputed path without adaptivity (an ablation). Captum's IG equals ours on
    the same inputs (tests/attribution) so it is timed, not re-scored.
-2b. Greedy PIG vs IG at the same baseline (blurred, the headline, and black) repeated on crops
+2b. Greedy PIG vs IG at the same baseline (blurred, the headline, black and zeros) repeated on crops
    and digits models trained from other seeds (``--model-seeds``, default 1,2), same images and
    metric seed, and the share pooled over all models: on the tuning split the share
    moved from 80.3% to 65.9% of the digits between two trained models, so one model's
@@ -83,8 +83,10 @@ BUDGET = 64
 IMAGE_METHODS = {
     "integrated_gradients (blurred)": ("integrated_gradients", "blurred", {"steps": BUDGET}),
     "integrated_gradients (black)": ("integrated_gradients", "black", {"steps": BUDGET}),
+    "integrated_gradients (zeros)": ("integrated_gradients", "zeros", {"steps": BUDGET}),
     "greedy_pig imputed (blurred)": ("greedy_pig", "blurred", GREEDY_IMAGE),
     "greedy_pig imputed (black)": ("greedy_pig", "black", GREEDY_IMAGE),
+    "greedy_pig imputed (zeros)": ("greedy_pig", "zeros", GREEDY_IMAGE),
     "greedy_pig imputed 4x16 geometric": ("greedy_pig", "blurred", GREEDY_GEOMETRIC),
     "greedy_pig imputed, 1 round": ("greedy_pig", "blurred", {**GREEDY_IMAGE, "rounds": 1, "steps": BUDGET, "ranked": None,
                                                               "schedule": "uniform"}),
@@ -93,16 +95,20 @@ IMAGE_METHODS = {
     "gradient_x_input": ("gradient_x_input", "blurred", {}),
     "random": ("random", "blurred", {}),
 }
-#: (Greedy PIG, IG) pairs whose per-image SIC AUCs are compared; the first is the headline.
+#: (Greedy PIG, IG) pairs whose per-image SIC AUCs are compared; the first is the headline, the first
+#: :data:`SAME_BASELINE` give both methods the same baseline: blurred, black (``x.min()``, the darkest value
+#: of the image) and zeros (Captum's default baseline; true black for these images in [0, 1]).
 COMPARISONS = (
     ("greedy_pig imputed (blurred)", "integrated_gradients (blurred)"),
     ("greedy_pig imputed (black)", "integrated_gradients (black)"),
+    ("greedy_pig imputed (zeros)", "integrated_gradients (zeros)"),
     ("greedy_pig imputed (blurred)", "integrated_gradients (black)"),
     ("greedy_pig linear (blurred)", "integrated_gradients (blurred)"),
     ("greedy_pig linear (black)", "integrated_gradients (black)"),
     ("greedy_pig imputed (blurred)", "greedy_pig imputed, 1 round"),
     ("greedy_pig imputed 4x16 geometric", "integrated_gradients (blurred)"),
 )
+SAME_BASELINE = 3
 #: Evaluation images (disjoint from the tuning split of attribution_tuning.py: crops odd, digits 150..449).
 EVAL_IMAGES = {"crops": lambda n: range(0, 2 * n, 2), "digits": lambda n: range(n)}
 
@@ -197,7 +203,7 @@ def bench_sic(trained, name, n_images, seed, keep_examples, methods=None):
                       "aic": sic.accuracy_predictor(model, target, from_uint8)}
         k = height * width // 2
         problems = {b: ss.Attribution(model, x, baseline=b, target=target, k=k, groups="pixels", output="softmax")
-                    for b in ("blurred", "black")}
+                    for b in ("blurred", "black", "zeros")}
         row, maps = {"image": i, "target": target}, {}
         for method, (_, baseline, _) in methods.items():
             # the method's own random numbers (anchors, random ranking) never share the metric's seed
@@ -270,7 +276,7 @@ def bench_graphs(n_graphs, budget, rounds, seed):
 
 # ----------------------------------------------------------------- 4. tabular
 def bench_tabular(budget, seed, ks):
-    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sparsesel.attribution.selection_scores import masked_score, retrained_score
 
     out, notes = {}, []
     for name, k in ks.items():
@@ -298,21 +304,10 @@ def bench_tabular(budget, seed, ks):
                 notes.append(f"{name}: {label} skipped ({type(exc).__name__}: {str(exc)[:120]})")
         rows = {}
         for m, cols in selections.items():
-            if task == "classification":
-                refit = LogisticRegression(max_iter=2000).fit(X_tr[:, cols].numpy(), y_tr.numpy())
-                retrained = float(refit.score(X_te[:, cols].numpy(), y_te.numpy()))
-            else:
-                refit = LinearRegression().fit(X_tr[:, cols].numpy(), y_tr.numpy())
-                retrained = float(refit.score(X_te[:, cols].numpy(), y_te.numpy()))
-            masked = torch.zeros_like(X_te)
-            masked[:, cols] = X_te[:, cols]
-            with torch.no_grad():
-                pred = trained.model(masked)
-            if task == "classification":
-                reeval = float((pred.argmax(1) == y_te).float().mean())
-            else:
-                p = pred[:, 0]
-                reeval = float(1 - ((p - y_te) ** 2).sum() / ((y_te - y_te.mean()) ** 2).sum())
+            # LogisticRegression(max_iter=2000) / LinearRegression refitted on the columns; the MLP with the
+            # other test columns at 0, their training mean (the columns are standardised)
+            retrained = retrained_score(X_tr, y_tr, X_te, y_te, cols, task=task)
+            reeval = masked_score(trained.model, X_te, y_te, cols, task=task, fill=0.0)
             rows[m] = {"selected": cols, "retrained": retrained, "mlp_masked": reeval}
         out[name] = {"k": k, "d": d, "task": task, "mlp_full_test_score": trained.test_accuracy, "methods": rows}
     return out, notes
@@ -381,12 +376,12 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def headline_on_other_models(model_seeds, n_images, metric_seed, sections):
-    """The two same-baseline comparisons (``COMPARISONS[:2]``: blurred, black) on models trained from ``model_seeds``.
+    """The same-baseline comparisons (``COMPARISONS[:SAME_BASELINE]``) on models trained from ``model_seeds``.
 
     Returns per-model rows and, per comparison and dataset, the share pooled over every image of every
     model (the main run's included): wins / images, with its Wilson interval.
     """
-    pairs = COMPARISONS[:2]
+    pairs = COMPARISONS[:SAME_BASELINE]
     methods = tuple(dict.fromkeys(m for pair in pairs for m in pair))
     rows, wins, images = [], {}, {}
 
@@ -396,13 +391,13 @@ def headline_on_other_models(model_seeds, n_images, metric_seed, sections):
         images[key] = images.get(key, 0) + comparison["images"]
 
     for name, section in sections.items():
-        for c in section["comparisons"][:2]:
+        for c in section["comparisons"][:SAME_BASELINE]:
             add((c["method"], c["reference"]), name, c)
     for model_seed in model_seeds:
         trained = {"crops": models.crops_cnn(model_seed), "digits": models.digits_cnn(model_seed)}
         for name in ("crops", "digits"):
             section, _ = bench_sic(trained[name], name, n_images, metric_seed, 0, methods=methods)
-            for c in section["comparisons"][:2]:
+            for c in section["comparisons"][:SAME_BASELINE]:
                 rows.append({"comparison": f"{c['method']} > {c['reference']}", "dataset": name,
                              "model_seed": model_seed, "images": c["images"], "beats_share": c["beats_share"],
                              "beats_share_95ci": c["beats_share_95ci"],
