@@ -50,6 +50,52 @@ def check_int(value: Any, name: str, low: int | None = None, high: int | None = 
     return value
 
 
+def check_index_set(values: Any, name: str, size: int, *, allow_empty: bool = False) -> np.ndarray:
+    """Check that ``values`` are distinct integer indices into ``range(size)``; return them as int64.
+
+    Parameters
+    ----------
+    values : array_like of int, shape (m,)
+        The indices (a list, numpy array or tensor); ``m >= 1`` unless
+        ``allow_empty``. Booleans are refused (a mask is not an index list: use
+        ``np.flatnonzero(mask)``).
+    name : str
+        The field name used in error messages.
+    size : int
+        Valid indices are ``0 .. size - 1``.
+    allow_empty : bool
+        Accept an empty set (e.g. the empty subset of a set function).
+
+    Returns
+    -------
+    ndarray of int64, shape (m,)
+        The indices in their given order.
+    """
+    if hasattr(values, "detach"):  # a torch tensor
+        values = values.detach().cpu().numpy()
+    if isinstance(values, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in values):
+        raise TypeError(f"{name} must hold integer indices, got a bool in {list(values)}")
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D sequence of indices, got shape {array.shape}")
+    if array.size == 0:
+        if allow_empty:
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError(f"{name} is empty: give at least one index")
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"{name} must hold integer indices, got dtype {array.dtype}"
+            + (" (a boolean mask: use np.flatnonzero(mask))" if array.dtype == np.bool_ else "")
+        )
+    outside = array[(array < 0) | (array >= size)]
+    if outside.size:
+        raise ValueError(f"{name} has out-of-range indices {outside.tolist()}; valid indices are 0..{size - 1}")
+    unique, counts = np.unique(array, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"{name} has repeated indices {unique[counts > 1].tolist()}; each index may appear once")
+    return array.astype(np.int64)
+
+
 def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     """Check that ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsesel.validation import check_index_set
+
 TASKS: tuple[str, ...] = ("classification", "regression")
 
 
@@ -88,7 +90,7 @@ def retrained_score(
         raise ValueError(
             f"X_train has {X_train_np.shape[1]} columns but X_test has {X_test_np.shape[1]}; both splits need the same columns"
         )
-    columns = _check_selected(selected, X_train_np.shape[1])
+    columns = check_index_set(selected, "selected", X_train_np.shape[1])
     if estimator is None:
         from sklearn.linear_model import LinearRegression, LogisticRegression
 
@@ -164,7 +166,7 @@ def masked_score(
     _check_inference_mode(model)
     X_np, y_np = _as_numpy_pair(X_test, y_test, "X_test", "y_test")
     n, d = X_np.shape
-    columns = _check_selected(selected, d)
+    columns = check_index_set(selected, "selected", d)
     fill_values = _check_fill(fill, d)
 
     dtype, device = _model_dtype_device(model)
@@ -231,29 +233,6 @@ def _as_numpy_pair(X: Any, y: Any, x_name: str, y_name: str) -> tuple[np.ndarray
             bad = int(np.count_nonzero(~np.isfinite(array)))
             raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return X_np, y_np
-
-
-def _check_selected(selected: Any, d: int) -> np.ndarray:
-    """``selected`` as a 1-D int64 array of distinct indices in ``[0, d)``."""
-    if isinstance(selected, torch.Tensor):
-        selected = selected.detach().cpu().numpy()
-    array = np.asarray(selected)
-    if array.ndim != 1:
-        raise ValueError(f"selected must be a 1-D sequence of column indices, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError("selected is empty: select at least one column")
-    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(
-            f"selected must hold integer column indices, got dtype {array.dtype}"
-            + (" (a boolean mask: use np.flatnonzero(mask))" if array.dtype == np.bool_ else "")
-        )
-    outside = array[(array < 0) | (array >= d)]
-    if outside.size:
-        raise ValueError(f"selected has out-of-range column indices {outside.tolist()}; valid indices are 0..{d - 1}")
-    values, counts = np.unique(array, return_counts=True)
-    if np.any(counts > 1):
-        raise ValueError(f"selected has repeated column indices {values[counts > 1].tolist()}; each column may appear once")
-    return array.astype(np.int64)
 
 
 def _check_fill(fill: Any, d: int) -> np.ndarray:

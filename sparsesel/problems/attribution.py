@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sparsesel.problems.base import Problem
-from sparsesel.validation import check_choice, check_int
+from sparsesel.validation import check_choice, check_index_set, check_int
 
 OUTPUTS = ("raw", "softmax", "log_softmax")
 
@@ -225,10 +225,7 @@ class Attribution(Problem):
 
     def check_subset(self, subset: Sequence[int]) -> list[int]:
         """Validate feature indices (distinct, in range) and return them as a list."""
-        subset = [check_int(int(i) if isinstance(i, np.integer) else i, "subset index", 0, self.n_features - 1) for i in subset]
-        if len(set(subset)) != len(subset):
-            raise ValueError(f"subset has repeated indices: {subset}")
-        return subset
+        return check_index_set(list(subset), "subset", self.n_features, allow_empty=True).tolist()
 
     def objective(self, subset: Sequence[int]) -> float:
         """``G(S)``: the target output with only ``subset`` at its input values."""

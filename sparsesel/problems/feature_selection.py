@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sparsesel.problems.base import Problem
-from sparsesel.validation import as_finite_array, check_choice, check_int
+from sparsesel.validation import as_finite_array, check_choice, check_index_set, check_int
 
 LOSSES = ("squared", "logistic")
 
@@ -111,10 +111,7 @@ class FeatureSelection(Problem):
 
     def check_subset(self, subset: Sequence[int]) -> list[int]:
         """Validate a subset of column indices (distinct, in range) and return it as a list."""
-        subset = [check_int(int(i) if isinstance(i, np.integer) else i, "subset index", 0, self.n_features - 1) for i in subset]
-        if len(set(subset)) != len(subset):
-            raise ValueError(f"subset has repeated indices: {subset}")
-        return subset
+        return check_index_set(list(subset), "subset", self.n_features, allow_empty=True).tolist()
 
     def refit(self, subset: Sequence[int]) -> dict[str, Any]:
         """Fit the problem's model on the columns ``subset``.

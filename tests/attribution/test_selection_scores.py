@@ -172,11 +172,11 @@ def both_scores(X, y, selected, **options):
     ("selected", "error", "message"),
     [
         ([], ValueError, "selected is empty"),
-        ([1, 2, 1], ValueError, r"repeated column indices \[1\]"),
-        ([0, 4], ValueError, r"out-of-range column indices \[4\]"),
-        ([-1, 2], ValueError, r"out-of-range column indices \[-1\]"),
+        ([1, 2, 1], ValueError, r"repeated indices \[1\]"),
+        ([0, 4], ValueError, r"out-of-range indices \[4\]"),
+        ([-1, 2], ValueError, r"out-of-range indices \[-1\]"),
         ([[0, 1]], ValueError, "1-D sequence"),
-        ([0.0, 1.0], TypeError, "integer column indices"),
+        ([0.0, 1.0], TypeError, "integer indices"),
         (np.array([True, False, True, False]), TypeError, "boolean mask"),
     ],
 )

@@ -110,5 +110,11 @@ def test_check_subset_rejects_bad_indices(data):
     problem = ss.FeatureSelection(*data, k=2)
     with pytest.raises(ValueError, match="repeated"):
         problem.check_subset([1, 1])
-    with pytest.raises(ValueError, match="subset index must be <= 5"):
+    with pytest.raises(ValueError, match=r"out-of-range indices \[6\]; valid indices are 0..5"):
         problem.check_subset([6])
+    with pytest.raises(TypeError, match="integer indices"):
+        problem.check_subset([True])
+    with pytest.raises(TypeError, match="integer indices"):
+        problem.check_subset([1.5])
+    assert problem.check_subset([]) == []
+    assert problem.check_subset(np.array([3, 0])) == [3, 0]
