@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from sparsesel.validation import as_finite_array, as_generator, check_choice, check_int
+from sparsesel.validation import as_finite_array, as_generator, check_choice, check_index_set, check_int
 
 AGGREGATES = ("mean", "sum")
 
@@ -152,13 +152,7 @@ def _from_index_lists(bags: Sequence, n_rows: int, name: str) -> Bags:
         members = np.asarray(members)
         if members.size == 0:
             raise ValueError(f"{name}[{a}] is empty: every bag needs at least one row")
-        members = _as_integer_ids(members.ravel(), f"{name}[{a}]")
-        bad = members[(members < 0) | (members >= n_rows)]
-        if bad.size:
-            raise ValueError(f"{name}[{a}] has row indices out of range [0, {n_rows}): {bad[:10].tolist()}")
-        unique, counts = np.unique(members, return_counts=True)
-        if np.any(counts > 1):
-            raise ValueError(f"{name}[{a}] lists row(s) {unique[counts > 1][:10].tolist()} more than once")
+        members = check_index_set(_as_integer_ids(members.ravel(), f"{name}[{a}]"), f"{name}[{a}] (row indices)", n_rows)
         taken = members[ids[members] >= 0]
         if taken.size:
             row = int(taken[0])
