@@ -234,11 +234,16 @@ _ELEMENTWISE = (
 )
 
 
+#: Layer kinds :func:`shrink` can narrow (weights shaped ``(out, in, *kernel)``; transposed convolutions are not).
+_SHRINKABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def shrink(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
     """Physically remove hidden units whose whole row or column of weights is zero.
 
     Works on every :class:`nn.Sequential` inside ``model`` (and on ``model``
-    itself when it is one) whose layers are ``Linear``/``Conv2d`` separated by
+    itself when it is one) whose layers are ``Linear`` or ``Conv1d``/``Conv2d``/``Conv3d``
+    (``groups=1``) separated by
     element-wise activations only. Between two such layers ``L1 → act → L2``
     (same kind), hidden unit ``j`` goes when
 
@@ -263,7 +268,7 @@ def shrink(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
         i = 0
         while i < len(layers):
             first = layers[i]
-            if not isinstance(first, (nn.Linear, nn.Conv2d)):
+            if not isinstance(first, _SHRINKABLE):
                 i += 1
                 continue
             j = i + 1
@@ -277,7 +282,7 @@ def shrink(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
 
 @torch.no_grad()
 def _shrink_pair(first: nn.Module, activation: nn.Module, second: nn.Module) -> None:
-    if isinstance(first, nn.Conv2d) and (first.groups != 1 or second.groups != 1):
+    if not isinstance(first, nn.Linear) and (first.groups != 1 or second.groups != 1):
         return
     w1, w2 = first.weight, second.weight
     hidden = w1.shape[0]

@@ -159,6 +159,22 @@ def test_shrink_conv_pair():
     assert small[0].out_channels == 4 and small[2].in_channels == 4
 
 
+@pytest.mark.parametrize("conv, shape", [(nn.Conv1d, (3, 2, 9)), (nn.Conv3d, (2, 2, 4, 5, 5))])
+def test_shrink_conv1d_and_conv3d_pairs(conv, shape):
+    """Zeroed input channels of the second convolution go, in 1-D and 3-D as in 2-D; the function is the same."""
+    torch.manual_seed(0)
+    model = nn.Sequential(conv(2, 8, 3, padding=1), nn.ReLU(), conv(8, 4, 3, padding=1))
+    with torch.no_grad():
+        model[2].weight[:, [1, 4, 6]] = 0.0  # three hidden channels the second layer never reads
+    X = torch.randn(*shape)
+    small = shrink(model)
+    assert small[0].out_channels == 5 and small[2].in_channels == 5
+    assert small[0].weight.shape[0] == 5 and small[2].weight.shape[1] == 5
+    torch.testing.assert_close(small(X), model(X), rtol=1e-5, atol=1e-6)
+    grouped = nn.Sequential(conv(2, 8, 3, padding=1, groups=2), nn.ReLU(), conv(8, 4, 3, padding=1))
+    assert shrink(grouped)[0].out_channels == 8  # grouped convolutions are left as they are
+
+
 def test_bad_inputs_raise_clear_errors():
     model = mlp()
     with pytest.raises(ValueError, match=r"block shape 5x5 does not divide parameter '0.weight'"):
