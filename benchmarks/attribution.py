@@ -349,18 +349,23 @@ def plot_sic_curves(sections, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(sections), 2, figsize=(9, 3.6 * len(sections)), squeeze=False)
+    # one colour per method (tab20 has enough for every row), the baseline as the line style
+    styles = {"(black)": "--", "(zeros)": ":"}
+    colours = plt.get_cmap("tab20").colors
+    fig, axes = plt.subplots(len(sections), 2, figsize=(13, 3.8 * len(sections)), squeeze=False)
     for row, (name, section) in enumerate(sections.items()):
         for c, metric in enumerate(("sic", "aic")):
             ax = axes[row, c]
-            for method, entry in section["methods"].items():
+            for i, (method, entry) in enumerate(section["methods"].items()):
                 if f"{metric}_curve" in entry:
                     cx, cy = entry[f"{metric}_curve"]
-                    ax.plot(cx, cy, label=f"{method} ({entry[f'{metric}_auc_median_curve']:.3f})")
+                    style = next((s for key, s in styles.items() if method.endswith(key)), "-")
+                    ax.plot(cx, cy, linestyle=style, color=colours[i % len(colours)],
+                            label=f"{method} ({entry[f'{metric}_auc_median_curve']:.3f})")
             ax.set_title(f"{name}: {metric.upper()} (median curve)", fontsize=9)
             ax.set_xlabel("normalised information (WebP)")
             ax.set_ylabel("normalised softmax" if metric == "sic" else "accuracy")
-            ax.legend(fontsize=7)
+            ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
