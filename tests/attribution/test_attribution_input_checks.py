@@ -252,6 +252,7 @@ def test_cli_names_a_readable_torch_file_that_is_not_a_checkpoint(tmp_path, caps
     assert "corrupted" not in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")  # the TorchScript fallback
 def test_cli_keeps_the_corrupt_file_message_and_explains_a_pickled_module(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a zip archive at all" * 10)
