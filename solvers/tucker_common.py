@@ -55,6 +55,31 @@ def useful_max_ranks(problem: SpectralRankProblem) -> list[int]:
     return out
 
 
+#: Largest size the vectorised (int64) and CP-SAT size computations handle.
+MAX_EXACT_SIZE = 2**62
+
+
+def effective_budget(problem: SpectralRankProblem, max_ranks: Sequence[int]) -> int:
+    """The budget clipped to the size of the shape ``max_ranks`` (the largest shape searched).
+
+    Sizes grow with every rank, so no shape with ranks ``<= max_ranks`` is larger: clipping
+    changes no feasibility test, and keeps a budget such as ``10**30`` (or any budget above the
+    full tensor) inside int64 for the vectorised and CP-SAT size constraints.
+
+    Raises
+    ------
+    ValueError
+        When even the clipped budget exceeds ``2**62`` entries (no tensor in memory is that big).
+    """
+    budget = min(int(problem.budget), problem.size_model.size([int(k) for k in max_ranks]))
+    if budget > MAX_EXACT_SIZE:
+        raise ValueError(
+            f"the largest searched decomposition has {budget} entries, above the 2**62 supported by the exact "
+            "integer size model; lower the budget or shorten the spectra"
+        )
+    return budget
+
+
 def greedy_increments(
     problem: SpectralRankProblem,
     score: Callable[[int, tuple[int, ...], int], float],

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
-from solvers.tucker_common import RANK_KINDS, infeasible_result, ranks_result, useful_max_ranks
+from solvers.tucker_common import RANK_KINDS, effective_budget, infeasible_result, ranks_result, useful_max_ranks
 from sparsesel.problems.core_shape import SpectralRankProblem
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -95,7 +95,7 @@ class _Model:
             r = m.NewIntVar(1, k, f"r_{g}")
             m.Add(r == sum((j + 1) * v for j, v in enumerate(self.x[g])))
             self.r.append(r)
-        budget = problem.budget
+        budget = effective_budget(problem, max_ranks)  # clipped: stays within CP-SAT's int64
         size_terms = []
         for t, (coef, groups) in enumerate(problem.size_model.terms):
             if not groups:
@@ -250,7 +250,7 @@ def _maximal_shapes(problem: SpectralRankProblem, exact: ExactEnergies, chunk: i
     wide, count = enumeration_count(K)
     others = [g for g in range(G) if g != wide]
     prefix = [np.asarray(p, dtype=np.float64) for p in exact.float_prefix]
-    B = problem.budget
+    B = effective_budget(problem, K)  # clipped: the int64 arithmetic below cannot overflow
     if count <= chunk:
         outer, inner = [], others
     else:

@@ -32,8 +32,31 @@ from sparsesel.result import Result
 from sparsesel.validation import check_real
 
 
-def _small_rank_best(problem: CoreShape, cap: int, max_ranks: list[int]) -> tuple[int, ...] | None:
-    ranges = [np.arange(1, min(cap, k) + 1) for k in max_ranks]
+#: Above this many small-rank shapes the vectorised enumeration would need gigabytes
+#: (``⌈1/ε⌉^N`` rows); the same best shape is then found by the exact surrogate solver.
+SMALL_RANK_GRID_LIMIT = 2_000_000
+
+
+def _small_rank_best(problem: CoreShape, cap: int, max_ranks: list[int], time_limit: float = 60.0) -> tuple[int, ...] | None:
+    """The feasible shape of least discarded energy among those with every rank ``<= cap``.
+
+    Up to :data:`SMALL_RANK_GRID_LIMIT` shapes are enumerated in one numpy grid, as in the
+    authors' code. Beyond it, the same restricted problem -- the spectra cut to their first
+    ``cap`` values, which shifts each mode's discarded energy by a constant and so keeps the
+    minimiser -- is solved exactly by :func:`solvers.tucker_ilp.solve_surrogate`.
+    """
+    caps = [min(cap, k) for k in max_ranks]
+    if math.prod(caps) > SMALL_RANK_GRID_LIMIT:
+        if problem.size_model.min_size > problem.budget:
+            return None
+        from solvers.tucker_ilp import solve_surrogate
+
+        restricted = CoreShape(
+            [problem.singular_values[n][:k] for n, k in enumerate(caps)], problem.shape, problem.budget, total_energy=problem.total_energy
+        )
+        ranks, _, _, _ = solve_surrogate(restricted, time_limit=time_limit)
+        return tuple(int(r) for r in ranks)
+    ranges = [np.arange(1, k + 1) for k in caps]
     grid = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, len(ranges))
     feasible = problem.size_model.sizes(grid) <= problem.budget
     if not feasible.any():
@@ -78,7 +101,7 @@ def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) 
     choose_one[mode_of, np.arange(len(profit))] = 1.0
     A = np.vstack([log_w, fac_w, choose_one])
     candidates: set[tuple[int, ...]] = set()
-    small = _small_rank_best(problem, math.ceil(1.0 / epsilon), max_ranks)
+    small = _small_rank_best(problem, math.ceil(1.0 / epsilon), max_ranks, time_limit)
     if small is not None:
         candidates.add(small)
     K = int(math.floor(math.log(B) / math.log1p(epsilon)))

@@ -304,6 +304,12 @@ def ilp_refine(
         return infeasible_result(problem)
     start = time.perf_counter()
     optimum, status, _, _ = solve_surrogate(problem, time_limit=time_limit, workers=1, seed=seed, max_candidates=10000)
+    if float(np.vdot(X, X)) == 0.0:
+        # The zero tensor: every shape is exact, and HOOI would divide by its zero norm.
+        return ranks_result(
+            problem, optimum, status="feasible", true_relative_error=0.0, true_error_upper_bound=0.0, surrogate_optimum=optimum,
+            surrogate_status=status, message="zero tensor: every shape has zero error; returning the surrogate optimum",
+        )
     max_ranks = useful_max_ranks(problem)
     # With the whole HOSVD table scanned, climbs from the next-best surrogate shapes add nothing.
     global_scan = math.prod(max_ranks) <= global_table_limit

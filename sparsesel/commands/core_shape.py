@@ -53,6 +53,18 @@ def load_tensor_argument(spec: str) -> tuple[np.ndarray, str]:
         raise FileNotFoundError(f"--tensor {spec}: no such file")
     if path.suffix != ".npy":
         raise ValueError(f"--tensor must be a .npy file or builtin:NAME, got {spec!r}")
+    if path.is_dir():
+        raise ValueError(f"--tensor {spec}: is a directory, not a .npy file")
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(6)
+    except OSError as exc:
+        raise ValueError(f"--tensor {spec}: cannot be read ({exc.strerror or exc})") from None
+    if magic != b"\x93NUMPY":
+        raise ValueError(
+            f"--tensor {spec}: not a readable .npy array (not a .npy file: it does not start with the NumPy magic bytes; "
+            "save the array with numpy.save)"
+        )
     try:
         X = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -83,10 +95,21 @@ def load_tree_argument(spec: str, n_modes: int):
         raise FileNotFoundError(f"--tree {spec}: not tt, tucker or an existing JSON file")
     import networkx as nx
 
+    if path.is_dir():
+        raise ValueError(f"--tree {spec}: is a directory, not tt, tucker or a JSON file")
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--tree {spec}: cannot be read as a UTF-8 JSON file ({exc})") from None
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("edges"), list) or not isinstance(data.get("modes", {}), dict):
+            raise TypeError("the top level must be an object with a list 'edges' and an object 'modes'")
         tree = nx.Graph()
-        tree.add_edges_from((str(u), str(v)) for u, v in data["edges"])
+        for i, edge in enumerate(data["edges"]):
+            if not isinstance(edge, list) or len(edge) != 2:
+                raise ValueError(f"--tree {spec}: edges[{i}] = {edge!r} is not a pair [u, v] of node names")
+            tree.add_edge(str(edge[0]), str(edge[1]))
         for node, mode in data.get("modes", {}).items():
             if str(node) not in tree:
                 raise ValueError(f"--tree {spec}: mode given for node {node!r} that is on no edge")
@@ -96,15 +119,22 @@ def load_tree_argument(spec: str, n_modes: int):
     return tree
 
 
-def _write_output(path: Path, text: str, force: bool) -> None:
+def _check_output(path: Path, force: bool) -> None:
+    """Refuse, before any work, an ``--output`` that is a directory or an existing file without ``--force``."""
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a directory; give a file name such as {path / 'result.json'}")
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+
+
+def _write_output(path: Path, text: str, force: bool) -> None:
+    _check_output(path, force)
     write_text_atomic(path, text, force=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.output and Path(args.output).exists() and not args.force:  # refuse before any work
-        raise FileExistsError(f"{args.output} exists; pass --force to overwrite it")
+    if args.output:  # refuse before any work
+        _check_output(Path(args.output), args.force)
     X, label = load_tensor_argument(args.tensor)
     budget = parse_budget(args.budget)
     options: dict[str, Any] = {}

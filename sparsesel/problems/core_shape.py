@@ -19,7 +19,7 @@ import numpy as np
 
 from sparsesel.problems.base import Problem
 from sparsesel.tensors.size_model import SizeModel
-from sparsesel.tensors.spectra import _check_tensor, mode_spectra
+from sparsesel.tensors.spectra import as_real_tensor, mode_spectra
 from sparsesel.validation import as_finite_array, check_int, check_tensor_shape
 
 
@@ -28,8 +28,8 @@ def resolve_budget(budget: Any, full_size: int, name: str = "budget") -> int:
 
     An int ``>= 1`` is a number of entries. A float in ``(0, 1]`` is a fraction of
     ``full_size`` (the number of entries of the tensor): it is read as its shortest decimal
-    representation (``repr``, so ``0.29`` means exactly 29/100) and the product is rounded
-    **down**, ``floor(fraction · full_size)``.
+    representation in its own precision (``repr``, so ``0.29`` means exactly 29/100, and
+    ``np.float32(0.7)`` means 7/10) and the product is rounded **down**, ``floor(fraction · full_size)``.
     """
     if isinstance(budget, bool):
         raise TypeError(f"{name} must be an int (entries) or a float fraction in (0, 1], got {budget!r}")
@@ -42,7 +42,10 @@ def resolve_budget(budget: Any, full_size: int, name: str = "budget") -> int:
                 f"{name} given as a float must be a fraction of the tensor size in (0, 1], got {budget!r}; "
                 "pass an int for a number of entries"
             )
-        entries = math.floor(Fraction(repr(value)) * full_size)
+        # The shortest decimal that round-trips in the value's own precision: np.float32(0.7)
+        # means 0.7 (its float64 widening, 0.699999988..., would round 0.7 * 10 down to 6).
+        text = str(budget) if isinstance(budget, np.floating) else repr(value)
+        entries = math.floor(Fraction(text) * full_size)
         if entries < 1:
             raise ValueError(f"{name}={budget!r} of {full_size} entries rounds down to 0 entries")
         return entries
@@ -225,7 +228,7 @@ class CoreShape(SpectralRankProblem):
         )
         tensor = self.tensor
         if tensor is not None:
-            tensor = _check_tensor(np.array(tensor, dtype=np.float64, copy=True))
+            tensor = as_real_tensor(tensor)
             if tensor.shape != shape:
                 raise ValueError(f"tensor has shape {tensor.shape} but shape is {shape}")
             tensor.setflags(write=False)
@@ -251,11 +254,7 @@ class CoreShape(SpectralRankProblem):
         method, seed
             Passed to :func:`sparsesel.tensors.spectra.mode_spectra`.
         """
-        try:
-            X = np.array(X, dtype=np.float64, copy=True)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"tensor must be numeric ({exc})") from None
-        X = _check_tensor(X)
+        X = as_real_tensor(X)
         shape = X.shape
         B = resolve_budget(budget, X.size)
         caps = [max(1, (B - (sum(shape) - shape[n])) // (shape[n] + 1)) for n in range(X.ndim)]

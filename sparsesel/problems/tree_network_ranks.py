@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 
 from sparsesel.problems.core_shape import SpectralRankProblem, check_spectrum, resolve_budget
-from sparsesel.tensors.spectra import _check_tensor
+from sparsesel.tensors.spectra import as_real_tensor
 from sparsesel.tensors.tree_networks import (
     check_tree,
     edge_max_ranks,
@@ -87,7 +87,7 @@ class TreeNetworkRanks(SpectralRankProblem):
         spectra = tuple(check_spectrum(s, f"edge_singular_values[{e}]", caps[i]) for i, (e, s) in enumerate(zip(edges, spectra_in)))
         tensor = self.tensor
         if tensor is not None:
-            tensor = _check_tensor(np.array(tensor, dtype=np.float64, copy=True))
+            tensor = as_real_tensor(tensor)
             if tensor.shape != shape:
                 raise ValueError(f"tensor has shape {tensor.shape} but shape is {shape}")
             tensor.setflags(write=False)
@@ -106,11 +106,7 @@ class TreeNetworkRanks(SpectralRankProblem):
         Only the leading ``⌊B / (c_u + c_v)⌋`` values of edge ``(u, v)`` are computed
         (``c``: the node's physical dimension or 1), as no feasible choice has more.
         """
-        try:
-            X = np.array(X, dtype=np.float64, copy=True)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"tensor must be numeric ({exc})") from None
-        X = _check_tensor(X)
+        X = as_real_tensor(X)
         tree = check_tree(tree, X.ndim)
         edges = tuple(tree.edges())
         B = resolve_budget(budget, X.size)

@@ -13,6 +13,7 @@ noise floor are set to exactly zero. For huge matricizations (smaller side above
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorly as tl
@@ -22,15 +23,53 @@ METHODS = ("auto", "gram", "svd", "randomized")
 
 def _check_tensor(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X)
+    if X.dtype == np.bool_:
+        X = X.astype(np.float64)
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise TypeError(f"tensor must hold real numbers, got dtype {X.dtype}")
     if X.ndim < 2:
         raise ValueError(f"tensor must have at least 2 modes, got shape {X.shape}")
     if X.size == 0:
         raise ValueError(f"tensor is empty (shape {X.shape})")
+    X = np.asarray(X, dtype=np.float64)
     if not np.all(np.isfinite(X)):
         raise ValueError("tensor contains NaN or infinite values")
-    return np.asarray(X, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        norm2 = float(np.vdot(X, X))
+    if not np.isfinite(norm2):
+        raise ValueError(
+            f"tensor values are too large (max |x| = {float(np.max(np.abs(X))):.3g}): the squared Frobenius norm "
+            "overflows float64; rescale the tensor"
+        )
+    return X
+
+
+def as_real_tensor(X: Any) -> np.ndarray:
+    """A validated float64 **copy** of ``X`` (real numbers, >= 2 modes, non-empty, finite).
+
+    Complex input is refused (``TypeError``) rather than silently losing its imaginary part,
+    as would a plain ``np.array(X, dtype=float64)``.
+
+    Parameters
+    ----------
+    X : array_like, shape (I_0, ..., I_{N-1})
+
+    Returns
+    -------
+    ndarray, shape (I_0, ..., I_{N-1}), float64
+    """
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"tensor must be numeric ({exc})") from None
+    if np.iscomplexobj(arr):
+        raise TypeError(f"tensor must hold real numbers, got complex dtype {arr.dtype}; pass X.real or abs(X) explicitly")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        try:
+            arr = np.array(arr, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"tensor must be numeric ({exc})") from None
+    return np.array(_check_tensor(arr), dtype=np.float64, copy=True)
 
 
 def matricize(X: np.ndarray, row_modes: Sequence[int]) -> np.ndarray:

@@ -62,10 +62,11 @@ def tucker_relative_error(X: np.ndarray, ranks: Sequence[int], **options) -> flo
     (no ``‖X‖² − ‖core‖²`` shortcut), so small errors keep their accuracy.
     """
     X = _check_tensor(X)
-    fit = tucker_fit(X, ranks, **options)
+    _check_ranks(X, ranks)
     norm2 = float(np.vdot(X, X))
-    if norm2 == 0.0:
+    if norm2 == 0.0:  # the zero tensor: every shape is exact (and HOOI would divide by 0)
         return 0.0
+    fit = tucker_fit(X, ranks, **options)
     residual = X - tl.tucker_to_tensor(fit)
     return float(np.vdot(residual, residual)) / norm2
 
@@ -128,6 +129,8 @@ class HosvdErrorTable:
         from tensorly.tucker_tensor import TuckerTensor
 
         ranks = [int(r) for r in ranks]
+        if self.norm2 == 0.0:
+            return 0.0
         U = [f[:, :r] for f, r in zip(self.factors, ranks)]
         core = tl.tenalg.multi_mode_dot(self.X, U, transpose=True)
         with warnings.catch_warnings():
