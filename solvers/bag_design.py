@@ -7,6 +7,7 @@ import math
 from sparsesel.problems.bag_design import BagDesign
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
+from sparsesel.validation import check_int
 
 
 @register_solver("formula", kinds=(BagDesign,), description="bag size from the proportional-regime risk formula (exhaustive over candidates)")
@@ -46,8 +47,8 @@ def simulation(problem: BagDesign, *, n_reps: int = 10, seed: int = 0) -> Result
     """
     from sparsesel.aggregate.risk import simulate_risk
 
-    if n_reps < 2:
-        raise ValueError(f"n_reps must be >= 2, got {n_reps}")
+    n_reps = check_int(n_reps, "n_reps", low=2)
+    seed = check_int(seed, "seed", low=0)
     simulated, trace = {}, []
     for k in problem.bag_sizes:
         if problem.estimator == "bag" and problem.ridge == 0 and problem.n_samples // k <= problem.n_features + 1:

@@ -42,7 +42,9 @@ def load_table(spec: str, target: str | None = None) -> Table:
     Raises
     ------
     ValueError
-        Unknown builtin name, missing target column/key, non-numeric cells.
+        Unknown builtin name, missing target column/key, non-numeric cells, a
+        path that is not a regular file, a CSV that is not UTF-8 text, an NPZ
+        file that is not a readable NumPy archive.
     FileNotFoundError
         The file does not exist.
     """
@@ -51,6 +53,8 @@ def load_table(spec: str, target: str | None = None) -> Table:
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"data path {path} is not a file (a folder?); give a .csv or .npz file")
     if path.suffix.lower() == ".csv":
         return _load_csv(path, target)
     if path.suffix.lower() == ".npz":
@@ -69,8 +73,16 @@ def _load_builtin(name: str) -> Table:
 
 
 def _load_csv(path: Path, target: str | None) -> Table:
-    with path.open(newline="") as stream:
-        rows = list(csv.reader(stream))
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            rows = list(csv.reader(stream))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path.name} is not a UTF-8 text CSV file (undecodable byte at offset {exc.start}); "
+            "is it corrupt or in another format?"
+        ) from None
+    except csv.Error as exc:
+        raise ValueError(f"{path.name} is not a readable CSV file: {exc}") from None
     if len(rows) < 2:
         raise ValueError(f"{path} needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
@@ -98,12 +110,30 @@ def _load_csv(path: Path, target: str | None) -> Table:
 
 
 def _load_npz(path: Path, target: str | None) -> Table:
-    with np.load(path, allow_pickle=False) as archive:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path.name} is not a NumPy .npz archive (not a zip file: corrupt, truncated or another format); "
+            "save one with numpy.savez(path, X=X, y=y)"
+        )
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(
+            f"{path.name} is not a readable NumPy .npz archive (corrupt, truncated or another format): {exc}"
+        ) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path.name} holds a single array, not an .npz archive with arrays 'X' and 'y'")
+    with archive:
         key = target or "y"
         if "X" not in archive or key not in archive:
             raise ValueError(f"{path.name} must hold arrays 'X' and {key!r}; it holds {sorted(archive.files)}")
-        X, y = archive["X"], archive[key]
-        names = tuple(map(str, archive["feature_names"])) if "feature_names" in archive else None
+        try:
+            X, y = archive["X"], archive[key]
+            names = tuple(map(str, archive["feature_names"])) if "feature_names" in archive else None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path.name}: cannot read its arrays (corrupt archive or object arrays): {exc}") from None
     X = np.asarray(X)
     if names is None:
         names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))

@@ -235,7 +235,14 @@ def curated_bags(
             return _first_appearance_codes(labels)
         columns = list(range(X.shape[1]))
     else:
-        columns = [check_int(int(c) if isinstance(c, numbers.Integral) else c, "by column", 0, X.shape[1] - 1) for c in by]
+        columns = []
+        for c in by:
+            column = check_int(int(c) if isinstance(c, numbers.Integral) else c, "by column")
+            if not 0 <= column < X.shape[1]:
+                raise ValueError(
+                    f"by names column {column}, but X has {X.shape[1]} column(s) (valid indices 0..{X.shape[1] - 1})"
+                )
+            columns.append(column)
         if not columns:
             raise ValueError("by must name at least one column")
     _, inverse = np.unique(X[:, columns], axis=0, return_inverse=True)
@@ -290,6 +297,12 @@ def label_proportions(y: Any, bags: Any, classes: Any = None, *, counts: bool = 
     if y.ndim != 1:
         raise ValueError(f"y must be one-dimensional, got shape {y.shape}")
     b = as_bags(bags, y.shape[0])
+    if y.dtype.kind in "fc" and not np.all(np.isfinite(y)):
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise ValueError(
+            f"y (class labels) contains {bad.size} NaN or infinite value(s), e.g. at row {int(bad[0])}; "
+            "drop or label those rows first"
+        )
     classes = np.unique(y) if classes is None else np.asarray(classes)
     onehot = (y[:, None] == classes[None, :]).astype(np.float64)
     unknown = np.flatnonzero(onehot.sum(axis=1) == 0)

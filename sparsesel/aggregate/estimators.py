@@ -537,6 +537,15 @@ class InterpolatingClassifier(_ClassifierBase):
     not available; use a number or ``"cv"``). ``max_iter`` counts L-BFGS
     iterations or Adam steps.
 
+    The penalty ``alpha·‖W‖²`` acts on the weights of the *standardised*
+    features (``(x - mean)/std`` of the training rows) and, for the linear
+    model, on the full ``(n_classes, d)`` softmax weight matrix. With two
+    classes and bags of size 1 the fit therefore equals scikit-learn's
+    ``LogisticRegression(C=1/(alpha·n))`` on standardised features (the
+    binary weight ``w = w₁ - w₀`` carries ``(alpha/2)·‖w‖²`` at the optimum),
+    not the penalty on the raw features that :class:`InterpolatingRegressor`
+    (``model="linear"``) uses.
+
     Attributes
     ----------
     classes_ : ndarray

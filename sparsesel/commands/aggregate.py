@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"aggregate_{name}_k{args.bag_size}.png")
     refuse_existing(out, args.force)
     if args.json:
+        if Path(args.json).resolve() == out.resolve():
+            raise ValueError(f"--json and the plot (--out) name the same file {out}; give them different paths")
         refuse_existing(args.json, args.force)
     torch.set_num_threads(1)
 

@@ -73,6 +73,8 @@ class FeatureSelection(Problem):
         n, d = X.shape
         if y.shape[0] != n:
             raise ValueError(f"y has {y.shape[0]} entries but X has {n} rows; they must match")
+        if isinstance(self.k, (int, np.integer)) and not isinstance(self.k, bool) and self.k > d:
+            raise ValueError(f"k must be <= {d}, got {self.k}: X has only {d} feature(s) (columns) to choose from")
         k = check_int(self.k, "k", low=1, high=d)
         loss = check_choice(self.loss, "loss", LOSSES)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
