@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="builtin:NAME (e.g. builtin:diabetes), FILE.csv or FILE.npz")
     parser.add_argument("--target", help="response column (CSV) or array key (NPZ)")
+    parser.add_argument("--task", choices=("auto", "regression", "classification"), default="auto",
+                        help="auto (default): the builtin set's own task, regression for files; classification "
+                             "needs integer class labels (a CSV column of 0/1, say) and uses label proportions")
     parser.add_argument("--bag-size", type=int, required=True, help="rows per random bag")
     parser.add_argument("--estimator", choices=ESTIMATOR_NAMES, default="interpolating")
     parser.add_argument("--rho", default="cv", help="mixing weight in [0, 1], 'cv' (default) or 'auto' (regression)")
@@ -102,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
     table = load_table(args.data, args.target)
     X, y = table.X, table.y
-    classification = table.is_classification
+    classification = table.is_classification if args.task == "auto" else args.task == "classification"
+    if classification:
+        _check_class_labels(y, table.target_name)
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=args.test_size, random_state=args.seed, stratify=y if classification else None
     )
@@ -189,8 +194,20 @@ def run(args: argparse.Namespace) -> int:
     write_atomic(out, lambda stream: stream.write(buffer.getvalue()), force=args.force)
     print(f"plot written to {out}")
     if args.json:
-        payload = {"data": args.data, "bag_size": args.bag_size, "epsilon": args.epsilon, "privacy": privacy,
+        payload = {"data": args.data, "task": "classification" if classification else "regression",
+                   "bag_size": args.bag_size, "epsilon": args.epsilon, "privacy": privacy,
                    "results": results, "rho_grid": grid.tolist(), "rho_curve": curve}
         write_text_atomic(args.json, json.dumps(payload, indent=2), force=args.force)
         print(f"risks written to {args.json}")
     return 0
+
+
+def _check_class_labels(y: np.ndarray, name: str) -> None:
+    """Classification needs at least two classes given as integer labels (floats such as 1.0 are fine)."""
+    values = np.unique(y)
+    if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
+        example = values[~(np.isfinite(values) & (values == np.round(values)))][0]
+        raise ValueError(f"--task classification needs integer class labels, but column {name!r} holds "
+                         f"non-integer values such as {example!r}; use --task regression for a continuous response")
+    if values.size < 2:
+        raise ValueError(f"--task classification needs at least two classes; column {name!r} holds only {values.tolist()}")

@@ -144,3 +144,54 @@ def test_aggregate_cli_missing_target_and_existing_output(tmp_path, capsys):
     assert main(["aggregate", "--data", str(data), "--target", "t", "--bag-size", "1", "--out", str(existing)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep"
+
+
+def _breast_cancer_csv(path):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    header = ",".join([f"f{j}" for j in range(data.data.shape[1])] + ["label"])
+    rows = "\n".join(",".join([*(repr(float(v)) for v in x), str(int(t))]) for x, t in zip(data.data, data.target))
+    path.write_text(header + "\n" + rows + "\n")
+    return data.data, data.target
+
+
+def test_aggregate_cli_task_classification_from_a_csv(tmp_path, capsys):
+    """``--task classification`` runs label proportions from a CSV of 0/1 labels.
+
+    References: bags of one row are the instance labels, so the bag-level and instance-level
+    classifiers coincide; and both match scikit-learn's LogisticRegression with ``C = 1/(alpha n)``
+    on the same standardised split (within one test row, for points on the boundary).
+    """
+    import json
+
+    from sklearn.model_selection import train_test_split
+
+    data = tmp_path / "bc.csv"
+    X, y = _breast_cancer_csv(data)
+    report = tmp_path / "risks.json"
+    argv = ["aggregate", "--data", str(data), "--target", "label", "--task", "classification", "--bag-size", "1",
+            "--rho", "0.5", "--out", str(tmp_path / "p.png"), "--json", str(report)]
+    assert main(argv) == 0
+    payload = json.loads(report.read_text())
+    assert payload["task"] == "classification"
+    bag, instance = payload["results"]["bag"], payload["results"]["instance"]
+    assert bag["accuracy"] == pytest.approx(instance["accuracy"]) and bag["cross_entropy"] == pytest.approx(instance["cross_entropy"], rel=1e-4)
+
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    mean, std = X_tr.mean(axis=0), X_tr.std(axis=0)
+    reference = LogisticRegression(C=1.0 / (1e-4 * len(X_tr)), max_iter=20000).fit((X_tr - mean) / std, y_tr)
+    expected = reference.score((X_te - mean) / std, y_te)
+    assert abs(instance["accuracy"] - expected) <= 1.0 / len(X_te) + 1e-12
+    assert "accuracy" in capsys.readouterr().out
+
+
+def test_aggregate_cli_task_classification_refuses_a_continuous_response(tmp_path, capsys):
+    data = tmp_path / "t.csv"
+    rows = "\n".join(",".join(repr(float(v)) for v in (*x, t)) for x, t in zip(X, Y))
+    data.write_text("a,b,c,d,t\n" + rows + "\n")
+    argv = ["aggregate", "--data", str(data), "--target", "t", "--task", "classification", "--bag-size", "5",
+            "--out", str(tmp_path / "p.png")]
+    assert main(argv) == 2
+    assert "needs integer class labels, but column 't' holds non-integer values" in capsys.readouterr().err
+    assert not (tmp_path / "p.png").exists()
