@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sparsesel.atomic import write_atomic, write_text_atomic
+from sparsesel.atomic import write_text_atomic
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "output is refused unless --force; every output path is checked before anything is written."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="a checkpoint that sparsesel.nets.load_uhdformer loads")
+    parser.add_argument("checkpoint", type=Path, help="a network file of sparsesel.nets (sparsesel train, compress) or an official UHDformer checkpoint")
     parser.add_argument("--density", type=float, required=True, help="fraction of blocks kept, in (0, 1]")
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
     parser.add_argument("--allocation", choices=("per_layer", "global"), default="per_layer",
@@ -120,8 +120,6 @@ def check_outputs(checkpoint: Path, outputs: list[tuple[str, Path]], force: bool
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from sparsesel.blocks import parse_block_shape
 
     if not args.checkpoint.is_file():
@@ -133,14 +131,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
     sidecar = sidecar_path(out)
     check_outputs(args.checkpoint, [("--out", out), ("the summary", sidecar)], bool(args.force))
-    try:
-        from sparsesel.nets import load_uhdformer
-    except ImportError as exc:
-        raise ValueError(f"sparsesel.nets is not available ({exc}); prune needs its checkpoint loader") from None
-    model = load_uhdformer(args.checkpoint)
+    from sparsesel.nets import load_net, save_net
+
+    model, info = load_net(args.checkpoint)  # any network of sparsesel.nets, or an official UHDformer file
     pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
     summary = {
         "input": str(args.checkpoint),
+        "net": info["net"],
         "block": args.block,
         "target_density": args.density,
         "achieved_density": result.info["density"],
@@ -150,14 +147,7 @@ def run(args: argparse.Namespace) -> int:
         "discarded_energy": result.objective,
         "selected": [[name, list(idx)] for name, idx in result.selected],
     }
-    from sparsesel import nets
-
-    saver = getattr(nets, "save_checkpoint", None)
-    if callable(saver):
-        saver(pruned, out, meta={"prune": summary}, overwrite=bool(args.force))
-    else:  # the official wrapper layout, which load_uhdformer reads
-        state = {k: v.detach().clone() for k, v in pruned.state_dict().items()}
-        write_atomic(out, lambda stream: torch.save({"params": state}, stream), force=bool(args.force))
+    save_net(pruned, out, net=info["net"], meta={**info["meta"], "prune": summary}, force=bool(args.force))
     write_text_atomic(sidecar, json.dumps(summary, indent=1), force=bool(args.force))
     print(
         f"pruned {len(result.selected)} weights of {args.checkpoint}: kept {result.info['kept_blocks']}/"

@@ -209,3 +209,38 @@ def test_prune_bad_arguments_are_refused_before_any_write(checkpoint, tmp_path, 
     assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "8/8"]) == 2
     assert "must look like '8x8'" in capsys.readouterr().err
     assert snapshot(tmp_path) == state
+
+
+@pytest.mark.parametrize("net", ["csattn", "tshrnet", "harmonizer"])
+def test_prune_every_network_of_sparsesel_nets(net, tmp_path):
+    """Networks written by sparsesel.nets.save_net (as ``sparsesel train`` does) are pruned and stay loadable.
+
+    Reference: the block norms of each pruned weight, computed here with torch: the kept blocks are
+    unchanged and at least as large as every dropped one, the dropped ones are zero.
+    """
+    nets = pytest.importorskip("sparsesel.nets")
+    torch.manual_seed(0)
+    model = nets.build_net(net, "small").eval()
+    path = tmp_path / f"{net}.pt"
+    nets.save_net(model, path, net=net, meta={"task": "test"})
+    before = digest(path)
+    assert main(["prune", str(path), "--density", "0.5", "--block", "4x4", "--min-blocks", "1"]) == 0
+    assert digest(path) == before
+    out = tmp_path / f"{net}.pruned-d0.5-b4x4.pt"
+    pruned, info = nets.load_net(out)
+    assert info["net"] == net and info["meta"]["task"] == "test" and info["meta"]["prune"]["net"] == net
+    summary = json.loads((tmp_path / f"{net}.pruned-d0.5-b4x4.pt.prune.json").read_text())
+    assert summary["selected"]
+    original, new = dict(model.named_parameters()), dict(pruned.named_parameters())
+    for name, kept in summary["selected"]:
+        w0, w1 = original[name].detach(), new[name].detach()
+        rows, cols = w0.shape[0] // 4, w0.shape[1] // 4
+        blocks0 = w0.reshape(rows, 4, cols, 4, -1).transpose(1, 2).reshape(rows * cols, -1)
+        blocks1 = w1.reshape(rows, 4, cols, 4, -1).transpose(1, 2).reshape(rows * cols, -1)
+        norms = blocks0.norm(dim=1)
+        assert len(kept) == max(1, int(0.5 * rows * cols + 0.5))
+        mask = torch.zeros(rows * cols, dtype=torch.bool)
+        mask[list(kept)] = True
+        # a top-k by norm (zero-initialised weights tie everywhere, so any k of them are a top-k)
+        assert bool(mask.all()) or float(norms[mask].min()) >= float(norms[~mask].max())
+        assert torch.equal(blocks1[mask], blocks0[mask]) and torch.all(blocks1[~mask] == 0)
