@@ -224,6 +224,56 @@ class GraphInstance(nn.Module):
         return self.gnn(features, self.norm_adjacency)
 
 
+class GraphEdgeInstance(nn.Module):
+    """One graph's classifier as a function of its edge weights: ``(B, E) → (B, 2)``.
+
+    Each undirected edge ``{u, v}`` of ``adjacency`` gets a weight ``w_e`` that fills
+    both ``A[u, v]`` and ``A[v, u]``; the network then runs on the normalised
+    ``D^{-1/2}(A + I)D^{-1/2}`` of that weighted adjacency with the graph's fixed
+    node features. All weights 1 is the graph itself, a weight 0 removes the edge,
+    so attributing ``x = 1`` against the zeros baseline scores the edges.
+
+    Parameters
+    ----------
+    gnn : DenseGCN
+    adjacency : Tensor, shape (N, N)
+        Symmetric 0/1 adjacency without self-loops.
+    features : Tensor, shape (N, F)
+        The node features, held fixed.
+
+    Attributes
+    ----------
+    edges : Tensor of int64, shape (E, 2)
+        The edges ``(u, v)`` with ``u < v``, in row-major order: feature ``e`` is edge ``edges[e]``.
+    """
+
+    def __init__(self, gnn: DenseGCN, adjacency: torch.Tensor, features: torch.Tensor) -> None:
+        super().__init__()
+        adjacency = torch.as_tensor(adjacency)
+        if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
+            raise ValueError(f"adjacency must be a square (N, N) matrix, got shape {tuple(adjacency.shape)}")
+        if not torch.equal(adjacency, adjacency.T):
+            raise ValueError("adjacency must be symmetric (an undirected graph)")
+        if features.ndim != 2 or features.shape[0] != adjacency.shape[0]:
+            raise ValueError(f"features must be (N, F) with N = {adjacency.shape[0]}, got shape {tuple(features.shape)}")
+        self.gnn = gnn
+        self.register_buffer("edges", torch.triu(adjacency != 0, diagonal=1).nonzero())
+        self.register_buffer("features", features.detach().clone())
+        self.n_nodes = int(adjacency.shape[0])
+
+    def adjacency(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weighted adjacencies ``(B, N, N)`` of edge weights ``(B, E)``."""
+        n = self.n_nodes
+        u, v = self.edges[:, 0], self.edges[:, 1]
+        flat = weights.new_zeros(weights.shape[0], n * n)
+        flat = flat.index_add(1, u * n + v, weights).index_add(1, v * n + u, weights)
+        return flat.reshape(-1, n, n)
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        features = self.features.expand(weights.shape[0], *self.features.shape)
+        return self.gnn(features, normalized_adjacency(self.adjacency(weights)))
+
+
 def motif_graphs(n_graphs: int, *, base_nodes: int = 20, seed: int = 0) -> dict[str, Any]:
     """Barabási–Albert trees (``m=1``) with a planted motif attached to one random node.
 

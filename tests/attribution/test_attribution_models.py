@@ -59,3 +59,35 @@ def test_global_feature_selection_on_a_table_finds_the_informative_column():
     best = ss.solve(problem, "brute_force")
     for solver in ("integrated_gradients", "greedy_pig", "gradient_x_input"):
         assert ss.solve(problem, solver).selected == best.selected == (2,)
+
+
+def test_graph_edge_instance_is_the_graph_with_weighted_edges():
+    """All-ones edge weights reproduce the node-feature model; a zero weight equals deleting the edge
+    from the adjacency (networkx); IG over the edges equals Captum's IG on the same function."""
+    captum_attr = pytest.importorskip("captum.attr")
+    torch.manual_seed(0)
+    data = models.motif_graphs(2, base_nodes=10, seed=1)
+    gnn = models.DenseGCN().eval()
+    adjacency = torch.from_numpy(data["adjacency"][0])
+    features = torch.from_numpy(data["features"][0])
+    edges_instance = models.GraphEdgeInstance(gnn, adjacency, features).eval()
+    graph = nx.from_numpy_array(data["adjacency"][0])
+    assert sorted(map(tuple, edges_instance.edges.tolist())) == sorted(tuple(sorted(e)) for e in graph.edges)
+    n_edges = graph.number_of_edges()
+    node_instance = models.GraphInstance(gnn, adjacency).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(edges_instance(torch.ones(1, n_edges)), node_instance(features[None]))
+        removed = 3
+        u, v = edges_instance.edges[removed].tolist()
+        graph.remove_edge(u, v)
+        smaller = torch.from_numpy(nx.to_numpy_array(graph, nodelist=range(len(adjacency)), dtype=np.float32))
+        weights = torch.ones(1, n_edges)
+        weights[0, removed] = 0.0
+        torch.testing.assert_close(edges_instance(weights), models.GraphInstance(gnn, smaller)(features[None]))
+    problem = ss.Attribution(edges_instance, torch.ones(n_edges), baseline="zeros", target=1, k=3, output="raw")
+    ours = torch.as_tensor(ss.solve(problem, "integrated_gradients", steps=32, method="gausslegendre").info["attribution"])
+    theirs = captum_attr.IntegratedGradients(edges_instance).attribute(
+        torch.ones(1, n_edges), baselines=torch.zeros(1, n_edges), target=1, n_steps=32, method="gausslegendre")[0]
+    torch.testing.assert_close(ours.to(theirs.dtype), theirs, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="symmetric"):
+        models.GraphEdgeInstance(gnn, torch.triu(adjacency), features)
