@@ -159,3 +159,45 @@ def as_generator(seed: Any, name: str = "seed") -> np.random.Generator:
     if seed is None or isinstance(seed, np.random.Generator):
         return np.random.default_rng(seed) if seed is None else seed
     return np.random.default_rng(check_int(seed, name, low=0))
+
+
+def check_inference_mode(model: Any, when: str) -> None:
+    """Refuse a torch module whose batch-norm/instance-norm or dropout submodules are in training mode.
+
+    In training mode batch norm updates its running statistics on every call (the
+    model would be modified) and normalises by the statistics of the batch, and
+    dropout zeroes random units, so the outputs would be random and depend on the
+    batch. An instance norm without running statistics behaves the same in both
+    modes and is accepted; so are models without such layers, in either mode, and
+    plain functions.
+
+    Parameters
+    ----------
+    model : Any
+        The model about to be evaluated.
+    when : str
+        Completes "call model.eval() ..." in the message (e.g. ``"first"``).
+    """
+    try:
+        from torch import nn
+    except ImportError:  # no torch, so no torch module
+        return
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.dropout import _DropoutNd
+    from torch.nn.modules.instancenorm import _InstanceNorm
+
+    if not isinstance(model, nn.Module):
+        return
+    for name, module in model.named_modules():
+        if not module.training:
+            continue
+        if isinstance(module, _InstanceNorm) and not module.track_running_stats:
+            continue
+        if isinstance(module, (_NormBase, _DropoutNd)):
+            where = f"submodule {name!r}" if name else "the model itself"
+            effect = (
+                "updates its running statistics on every call and normalises by batch statistics"
+                if isinstance(module, _NormBase) else "zeroes random units, so the outputs are random"
+            )
+            raise ValueError(f"model is in training mode: {where} ({type(module).__name__}) {effect}; "
+                             f"call model.eval() {when}")

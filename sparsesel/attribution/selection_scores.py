@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparsesel.validation import check_index_set
+from sparsesel.validation import check_index_set, check_inference_mode
 
 TASKS: tuple[str, ...] = ("classification", "regression")
 
@@ -163,7 +163,7 @@ def masked_score(
     _check_task(task)
     if not callable(model):
         raise TypeError(f"model must be callable (a torch module or function), got {type(model).__name__}")
-    _check_inference_mode(model)
+    check_inference_mode(model, "first")
     X_np, y_np = _as_numpy_pair(X_test, y_test, "X_test", "y_test")
     n, d = X_np.shape
     columns = check_index_set(selected, "selected", d)
@@ -272,19 +272,3 @@ def _model_dtype_device(model: Any) -> tuple[torch.dtype, torch.device]:
             if parameter.is_floating_point():
                 return parameter.dtype, parameter.device
     return torch.float32, torch.device("cpu")
-
-
-def _check_inference_mode(model: Any) -> None:
-    """Refuse a module whose dropout or batch-norm submodules are in training mode (random or state-changing calls)."""
-    if not isinstance(model, torch.nn.Module):
-        return
-    from torch.nn.modules.batchnorm import _BatchNorm
-    from torch.nn.modules.dropout import _DropoutNd
-
-    for name, module in model.named_modules():
-        if module.training and isinstance(module, (_BatchNorm, _DropoutNd)):
-            where = f"submodule {name!r}" if name else "the model itself"
-            raise ValueError(
-                f"model is in training mode: {where} ({type(module).__name__}) would make the score random or "
-                "update running statistics; call model.eval() first"
-            )

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sparsesel.problems.base import Problem
-from sparsesel.validation import check_choice, check_index_set, check_int
+from sparsesel.validation import check_choice, check_index_set, check_inference_mode, check_int
 
 OUTPUTS = ("raw", "softmax", "log_softmax")
 
@@ -89,7 +89,7 @@ class Attribution(Problem):
 
         if not callable(self.model):
             raise TypeError(f"model must be a callable torch model, got {type(self.model).__name__}")
-        _check_inference_mode(self.model)
+        check_inference_mode(self.model, "before building the Attribution problem")
         x = _as_float_tensor(self.x, "x")
         output = check_choice(self.output, "output", OUTPUTS)
 
@@ -288,39 +288,6 @@ def _check_input_dtype(dtype_name: str, refused: bool, name: str) -> None:
         f"{name} has dtype bool; convert it to a float array or tensor first (e.g. .astype(float) or .float()) "
         "to say which values the model should see"
     )
-
-
-def _check_inference_mode(model: Any) -> None:
-    """Refuse a module whose batch-norm/instance-norm or dropout submodules are in training mode.
-
-    In training mode batch norm updates its running statistics on every call (the
-    model would be modified) and normalises by the statistics of the batch, and
-    dropout zeroes random units, so ``G`` would be random and depend on the batch.
-    An instance norm without running statistics behaves the same in both modes
-    and is accepted. Models without such layers are accepted in either mode.
-    """
-    from torch import nn
-    from torch.nn.modules.batchnorm import _NormBase
-    from torch.nn.modules.dropout import _DropoutNd
-    from torch.nn.modules.instancenorm import _InstanceNorm
-
-    if not isinstance(model, nn.Module):
-        return
-    for name, module in model.named_modules():
-        if not module.training:
-            continue
-        if isinstance(module, _InstanceNorm) and not module.track_running_stats:
-            continue
-        if isinstance(module, (_NormBase, _DropoutNd)):
-            where = f"submodule {name!r}" if name else "the model itself"
-            effect = (
-                "updates its running statistics on every call and normalises by batch statistics"
-                if isinstance(module, _NormBase) else "zeroes random units, so the outputs are random"
-            )
-            raise ValueError(
-                f"model is in training mode: {where} ({type(module).__name__}) {effect}; "
-                "call model.eval() before building the Attribution problem"
-            )
 
 
 def _feature_labels(groups: Any, x: torch.Tensor) -> tuple[torch.Tensor, int, tuple[int, ...]]:
