@@ -7,21 +7,38 @@ Four encoder–decoders of the same pix2pix-style U-Net (:class:`HighlightUNet`)
 2. refinement: ``D = U3(A·S, I)``;
 3. tone correction: ``D_tc = U4(D, R, I)``.
 
-Losses (all MSE, weight 1, as the official ``train_4_networks.py``):
-``MSE(A) + MSE(S) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``.
+Value spaces (``TSHRNetConfig.value_space``):
 
-Differences from the official code: images are ``[0, 1]`` here, each U-Net sees its inputs
-mapped to ``[−1, 1]`` and its tanh output is mapped back to ``[0, 1]``, so ``A·S`` is the
-product of physical quantities (the official code multiplies the ``[−1, 1]`` tensors).
+* ``"official"`` (default) — the computation of the official ``test_4_networks.py``: the image
+  is normalised to ``[−1, 1]`` (``(x − 0.5) / 0.5``, its ``Normalize(0.5, 0.5)``), the four
+  U-Nets and the products and differences between the stages (``A·S``, ``I − A·S``) are
+  computed on those normalised tensors, and every stage's result is mapped back with
+  ``x · 0.5 + 0.5`` (its ``unnormalize``). Official checkpoints
+  (:mod:`sparsesel.nets.tshrnet_checkpoints`) reproduce the official outputs in this space.
+  ``diffuse_coarse`` and ``residue`` are then the official tensors mapped back to ``[0, 1]``:
+  ``diffuse_coarse ≠ albedo · shading`` and ``residue ≠ image − diffuse_coarse`` in ``[0, 1]``.
+* ``"unit"`` — a physical variant: each U-Net sees its inputs mapped to ``[−1, 1]`` and its
+  tanh output is mapped back to ``[0, 1]`` before the stages combine them, so ``A·S`` is the
+  product of physical quantities. Not the official network; files saved by sparsesel before
+  the value spaces existed load in this space.
+
+Either way the public API takes and returns images in ``[0, 1]``.
+
+Losses (all MSE, weight 1, as the official ``train_4_networks.py``; :data:`TSHRNET_LOSS_WEIGHTS`):
+``MSE(A) + MSE(S) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``, in the network's value space
+(the official one: 4 × the MSE of the ``[0, 1]`` images, since all targets are normalised too).
 
 :class:`HighlightUNet` generalises the official ``UNet``: 4×4 stride-2 convolutions,
 LeakyReLU(0.2) before, BatchNorm after every encoder convolution but the first and the
 innermost; a middle convolution applied ``shared_repeats`` times **with shared weights**
 (and its mirror in the decoder); ReLU → transposed conv → BatchNorm in the decoder with
-concatenated skips, tanh at the end. ``TSHRNetConfig.paper()`` (width 64, 4 levels, 3
-shared repeats) reproduces the official layer shapes: 29,245,507 parameters for a 3→3 U-Net,
-about 117.0 M for the four. Inputs must be multiples of ``2**(levels + shared_repeats + 1)``
-(256 for the paper's configuration; :meth:`TSHRNet.restore` pads).
+concatenated skips, tanh at the end. (The official encoder's in-place LeakyReLU also changes
+the skip tensors, but every skip enters a concatenation followed by a ReLU and
+``ReLU(LeakyReLU(x)) = ReLU(x)``, so both compute the same function.) ``TSHRNetConfig.paper()``
+(width 64, 4 levels, 3 shared repeats) reproduces the official layer shapes: 29,245,507
+parameters for a 3→3 U-Net, about 117.0 M for the four. Inputs must be multiples of
+``2**(levels + shared_repeats + 1)`` (256 for the paper's configuration; :meth:`TSHRNet.restore`
+pads, where the official test script resizes to 256).
 """
 
 from __future__ import annotations
@@ -34,7 +51,33 @@ from torch import nn
 
 from sparsesel.nets.layers import reflect_pad_to_multiple
 
-__all__ = ["HighlightUNet", "SpecularRemoval", "TSHRNet", "TSHRNetConfig", "tshrnet_loss"]
+__all__ = [
+    "TSHRNET_LOSS_WEIGHTS",
+    "VALUE_SPACES",
+    "HighlightUNet",
+    "SpecularRemoval",
+    "TSHRNet",
+    "TSHRNetConfig",
+    "from_official_range",
+    "to_official_range",
+    "tshrnet_loss",
+]
+
+#: ``"official"``: stages computed on ``[−1, 1]`` tensors as the official code; ``"unit"``: on ``[0, 1]``
+VALUE_SPACES = ("official", "unit")
+
+#: weights of the five MSE terms of the official ``train_4_networks.py`` (its ``L_total``)
+TSHRNET_LOSS_WEIGHTS: dict[str, float] = {"albedo": 1.0, "shading": 1.0, "residue": 1.0, "diffuse": 1.0, "diffuse_tc": 1.0}
+
+
+def to_official_range(image: torch.Tensor) -> torch.Tensor:
+    """``(x − 0.5) / 0.5``: a ``[0, 1]`` image in the official ``[−1, 1]`` value space (any shape)."""
+    return (image - 0.5) / 0.5
+
+
+def from_official_range(tensor: torch.Tensor) -> torch.Tensor:
+    """``x · 0.5 + 0.5``: the official ``unnormalize``, from ``[−1, 1]`` back to ``[0, 1]`` (any shape)."""
+    return tensor * 0.5 + 0.5
 
 
 @dataclass(frozen=True)
@@ -52,12 +95,15 @@ class TSHRNetConfig:
         Times the shared middle convolution (and its decoder mirror) is applied (official 3).
     max_width_mult : int
         Cap of the width multiplier (official 8).
+    value_space : {"official", "unit"}
+        Where the stages compute (see the module docstring); the official network is ``"official"``.
     """
 
     width: int = 64
     levels: int = 4
     shared_repeats: int = 3
     max_width_mult: int = 8
+    value_space: str = "official"
 
     def __post_init__(self) -> None:
         for name in ("width", "levels", "max_width_mult"):
@@ -66,6 +112,8 @@ class TSHRNetConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.shared_repeats, bool) or not isinstance(self.shared_repeats, int) or self.shared_repeats < 0:
             raise ValueError(f"shared_repeats must be a non-negative integer, got {self.shared_repeats!r}")
+        if self.value_space not in VALUE_SPACES:
+            raise ValueError(f"value_space must be one of {VALUE_SPACES}, got {self.value_space!r}")
 
     @property
     def multiple(self) -> int:
@@ -158,9 +206,13 @@ class TSHRNet(nn.Module):
     """Three-stage specular highlight removal network (four :class:`HighlightUNet`).
 
     ``forward(image)`` takes ``(B, 3, H, W)`` in ``[0, 1]`` (sides multiples of
-    ``config.multiple``) and returns a dict of ``(B, 3, H, W)`` tensors: ``albedo``,
-    ``shading``, ``diffuse_coarse`` (A·S), ``residue`` (I − A·S), ``diffuse`` (refined) and
-    ``diffuse_tc`` (tone-corrected, the final output).
+    ``config.multiple``) and returns a dict of ``(B, 3, H, W)`` tensors in ``[0, 1]``:
+    ``albedo``, ``shading``, ``diffuse_coarse`` (A·S), ``residue`` (I − A·S), ``diffuse``
+    (refined) and ``diffuse_tc`` (tone-corrected, the final output). With the default
+    ``value_space="official"`` the stages run on ``[−1, 1]`` tensors exactly as the official
+    test script (:meth:`forward_official`) and the ``[0, 1]`` conversion happens only at the
+    edges: the input is normalised once, every returned tensor is the official one mapped
+    back with ``x · 0.5 + 0.5``.
     """
 
     #: the entry of ``forward``'s dict that is the network's result (read by :mod:`sparsesel.compress`)
@@ -178,21 +230,33 @@ class TSHRNet(nn.Module):
         self.refine_net = HighlightUNet(6, 3, config)
         self.tone_net = HighlightUNet(9, 3, config)
 
-    @staticmethod
-    def _run(net: HighlightUNet, *images: torch.Tensor) -> torch.Tensor:
-        return (net(torch.cat(images, dim=1) * 2.0 - 1.0) + 1.0) * 0.5
-
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _check(self, image: torch.Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"image must have shape (B, 3, H, W), got {tuple(image.shape)}")
         if image.shape[-2] % self.multiple or image.shape[-1] % self.multiple:
             raise ValueError(f"image sides must be multiples of {self.multiple}, got {tuple(image.shape[-2:])}; use restore()")
-        albedo = self._run(self.albedo_net, image)
-        shading = self._run(self.shading_net, image)
+
+    def forward_official(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The official three stages on a normalised image (``test_4_networks.py``).
+
+        Parameters
+        ----------
+        image : torch.Tensor, shape (B, 3, H, W)
+            In the official ``[−1, 1]`` space (:func:`to_official_range` of a ``[0, 1]`` image).
+
+        Returns
+        -------
+        dict of torch.Tensor, each (B, 3, H, W), in the official space
+            The keys of :meth:`forward`; ``diffuse_coarse = albedo · shading`` and
+            ``residue = image − albedo · shading`` hold exactly here.
+        """
+        self._check(image)
+        albedo = self.albedo_net(image)
+        shading = self.shading_net(image)
         coarse = albedo * shading
         residue = image - coarse
-        refined = self._run(self.refine_net, coarse, image)
-        toned = self._run(self.tone_net, refined, residue, image)
+        refined = self.refine_net(torch.cat([coarse, image], dim=1))
+        toned = self.tone_net(torch.cat([refined, residue, image], dim=1))
         return {
             "albedo": albedo,
             "shading": shading,
@@ -202,9 +266,39 @@ class TSHRNet(nn.Module):
             "diffuse_tc": toned,
         }
 
+    @staticmethod
+    def _run_unit(net: HighlightUNet, *images: torch.Tensor) -> torch.Tensor:
+        return from_official_range(net(to_official_range(torch.cat(images, dim=1))))
+
+    def _forward_unit(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        albedo = self._run_unit(self.albedo_net, image)
+        shading = self._run_unit(self.shading_net, image)
+        coarse = albedo * shading
+        residue = image - coarse
+        refined = self._run_unit(self.refine_net, coarse, image)
+        toned = self._run_unit(self.tone_net, refined, residue, image)
+        return {
+            "albedo": albedo,
+            "shading": shading,
+            "diffuse_coarse": coarse,
+            "residue": residue,
+            "diffuse": refined,
+            "diffuse_tc": toned,
+        }
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._check(image)
+        if self.config.value_space == "unit":
+            return self._forward_unit(image)
+        stages = self.forward_official(to_official_range(image))
+        return {key: from_official_range(value) for key, value in stages.items()}
+
     @torch.no_grad()
     def restore(self, image: torch.Tensor) -> torch.Tensor:
-        """Tone-corrected diffuse image of a ``(3, H, W)`` or ``(B, 3, H, W)`` image of any size."""
+        """Tone-corrected diffuse image of a ``(3, H, W)`` or ``(B, 3, H, W)`` image of any size.
+
+        ``[0, 1]`` in and out; the image is reflect-padded to ``config.multiple`` and cropped back.
+        """
         squeeze = image.ndim == 3
         x = image.unsqueeze(0) if squeeze else image
         padded, (height, width) = reflect_pad_to_multiple(x, self.multiple)
@@ -214,19 +308,48 @@ class TSHRNet(nn.Module):
 
 SpecularRemoval = TSHRNet
 
+_LOSS_TARGETS = {"albedo": "albedo", "shading": "shading", "residue": "residue", "diffuse": "diffuse", "diffuse_tc": "target"}
 
-def tshrnet_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The official SSHR loss: MSE on albedo, shading, residue, refined and tone-corrected diffuse.
 
-    ``batch`` needs ``albedo``, ``shading``, ``residue``, ``diffuse`` and ``target`` (= D_tc).
+def tshrnet_loss(
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    *,
+    value_space: str = "official",
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """The official SSHR loss: weighted MSEs on albedo, shading, residue, refined and tone-corrected diffuse.
+
+    Parameters
+    ----------
+    outputs : dict of torch.Tensor
+        :meth:`TSHRNet.forward`'s dict (``[0, 1]``).
+    batch : dict of torch.Tensor
+        ``albedo``, ``shading``, ``residue``, ``diffuse`` and ``target`` (= D_tc), ``[0, 1]``,
+        shaped as the outputs.
+    value_space : {"official", "unit"}
+        ``"official"``: the MSEs are taken on the normalised tensors (``2x − 1``, as the
+        official training script, whose targets are normalised too), i.e. 4 × the ``[0, 1]``
+        MSEs; ``"unit"``: on the ``[0, 1]`` images.
+    weights : dict, optional
+        Term weights keyed by output name; default :data:`TSHRNET_LOSS_WEIGHTS` (all 1).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
     """
+    if value_space not in VALUE_SPACES:
+        raise ValueError(f"value_space must be one of {VALUE_SPACES}, got {value_space!r}")
+    weights = TSHRNET_LOSS_WEIGHTS if weights is None else weights
+    unknown = sorted(set(weights) - set(_LOSS_TARGETS))
+    if unknown:
+        raise ValueError(f"unknown TSHRNet loss terms {unknown}; valid: {sorted(_LOSS_TARGETS)}")
     missing = [k for k in ("albedo", "shading", "residue", "diffuse", "target") if k not in batch]
     if missing:
         raise ValueError(f"the TSHRNet loss needs batch keys {missing} (use the 'specular' task)")
-    return (
-        F.mse_loss(outputs["albedo"], batch["albedo"])
-        + F.mse_loss(outputs["shading"], batch["shading"])
-        + F.mse_loss(outputs["residue"], batch["residue"])
-        + F.mse_loss(outputs["diffuse"], batch["diffuse"])
-        + F.mse_loss(outputs["diffuse_tc"], batch["target"])
-    )
+    space = to_official_range if value_space == "official" else (lambda t: t)
+    total = outputs["diffuse_tc"].new_zeros(())
+    for name, weight in weights.items():
+        total = total + weight * F.mse_loss(space(outputs[name]), space(batch[_LOSS_TARGETS[name]]))
+    return total
