@@ -61,6 +61,7 @@ __all__ = [
     "from_official_range",
     "to_official_range",
     "tshrnet_loss",
+    "tshrnet_loss_terms",
 ]
 
 #: ``"official"``: stages computed on ``[−1, 1]`` tensors as the official code; ``"unit"``: on ``[0, 1]``
@@ -311,14 +312,10 @@ SpecularRemoval = TSHRNet
 _LOSS_TARGETS = {"albedo": "albedo", "shading": "shading", "residue": "residue", "diffuse": "diffuse", "diffuse_tc": "target"}
 
 
-def tshrnet_loss(
-    outputs: dict[str, torch.Tensor],
-    batch: dict[str, torch.Tensor],
-    *,
-    value_space: str = "official",
-    weights: dict[str, float] | None = None,
-) -> torch.Tensor:
-    """The official SSHR loss: weighted MSEs on albedo, shading, residue, refined and tone-corrected diffuse.
+def tshrnet_loss_terms(
+    outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], *, value_space: str = "official"
+) -> dict[str, torch.Tensor]:
+    """The five unweighted MSE terms of the official SSHR loss, keyed as :data:`TSHRNET_LOSS_WEIGHTS`.
 
     Parameters
     ----------
@@ -328,28 +325,43 @@ def tshrnet_loss(
         ``albedo``, ``shading``, ``residue``, ``diffuse`` and ``target`` (= D_tc), ``[0, 1]``,
         shaped as the outputs.
     value_space : {"official", "unit"}
-        ``"official"``: the MSEs are taken on the normalised tensors (``2x − 1``, as the
+        ``"official"``: each MSE is taken on the normalised tensors (``(x − 0.5) / 0.5``, as the
         official training script, whose targets are normalised too), i.e. 4 × the ``[0, 1]``
-        MSEs; ``"unit"``: on the ``[0, 1]`` images.
-    weights : dict, optional
-        Term weights keyed by output name; default :data:`TSHRNET_LOSS_WEIGHTS` (all 1).
+        MSE; ``"unit"``: on the ``[0, 1]`` images.
 
     Returns
     -------
-    torch.Tensor
-        A scalar.
+    dict of scalar torch.Tensor
+        ``albedo``, ``shading``, ``residue``, ``diffuse``, ``diffuse_tc``.
     """
     if value_space not in VALUE_SPACES:
         raise ValueError(f"value_space must be one of {VALUE_SPACES}, got {value_space!r}")
-    weights = TSHRNET_LOSS_WEIGHTS if weights is None else weights
-    unknown = sorted(set(weights) - set(_LOSS_TARGETS))
-    if unknown:
-        raise ValueError(f"unknown TSHRNet loss terms {unknown}; valid: {sorted(_LOSS_TARGETS)}")
     missing = [k for k in ("albedo", "shading", "residue", "diffuse", "target") if k not in batch]
     if missing:
         raise ValueError(f"the TSHRNet loss needs batch keys {missing} (use the 'specular' task)")
     space = to_official_range if value_space == "official" else (lambda t: t)
+    return {name: F.mse_loss(space(outputs[name]), space(batch[target])) for name, target in _LOSS_TARGETS.items()}
+
+
+def tshrnet_loss(
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    *,
+    value_space: str = "official",
+    weights: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """The official SSHR loss ``L_total``: the weighted sum of :func:`tshrnet_loss_terms`.
+
+    ``weights`` (keyed by output name) default to :data:`TSHRNET_LOSS_WEIGHTS` (all 1, as
+    ``train_4_networks.py``; its comment suggests 0.01 on ``residue`` for better albedo and
+    shading). Returns a scalar tensor.
+    """
+    weights = TSHRNET_LOSS_WEIGHTS if weights is None else weights
+    unknown = sorted(set(weights) - set(_LOSS_TARGETS))
+    if unknown:
+        raise ValueError(f"unknown TSHRNet loss terms {unknown}; valid: {sorted(_LOSS_TARGETS)}")
+    terms = tshrnet_loss_terms(outputs, batch, value_space=value_space)
     total = outputs["diffuse_tc"].new_zeros(())
-    for name, weight in weights.items():
-        total = total + weight * F.mse_loss(space(outputs[name]), space(batch[_LOSS_TARGETS[name]]))
+    for name, value in terms.items():
+        total = total + weights.get(name, 0.0) * value
     return total
