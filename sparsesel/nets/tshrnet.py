@@ -7,6 +7,12 @@ Four encoder–decoders of the same pix2pix-style U-Net (:class:`HighlightUNet`)
 2. refinement: ``D = U3(A·S, I)``;
 3. tone correction: ``D_tc = U4(D, R, I)``.
 
+``TSHRNetConfig.stage_one="direct"`` is the stage 1 of the official ``train_4_networks_mix.py``
+(for data without albedo and shading: SHIQ, PSD, the mixed release): ``D₁ = U1(I)`` is the
+coarse diffuse image and ``R = U2(I)`` the residue, then ``D = U3(D₁, I)`` and
+``D_tc = U4(D, R, I)``; the modules keep their names (``albedo_net`` predicts ``D₁``,
+``shading_net`` predicts ``R``) and there is no ``albedo``/``shading`` output.
+
 Value spaces (``TSHRNetConfig.value_space``):
 
 * ``"official"`` (default) — the computation of the official ``test_4_networks.py``: the image
@@ -25,7 +31,9 @@ Value spaces (``TSHRNetConfig.value_space``):
 Either way the public API takes and returns images in ``[0, 1]``.
 
 Losses (all MSE, weight 1, as the official ``train_4_networks.py``; :data:`TSHRNET_LOSS_WEIGHTS`):
-``MSE(A) + MSE(S) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``, in the network's value space
+``MSE(A) + MSE(S) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``; with ``stage_one="direct"``
+(``train_4_networks_mix.py``; :data:`TSHRNET_MIX_LOSS_WEIGHTS`)
+``MSE(D₁, D_gt) + MSE(R) + MSE(D, D_gt) + MSE(D_tc, D_tc_gt)``. Each in the network's value space
 (the official one: 4 × the MSE of the ``[0, 1]`` images, since all targets are normalised too).
 
 :class:`HighlightUNet` generalises the official ``UNet``: 4×4 stride-2 convolutions,
@@ -52,7 +60,9 @@ from torch import nn
 from sparsesel.nets.layers import reflect_pad_to_multiple
 
 __all__ = [
+    "STAGE_ONE_KINDS",
     "TSHRNET_LOSS_WEIGHTS",
+    "TSHRNET_MIX_LOSS_WEIGHTS",
     "VALUE_SPACES",
     "HighlightUNet",
     "SpecularRemoval",
@@ -67,8 +77,14 @@ __all__ = [
 #: ``"official"``: stages computed on ``[−1, 1]`` tensors as the official code; ``"unit"``: on ``[0, 1]``
 VALUE_SPACES = ("official", "unit")
 
-#: weights of the five MSE terms of the official ``train_4_networks.py`` (its ``L_total``)
+#: ``"intrinsic"``: U1, U2 predict albedo and shading (``train_4_networks.py``); ``"direct"``: the
+#: coarse diffuse image and the residue (``train_4_networks_mix.py``)
+STAGE_ONE_KINDS = ("intrinsic", "direct")
+
+#: weights of the five MSE terms of the official ``train_4_networks.py`` (its ``L_total``), by output
 TSHRNET_LOSS_WEIGHTS: dict[str, float] = {"albedo": 1.0, "shading": 1.0, "residue": 1.0, "diffuse": 1.0, "diffuse_tc": 1.0}
+#: weights of the four MSE terms of ``train_4_networks_mix.py`` (``stage_one="direct"``), by output
+TSHRNET_MIX_LOSS_WEIGHTS: dict[str, float] = {"diffuse_coarse": 1.0, "residue": 1.0, "diffuse": 1.0, "diffuse_tc": 1.0}
 
 
 def to_official_range(image: torch.Tensor) -> torch.Tensor:
@@ -98,6 +114,9 @@ class TSHRNetConfig:
         Cap of the width multiplier (official 8).
     value_space : {"official", "unit"}
         Where the stages compute (see the module docstring); the official network is ``"official"``.
+    stage_one : {"intrinsic", "direct"}
+        What the first two U-Nets predict: albedo and shading (official SSHR training, the
+        default) or the coarse diffuse image and the residue (official mixed-data training).
     """
 
     width: int = 64
@@ -105,6 +124,7 @@ class TSHRNetConfig:
     shared_repeats: int = 3
     max_width_mult: int = 8
     value_space: str = "official"
+    stage_one: str = "intrinsic"
 
     def __post_init__(self) -> None:
         for name in ("width", "levels", "max_width_mult"):
@@ -115,6 +135,8 @@ class TSHRNetConfig:
             raise ValueError(f"shared_repeats must be a non-negative integer, got {self.shared_repeats!r}")
         if self.value_space not in VALUE_SPACES:
             raise ValueError(f"value_space must be one of {VALUE_SPACES}, got {self.value_space!r}")
+        if self.stage_one not in STAGE_ONE_KINDS:
+            raise ValueError(f"stage_one must be one of {STAGE_ONE_KINDS}, got {self.stage_one!r}")
 
     @property
     def multiple(self) -> int:
@@ -238,7 +260,8 @@ class TSHRNet(nn.Module):
             raise ValueError(f"image sides must be multiples of {self.multiple}, got {tuple(image.shape[-2:])}; use restore()")
 
     def forward_official(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The official three stages on a normalised image (``test_4_networks.py``).
+        """The official three stages on a normalised image (``test_4_networks.py``, or
+        ``test_4_networks_mix.py`` with ``stage_one="direct"``).
 
         Parameters
         ----------
@@ -249,48 +272,35 @@ class TSHRNet(nn.Module):
         -------
         dict of torch.Tensor, each (B, 3, H, W), in the official space
             The keys of :meth:`forward`; ``diffuse_coarse = albedo · shading`` and
-            ``residue = image − albedo · shading`` hold exactly here.
+            ``residue = image − albedo · shading`` hold exactly here (``"intrinsic"``).
         """
         self._check(image)
-        albedo = self.albedo_net(image)
-        shading = self.shading_net(image)
-        coarse = albedo * shading
-        residue = image - coarse
-        refined = self.refine_net(torch.cat([coarse, image], dim=1))
-        toned = self.tone_net(torch.cat([refined, residue, image], dim=1))
-        return {
-            "albedo": albedo,
-            "shading": shading,
-            "diffuse_coarse": coarse,
-            "residue": residue,
-            "diffuse": refined,
-            "diffuse_tc": toned,
-        }
+        return self._stages(image, lambda net, *inputs: net(torch.cat(inputs, dim=1)))
+
+    def _stages(self, image: torch.Tensor, run) -> dict[str, torch.Tensor]:
+        """The wiring; ``run(unet, *inputs)`` applies one U-Net to its concatenated inputs."""
+        out: dict[str, torch.Tensor] = {}
+        if self.config.stage_one == "intrinsic":
+            out["albedo"] = run(self.albedo_net, image)
+            out["shading"] = run(self.shading_net, image)
+            coarse = out["albedo"] * out["shading"]
+            residue = image - coarse
+        else:
+            coarse = run(self.albedo_net, image)
+            residue = run(self.shading_net, image)
+        refined = run(self.refine_net, coarse, image)
+        toned = run(self.tone_net, refined, residue, image)
+        out.update(diffuse_coarse=coarse, residue=residue, diffuse=refined, diffuse_tc=toned)
+        return out
 
     @staticmethod
     def _run_unit(net: HighlightUNet, *images: torch.Tensor) -> torch.Tensor:
         return from_official_range(net(to_official_range(torch.cat(images, dim=1))))
 
-    def _forward_unit(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        albedo = self._run_unit(self.albedo_net, image)
-        shading = self._run_unit(self.shading_net, image)
-        coarse = albedo * shading
-        residue = image - coarse
-        refined = self._run_unit(self.refine_net, coarse, image)
-        toned = self._run_unit(self.tone_net, refined, residue, image)
-        return {
-            "albedo": albedo,
-            "shading": shading,
-            "diffuse_coarse": coarse,
-            "residue": residue,
-            "diffuse": refined,
-            "diffuse_tc": toned,
-        }
-
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         self._check(image)
         if self.config.value_space == "unit":
-            return self._forward_unit(image)
+            return self._stages(image, self._run_unit)
         stages = self.forward_official(to_official_range(image))
         return {key: from_official_range(value) for key, value in stages.items()}
 
@@ -309,13 +319,21 @@ class TSHRNet(nn.Module):
 
 SpecularRemoval = TSHRNet
 
-_LOSS_TARGETS = {"albedo": "albedo", "shading": "shading", "residue": "residue", "diffuse": "diffuse", "diffuse_tc": "target"}
+# output -> batch key of its target
+_LOSS_TARGETS = {
+    "intrinsic": {"albedo": "albedo", "shading": "shading", "residue": "residue", "diffuse": "diffuse", "diffuse_tc": "target"},
+    "direct": {"diffuse_coarse": "diffuse", "residue": "residue", "diffuse": "diffuse", "diffuse_tc": "target"},
+}
 
 
 def tshrnet_loss_terms(
-    outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], *, value_space: str = "official"
+    outputs: dict[str, torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    *,
+    value_space: str = "official",
+    stage_one: str = "intrinsic",
 ) -> dict[str, torch.Tensor]:
-    """The five unweighted MSE terms of the official SSHR loss, keyed as :data:`TSHRNET_LOSS_WEIGHTS`.
+    """The unweighted MSE terms of the official loss, keyed by output name.
 
     Parameters
     ----------
@@ -323,24 +341,31 @@ def tshrnet_loss_terms(
         :meth:`TSHRNet.forward`'s dict (``[0, 1]``).
     batch : dict of torch.Tensor
         ``albedo``, ``shading``, ``residue``, ``diffuse`` and ``target`` (= D_tc), ``[0, 1]``,
-        shaped as the outputs.
+        shaped as the outputs (``"direct"`` needs only the last three).
     value_space : {"official", "unit"}
         ``"official"``: each MSE is taken on the normalised tensors (``(x − 0.5) / 0.5``, as the
-        official training script, whose targets are normalised too), i.e. 4 × the ``[0, 1]``
+        official training scripts, whose targets are normalised too), i.e. 4 × the ``[0, 1]``
         MSE; ``"unit"``: on the ``[0, 1]`` images.
+    stage_one : {"intrinsic", "direct"}
+        ``"intrinsic"`` (``train_4_networks.py``): ``albedo``, ``shading``, ``residue``,
+        ``diffuse``, ``diffuse_tc`` against albedo, shading, residue, diffuse and target;
+        ``"direct"`` (``train_4_networks_mix.py``): ``diffuse_coarse``, ``residue``, ``diffuse``,
+        ``diffuse_tc`` against diffuse, residue, diffuse and target.
 
     Returns
     -------
     dict of scalar torch.Tensor
-        ``albedo``, ``shading``, ``residue``, ``diffuse``, ``diffuse_tc``.
     """
     if value_space not in VALUE_SPACES:
         raise ValueError(f"value_space must be one of {VALUE_SPACES}, got {value_space!r}")
-    missing = [k for k in ("albedo", "shading", "residue", "diffuse", "target") if k not in batch]
+    if stage_one not in STAGE_ONE_KINDS:
+        raise ValueError(f"stage_one must be one of {STAGE_ONE_KINDS}, got {stage_one!r}")
+    targets = _LOSS_TARGETS[stage_one]
+    missing = sorted({k for k in targets.values() if k not in batch})
     if missing:
         raise ValueError(f"the TSHRNet loss needs batch keys {missing} (use the 'specular' task)")
     space = to_official_range if value_space == "official" else (lambda t: t)
-    return {name: F.mse_loss(space(outputs[name]), space(batch[target])) for name, target in _LOSS_TARGETS.items()}
+    return {name: F.mse_loss(space(outputs[name]), space(batch[target])) for name, target in targets.items()}
 
 
 def tshrnet_loss(
@@ -348,19 +373,21 @@ def tshrnet_loss(
     batch: dict[str, torch.Tensor],
     *,
     value_space: str = "official",
+    stage_one: str = "intrinsic",
     weights: dict[str, float] | None = None,
 ) -> torch.Tensor:
-    """The official SSHR loss ``L_total``: the weighted sum of :func:`tshrnet_loss_terms`.
+    """The official loss ``L_total``: the weighted sum of :func:`tshrnet_loss_terms`.
 
     ``weights`` (keyed by output name) default to :data:`TSHRNET_LOSS_WEIGHTS` (all 1, as
     ``train_4_networks.py``; its comment suggests 0.01 on ``residue`` for better albedo and
-    shading). Returns a scalar tensor.
+    shading), or :data:`TSHRNET_MIX_LOSS_WEIGHTS` for ``stage_one="direct"``. Returns a scalar tensor.
     """
-    weights = TSHRNET_LOSS_WEIGHTS if weights is None else weights
-    unknown = sorted(set(weights) - set(_LOSS_TARGETS))
+    if weights is None:
+        weights = TSHRNET_MIX_LOSS_WEIGHTS if stage_one == "direct" else TSHRNET_LOSS_WEIGHTS
+    terms = tshrnet_loss_terms(outputs, batch, value_space=value_space, stage_one=stage_one)
+    unknown = sorted(set(weights) - set(terms))
     if unknown:
-        raise ValueError(f"unknown TSHRNet loss terms {unknown}; valid: {sorted(_LOSS_TARGETS)}")
-    terms = tshrnet_loss_terms(outputs, batch, value_space=value_space)
+        raise ValueError(f"unknown TSHRNet loss terms {unknown}; valid: {sorted(terms)}")
     total = outputs["diffuse_tc"].new_zeros(())
     for name, value in terms.items():
         total = total + weights.get(name, 0.0) * value

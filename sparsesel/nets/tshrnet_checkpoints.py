@@ -20,8 +20,9 @@ layer, ``CvT{L+4} … CvT{2L+2}`` the decoder, ``CvT{2L+3}`` the output layer; i
 
 The files of ``train_4_networks_mix.py`` (the ``mix_SSHR_SHIQ_PSD``, SHIQ and PSD releases)
 have the same layout but another stage-1 wiring (U-Net 1 predicts the diffuse image and
-U-Net 2 the residue); :class:`~sparsesel.nets.tshrnet.TSHRNet` implements the SSHR wiring
-only, and the files cannot tell the two apart.
+U-Net 2 the residue). The files cannot tell the two apart: load those with
+``stage_one="direct"`` (the default ``"intrinsic"`` is ``train_4_networks.py``'s, the
+``checkpoints_SSHR`` release).
 """
 
 from __future__ import annotations
@@ -105,12 +106,13 @@ def _clean_state(state: object, what: str) -> dict[str, torch.Tensor]:
 
 
 def infer_tshrnet_config(states: Sequence[Mapping[str, torch.Tensor]], *, shared_repeats: int = 3,
-                         value_space: str = "official") -> TSHRNetConfig:
+                         value_space: str = "official", stage_one: str = "intrinsic") -> TSHRNetConfig:
     """The :class:`TSHRNetConfig` of four official-layout state dicts (``module.`` already stripped).
 
     Width, levels and the width cap are read from the tensors; ``shared_repeats`` cannot be
     (the shared layers hold one set of weights however often they run), so it is given
-    (official 3) and must be 0 exactly when the files have no shared layer.
+    (official 3) and must be 0 exactly when the files have no shared layer; nor can
+    ``stage_one`` (same layout for both official trainings), which is given too.
     """
     first = states[0]
     if "Cv0.conv.weight" not in first:
@@ -129,11 +131,12 @@ def infer_tshrnet_config(states: Sequence[Mapping[str, torch.Tensor]], *, shared
     if deepest not in first:
         raise ValueError(f"UNet1: missing {deepest!r} of a {levels}-level UNet")
     return TSHRNetConfig(width=width, levels=levels, shared_repeats=shared_repeats,
-                         max_width_mult=max(1, int(first[deepest].shape[0]) // width), value_space=value_space)
+                         max_width_mult=max(1, int(first[deepest].shape[0]) // width), value_space=value_space,
+                         stage_one=stage_one)
 
 
 def tshrnet_from_official(states: Sequence[Mapping[str, torch.Tensor]], *, config: TSHRNetConfig | None = None,
-                          shared_repeats: int = 3, value_space: str = "official",
+                          shared_repeats: int = 3, value_space: str = "official", stage_one: str = "intrinsic",
                           names: Sequence[str] | None = None) -> TSHRNet:
     """A :class:`TSHRNet` (eval mode) holding four official-layout state dicts.
 
@@ -144,7 +147,7 @@ def tshrnet_from_official(states: Sequence[Mapping[str, torch.Tensor]], *, confi
     config : TSHRNetConfig, optional
         Default: inferred (:func:`infer_tshrnet_config`; the released files give
         ``TSHRNetConfig.paper()``).
-    shared_repeats, value_space
+    shared_repeats, value_space, stage_one
         Passed to :func:`infer_tshrnet_config` when ``config`` is not given.
     names : sequence of 4 str, optional
         How to name each state dict in errors (default ``UNet1`` … ``UNet4``).
@@ -154,7 +157,7 @@ def tshrnet_from_official(states: Sequence[Mapping[str, torch.Tensor]], *, confi
     names = [stem for stem, _, _ in OFFICIAL_STAGE_FILES] if names is None else list(names)
     clean = [_clean_state(state, name) for state, name in zip(states, names)]
     if config is None:
-        config = infer_tshrnet_config(clean, shared_repeats=shared_repeats, value_space=value_space)
+        config = infer_tshrnet_config(clean, shared_repeats=shared_repeats, value_space=value_space, stage_one=stage_one)
     model = TSHRNet(config)
     table = official_unet_names(config)
     for state, name, (_, attribute, _) in zip(clean, names, OFFICIAL_STAGE_FILES):
@@ -239,7 +242,7 @@ def _official_files(source: str | os.PathLike | Sequence[str | os.PathLike], epo
 
 
 def load_tshrnet(source: str | os.PathLike | Sequence[str | os.PathLike], *, epoch: int | str | None = None,
-                 config: TSHRNetConfig | None = None, shared_repeats: int = 3) -> TSHRNet:
+                 config: TSHRNetConfig | None = None, shared_repeats: int = 3, stage_one: str = "intrinsic") -> TSHRNet:
     """Load an official TSHRNet checkpoint (four files) into a :class:`TSHRNet` in eval mode.
 
     Parameters
@@ -253,6 +256,10 @@ def load_tshrnet(source: str | os.PathLike | Sequence[str | os.PathLike], *, epo
         Default: inferred from the tensors, with ``value_space="official"``.
     shared_repeats : int
         Applications of the shared middle layers when inferring (official 3).
+    stage_one : {"intrinsic", "direct"}
+        When inferring: ``"intrinsic"`` for files of ``train_4_networks.py`` (``checkpoints_SSHR``),
+        ``"direct"`` for files of ``train_4_networks_mix.py`` (``checkpoints_mix_SSHR_SHIQ_PSD``,
+        SHIQ, PSD); the files do not say which.
 
     Returns
     -------
@@ -261,4 +268,5 @@ def load_tshrnet(source: str | os.PathLike | Sequence[str | os.PathLike], *, epo
     """
     paths = _official_files(source, epoch)
     states = [load_checkpoint_file(path) for path in paths]
-    return tshrnet_from_official(states, config=config, shared_repeats=shared_repeats, names=[str(p) for p in paths])
+    return tshrnet_from_official(states, config=config, shared_repeats=shared_repeats, stage_one=stage_one,
+                                 names=[str(p) for p in paths])

@@ -98,10 +98,12 @@ def _multiscale_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
 
 
 def _tshrnet_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
-    from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS, tshrnet_loss_terms
+    from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS, TSHRNET_MIX_LOSS_WEIGHTS, tshrnet_loss_terms
 
-    terms = tshrnet_loss_terms(model(batch["input"]), batch, value_space=model.config.value_space)
-    total = sum(TSHRNET_LOSS_WEIGHTS[name] * value for name, value in terms.items())
+    config = model.config
+    terms = tshrnet_loss_terms(model(batch["input"]), batch, value_space=config.value_space, stage_one=config.stage_one)
+    weights = TSHRNET_MIX_LOSS_WEIGHTS if config.stage_one == "direct" else TSHRNET_LOSS_WEIGHTS
+    total = sum(weights[name] * value for name, value in terms.items())
     return {"loss": total, **terms}
 
 
@@ -200,7 +202,8 @@ def training_recipe(net: str) -> TrainingRecipe:
 
         return TrainingRecipe(
             (TrainingStep("main", _everything, _tshrnet_loss),), TSHRNET_OPTIMIZER, MappingProxyType(dict(TSHRNET_LOSS_WEIGHTS)),
-            "fu123456/TSHRNet train_4_networks.py (official: batch 16 of 256x256 for 100 epochs)",
+            "fu123456/TSHRNet train_4_networks.py (official: batch 16 of 256x256 for 100 epochs); "
+            "stage_one='direct' networks use train_4_networks_mix.py's four MSEs (TSHRNET_MIX_LOSS_WEIGHTS)",
         )
     if net == "harmonizer":
         return TrainingRecipe(

@@ -26,9 +26,12 @@ running the official code, ``fu123456/TSHRNet`` at commit ``3aeb48a``, on CPU wi
 5. The body of ``test_4_networks.py``'s ``with torch.no_grad()`` block was run on it:
    ``A = UNet1(img)``, ``S = UNet2(img)``, ``R = img − A·S``, ``D = UNet3(cat[A·S, img])``,
    ``D_tc = UNet4(cat[D, R, img])``; once in float32 and once with the networks and the input
-   in float64 (``.to(torch.float64)`` before normalising).
-6. Saved with ``torch.save``: ``input_uint8``, ``diffuse`` (D) and ``diffuse_tc`` (D_tc) in
-   float32 and ``diffuse_tc_float64``, all in the official ``[−1, 1]`` space, and ``layout``:
+   in float64 (``.to(torch.float64)`` before normalising). Also, in float32, the body of
+   ``test_4_networks_mix.py``'s block with the same networks and input: ``D₁ = UNet1(img)``,
+   ``R = UNet2(img)``, ``D = UNet3(cat[D₁, img])``, ``D_tc = UNet4(cat[D, R, img])``.
+6. Saved with ``torch.save``: ``input_uint8``, ``diffuse_tc`` (D_tc) in float32,
+   ``diffuse_tc_float64`` and ``mix_diffuse_tc`` (float32, the mixed-data wiring), all in the
+   official ``[−1, 1]`` space, and ``layout``:
    per UNet the list of ``(key, shape, dtype)`` of its official ``state_dict()``, in order.
    The weights were also saved the way ``train_4_networks.py`` saves them
    (``torch.save(DataParallel(net).state_dict(), "UNet{n}_60.pth")``, hence the ``module.``
@@ -36,13 +39,15 @@ running the official code, ``fu123456/TSHRNet`` at commit ``3aeb48a``, on CPU wi
    rebuilds the same state dicts in memory instead of writing 468 MB.
 
 Measured there: our TSHRNet with those weights gives exactly the official tensors (max abs
-difference 0 in float32 and in float64); the tests assert 1e-5 (float32) and 1e-12 (float64).
+difference 0 in float32 and in float64, and 0 for the mixed-data wiring with
+``stage_one="direct"``); the tests assert 1e-5 (float32) and 1e-12 (float64).
 The former ``[0, 1]`` computation (``value_space="unit"``) differs from the official output by
 0.32 with the same weights.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
 from pathlib import Path
@@ -149,6 +154,27 @@ def test_official_stages_are_wired_as_the_official_test_script():
     assert net.restore(torch.rand(3, 21, 9)).shape == (3, 21, 9)
 
 
+def test_direct_stage_one_is_wired_as_the_official_mix_script():
+    torch.manual_seed(1)
+    config = TSHRNetConfig(width=4, levels=2, shared_repeats=1, max_width_mult=2, stage_one="direct")
+    net = TSHRNet(config).eval()
+    image = torch.rand(1, 3, 16, 16)
+    out = net(image)
+    assert set(out) == {"diffuse_coarse", "residue", "diffuse", "diffuse_tc"}
+    x = (image - 0.5) / 0.5  # test_4_networks_mix.py on the normalised image
+    diffuse, residue = net.albedo_net(x), net.shading_net(x)
+    refined = net.refine_net(torch.cat([diffuse, x], 1))
+    toned = net.tone_net(torch.cat([refined, residue, x], 1))
+    for key, value in {"diffuse_coarse": diffuse, "residue": residue, "diffuse": refined, "diffuse_tc": toned}.items():
+        torch.testing.assert_close(out[key], value * 0.5 + 0.5, msg=key)
+    unit = TSHRNet(dataclasses.replace(config, value_space="unit")).eval()
+    unit.load_state_dict(net.state_dict())
+    first = (unit.albedo_net(x) + 1) / 2
+    torch.testing.assert_close(unit(image)["diffuse"], (unit.refine_net(torch.cat([first, image], 1) * 2 - 1) + 1) / 2)
+    with pytest.raises(ValueError, match=r"stage_one must be one of \('intrinsic', 'direct'\)"):
+        TSHRNetConfig(stage_one="mix")
+
+
 def test_unit_stages_combine_physical_quantities():
     net = _tiny("unit")
     image = torch.rand(1, 3, 16, 16)
@@ -182,6 +208,13 @@ def test_loss_is_the_sum_of_five_mses_in_the_value_space():
         tshrnet_loss(out, batch, value_space="physical")
     with pytest.raises(ValueError, match=r"unknown TSHRNet loss terms \['mask'\]"):
         tshrnet_loss(out, batch, weights={"mask": 1.0})
+    # train_4_networks_mix.py: MSE(D1, D) + MSE(R) + MSE(D, D) + MSE(D_tc)
+    out["diffuse_coarse"] = torch.full((1, 3, 4, 4), 2.0)
+    assert float(tshrnet_loss(out, batch, value_space="unit", stage_one="direct")) == pytest.approx(1 + 0.25 + 1 + 9)
+    three = {k: batch[k] for k in ("residue", "diffuse", "target")}
+    assert float(tshrnet_loss(out, three, stage_one="direct")) == pytest.approx(4 * (1 + 0.25 + 1 + 9))
+    with pytest.raises(ValueError, match=r"unknown TSHRNet loss terms \['albedo'\]"):
+        tshrnet_loss(out, batch, stage_one="direct", weights={"albedo": 1.0})
 
 
 # ---------------------------------------------------------------------------
@@ -199,9 +232,15 @@ def test_official_fixture_output_is_reproduced():
     image = fixture["input_uint8"].to(torch.float32) / 255  # [0, 1] in, [0, 1] out
     with torch.no_grad():
         out = model(image)
-    for key in ("diffuse", "diffuse_tc"):
-        assert (out[key] - from_official_range(fixture[key])).abs().max().item() <= FLOAT32_BOUND / 2, key
-        assert (to_official_range(out[key]) - fixture[key]).abs().max().item() <= FLOAT32_BOUND, key
+    assert (out["diffuse_tc"] - from_official_range(fixture["diffuse_tc"])).abs().max().item() <= FLOAT32_BOUND / 2
+    assert (to_official_range(out["diffuse_tc"]) - fixture["diffuse_tc"]).abs().max().item() <= FLOAT32_BOUND
+    # the same files read as a mixed-data (train_4_networks_mix.py) checkpoint
+    mix = TSHRNet(dataclasses.replace(model.config, stage_one="direct")).eval()
+    mix.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        mixed = mix(image)["diffuse_tc"]
+    assert (to_official_range(mixed) - fixture["mix_diffuse_tc"]).abs().max().item() <= FLOAT32_BOUND
+    del mix
     model.double()
     with torch.no_grad():
         official = model.forward_official(to_official_range(fixture["input_uint8"].to(torch.float64) / 255))

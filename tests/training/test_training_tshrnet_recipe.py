@@ -110,3 +110,15 @@ def test_recipes_are_values_the_trainer_reads():
         TrainConfig(net="tshrnet", task="specular", schedule="step")
     with pytest.raises(ValueError, match="optimizer must be one of"):
         OptimizerRecipe("sgd", lr=1.0, betas=(0.9, 0.9), weight_decay=0.0, schedule="constant")
+
+
+def test_mixed_data_stage_one_trains_with_the_four_mix_terms(tmp_path):
+    from sparsesel.training import train
+
+    config = TrainConfig(net="tshrnet", task="specular", steps=1, batch_size=1, patch_size=16, eval_count=0, threads=1,
+                         net_options={"width": 4, "levels": 2, "shared_repeats": 1, "max_width_mult": 2, "stage_one": "direct"})
+    seen = []
+    train(config, tmp_path / "mix.pt", progress=False, callback=lambda step, logs: seen.append(logs))
+    (logs,) = seen
+    assert set(logs) == {"loss", "diffuse_coarse", "residue", "diffuse", "diffuse_tc"}
+    assert logs["loss"] == pytest.approx(sum(v for k, v in logs.items() if k != "loss"), rel=1e-6)
