@@ -51,6 +51,7 @@ pads, where the official test script resizes to 256).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -231,7 +232,9 @@ class TSHRNet(nn.Module):
     ``forward(image)`` takes ``(B, 3, H, W)`` in ``[0, 1]`` (sides multiples of
     ``config.multiple``) and returns a dict of ``(B, 3, H, W)`` tensors in ``[0, 1]``:
     ``albedo``, ``shading``, ``diffuse_coarse`` (A·S), ``residue`` (I − A·S), ``diffuse``
-    (refined) and ``diffuse_tc`` (tone-corrected, the final output). With the default
+    (refined) and ``diffuse_tc`` (tone-corrected, the final output); with
+    ``stage_one="direct"`` there is no ``albedo``/``shading`` and ``diffuse_coarse``,
+    ``residue`` are U-Net 1's and U-Net 2's predictions. With the default
     ``value_space="official"`` the stages run on ``[−1, 1]`` tensors exactly as the official
     test script (:meth:`forward_official`) and the ``[0, 1]`` conversion happens only at the
     edges: the input is normalised once, every returned tensor is the official one mapped
@@ -277,7 +280,7 @@ class TSHRNet(nn.Module):
         self._check(image)
         return self._stages(image, lambda net, *inputs: net(torch.cat(inputs, dim=1)))
 
-    def _stages(self, image: torch.Tensor, run) -> dict[str, torch.Tensor]:
+    def _stages(self, image: torch.Tensor, run: Callable[..., torch.Tensor]) -> dict[str, torch.Tensor]:
         """The wiring; ``run(unet, *inputs)`` applies one U-Net to its concatenated inputs."""
         out: dict[str, torch.Tensor] = {}
         if self.config.stage_one == "intrinsic":
