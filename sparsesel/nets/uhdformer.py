@@ -70,9 +70,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, reflect_pad_to_multiple
+from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, pointwise_conv, reflect_pad_to_multiple
 
-__all__ = ["UHDformer", "UHDformerConfig", "is_plain_layer", "match_channels", "pointwise_affine_map"]
+__all__ = ["UHDformer", "UHDformerConfig", "is_plain_layer", "match_channels", "output_affine_split", "pointwise_affine_map"]
 
 
 def is_plain_layer(module: nn.Module, kind: type[nn.Module]) -> bool:
@@ -132,6 +132,23 @@ def pointwise_affine_map(module: nn.Module, kind: type[nn.Module], in_features: 
         out = module(probe.t()[None, :, None, :])[0, :, 0, :]
     bias = out[:, -1]
     return out[:, :-1] - bias[:, None], bias
+
+
+def output_affine_split(module: nn.Module):
+    """``(head, weight, bias)`` of a layer that ends in a per-pixel affine map, or ``None``.
+
+    A module (e.g. a factorized layer of :mod:`sparsesel.compress.factorized`) may declare
+    ``output_split()`` returning ``(head, weight, bias)`` such that ``module(x)`` equals ``head(x)``
+    (shape ``(B, R, H, W)``) followed by the per-pixel map ``weight`` ``(C_out, R)``, ``bias``
+    ``(C_out,)`` or ``None``.  The network then folds the per-pixel layer that follows
+    (``fc1`` of a ConvNeXt block, the fusion of the up-sampled branch) into ``weight``: one
+    matrix product fewer at full resolution.  ``None`` for any other module and for one carrying
+    forward hooks (it is then called).
+    """
+    split = getattr(module, "output_split", None)
+    if split is None or _has_hooks(module):
+        return None
+    return split()
 
 
 def _expanded(width: int, factor: float) -> int:
@@ -298,8 +315,16 @@ class ConvNeXtLiteBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
-        y = F.gelu(self.fc1(y))
+        split = output_affine_split(self.conv) if is_plain_layer(self.fc1, nn.Linear) else None
+        if split is not None:
+            # a factorized conv ending in a 1x1 factor: that factor folded into fc1
+            head, last_w, last_b = split
+            weight = self.fc1.weight @ last_w
+            bias = self.fc1.bias if last_b is None else (self.fc1.weight @ last_b if self.fc1.bias is None else torch.addmv(self.fc1.bias, self.fc1.weight, last_b))
+            y = F.gelu(F.linear(head(x).permute(0, 2, 3, 1), weight, bias))
+        else:
+            y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
+            y = F.gelu(self.fc1(y))
         mapping = pointwise_affine_map(self.fc2, nn.Linear, y.shape[-1], y)
         if mapping is not None:
             # layer scale folded into the second linear layer
@@ -760,6 +785,7 @@ class UHDformer(nn.Module):
         low_h, low_w = low.shape[2:]
         fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
         fold = fusion_map is not None and is_plain_layer(self.up, nn.Conv2d)
+        split = output_affine_split(self.up) if fusion_map is not None and not fold else None
         if fusion_map is not None:
             fusion_w, fusion_b = fusion_map
             up_fusion_w, deep_w = fusion_w[:, :c], fusion_w[:, c:]
@@ -767,6 +793,12 @@ class UHDformer(nn.Module):
             # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
             up_w = self.up.weight.view(c, s * s, c, 3, 3)
             up_w = torch.einsum("dc,ckixy->dkixy", up_fusion_w, up_w).reshape(fusion_w.shape[0] * s * s, c, 3, 3)
+        elif split is not None:
+            # a factorized up ending in a 1x1 factor: the fusion's half folded into that factor
+            up_head, last_w, last_b = split
+            rank = last_w.shape[1]
+            split_w = torch.einsum("dc,ckr->dkr", up_fusion_w, last_w.view(c, s * s, rank)).reshape(-1, rank)
+            split_b = None if last_b is None else torch.einsum("dc,ck->dk", up_fusion_w, last_b.view(c, s * s)).reshape(-1)
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         halo = 3  # 3x3 convs after the fusion
         for r0, r1, c0, c1 in _tiles(height, width, self._tile(height, width)):
@@ -777,6 +809,8 @@ class UHDformer(nn.Module):
             low_tile = low[:, :, ua:ub, uca:ucb]
             if fold:
                 up = F.conv2d(low_tile, up_w, None, padding=1)
+            elif split is not None:
+                up = pointwise_conv(up_head(low_tile), split_w, split_b)
             else:
                 up = self.up(low_tile)
                 if fusion_map is not None:  # the fusion's half for the up-sampled branch, before the shuffle
