@@ -35,7 +35,7 @@ from torch import nn
 from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv
 from sparsesel.compress.network_io import example_input, network_output
 
-__all__ = ["REFOLD_CHOICES", "default_device", "deploy", "refolded"]
+__all__ = ["REFOLD_CHOICES", "default_device", "deploy", "refolded", "resolve_device"]
 
 REFOLD_CHOICES = ("auto", "always", "never")
 FACTORIZED_TYPES = (Tucker2Conv, LowRankConv, LowRankLinear, BlockSparseLinear)
@@ -45,6 +45,25 @@ _EDIT_KIND = "sparsesel.compress.factorize"
 def default_device() -> torch.device:
     """CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device`` (``None``: :func:`default_device`).
+
+    Raises
+    ------
+    ValueError
+        For a string torch does not parse, or a CUDA device while CUDA is unavailable.
+    """
+    if device is None:
+        return default_device()
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device ({str(error).splitlines()[0][:120]})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine")
+    return resolved
 
 
 def refolded(layer: nn.Module) -> nn.Module:
@@ -116,7 +135,7 @@ def deploy(
         raise TypeError(f"deploy() takes an nn.Module, got {type(model).__name__}")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
-    device = default_device() if device is None else torch.device(device)
+    device = resolve_device(device)
     new = copy.deepcopy(model).to(device).eval()
     layers = {name: m for name, m in new.named_modules() if isinstance(m, FACTORIZED_TYPES)}
     inputs = _recorded_inputs(new, layers, example_size) if refold == "auto" and layers else {}

@@ -62,19 +62,22 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.channels}, layernorm_type={self.layernorm_type!r}, eps={self.eps}"
 
 
-def normalize_channels(x_nhwc: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def normalize_channels(x_nhwc: torch.Tensor, eps: float = 1e-5, channels: int | None = None) -> torch.Tensor:
     """Zero-mean, unit-variance normalisation of the last axis, no affine part.
 
     Parameters
     ----------
     x_nhwc : torch.Tensor, shape (..., C)
     eps : float
+    channels : int, optional
+        ``C`` when the caller knows it: a constant, so a traced graph (ONNX) holds a static
+        normalised shape instead of one read from the input.
 
     Returns
     -------
     torch.Tensor, same shape
     """
-    return F.layer_norm(x_nhwc, (x_nhwc.shape[-1],), None, None, eps)
+    return F.layer_norm(x_nhwc, (x_nhwc.shape[-1] if channels is None else int(channels),), None, None, eps)
 
 
 def reflect_pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -320,7 +320,9 @@ class ConvNeXtLiteBlock(nn.Module):
             # a factorized conv ending in a 1x1 factor: that factor folded into fc1
             head, last_w, last_b = split
             weight = self.fc1.weight @ last_w
-            bias = self.fc1.bias if last_b is None else (self.fc1.weight @ last_b if self.fc1.bias is None else torch.addmv(self.fc1.bias, self.fc1.weight, last_b))
+            bias = self.fc1.bias if last_b is None else self.fc1.weight @ last_b
+            if last_b is not None and self.fc1.bias is not None:
+                bias = bias + self.fc1.bias
             y = F.gelu(F.linear(head(x).permute(0, 2, 3, 1), weight, bias))
         else:
             y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
@@ -398,7 +400,7 @@ def match_channels(x: torch.Tensor, candidates: torch.Tensor, num_matching: int)
     nearest_distance, nearest_index = distances.min(dim=-1)
     kept = nearest_distance.topk(num_matching, dim=1, largest=False).indices.sort(dim=1).values
     source = nearest_index.gather(1, kept)  # (B, num_matching) candidate channels
-    if candidates.shape[0] == 1:
+    if candidates.shape[0] == 1 and not _capturing():  # a traced graph must serve any batch size
         return candidates.index_select(1, source[0])
     return candidates.gather(1, source.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
 
@@ -553,6 +555,12 @@ class CMTGroup(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _capturing() -> bool:
+    """Whether the forward pass is being traced, exported or compiled (then no shape-dependent Python)."""
+    compiler = torch.compiler
+    return torch.jit.is_tracing() or compiler.is_compiling() or bool(getattr(compiler, "is_exporting", lambda: False)())
+
+
 def _tiles(height: int, width: int, step: int) -> list[tuple[int, int, int, int]]:
     return [
         (r0, min(r0 + step, height), c0, min(c0 + step, width))
@@ -571,6 +579,12 @@ class UHDformer(nn.Module):
 
     Attributes
     ----------
+    single_pass : bool
+        Run the full-resolution parts on the whole image at once, with tensor operations only
+        (no Python that depends on the input size): the form that ``torch.export``,
+        ``torch.jit.trace`` and ONNX capture.  It computes the same function as the tiled form
+        (tested) and is used automatically while tracing, exporting or compiling; its memory
+        grows with ``H x W`` (the tiled form's stays bounded), so eager inference keeps the tiles.
     tile_size : int
         The full-resolution parts run on tiles of about this many pixels square
         (rounded down to a multiple of ``scale_factor``), each with the halo its
@@ -602,6 +616,7 @@ class UHDformer(nn.Module):
         self.tail = nn.ModuleList([ConvNeXtLiteBlock(c), ConvNeXtLiteBlock(c)])
         self.head = nn.Conv2d(c, 3, 3, padding=1)
         self.tile_size = 128
+        self.single_pass = False
         self.structure: list[dict[str, Any]] = []
 
     # -- helpers ---------------------------------------------------------
@@ -651,7 +666,10 @@ class UHDformer(nn.Module):
                 "use restore() to pad and crop automatically"
             )
         x = x.contiguous(memory_format=torch.channels_last)
-        deep, low, pooled = self._front(x)
+        if self.single_pass or _capturing():
+            deep, low, pooled = self._front_whole(x)
+        else:
+            deep, low, pooled = self._front(x)
         y = low
         position = 0
         for group in self.groups:
@@ -661,7 +679,57 @@ class UHDformer(nn.Module):
                 per_unit.append(pooled[position : position + n])
                 position += n
             y = group(y, per_unit)
+        if self.single_pass or _capturing():
+            return self._tail_whole(x, deep, low + y)
         return self._tail(x, deep, low + y)
+
+    def _front_whole(self, x: torch.Tensor):
+        """:meth:`_front` on the whole image, with tensor operations only (see :attr:`single_pass`).
+
+        The reductions run one DualCMT at a time (each ``(B, H, W, C)`` map is pooled and freed),
+        so the peak memory is that of the ``3C``-channel perception map, not of all reductions.
+        """
+        cfg = self.config
+        c, s = cfg.width, cfg.scale_factor
+        e = self.stem(x)
+        f1 = self.shallow(e)
+        f2 = self.middle(f1)
+        f3 = self.deep(f2)
+        low = self.down(e).contiguous()
+        matchers = self._matchers()
+        if not matchers:
+            return f3, low, []
+        p_hat = normalize_channels(self.acm.forward_nhwc(f1, f2, f3), channels=3 * c)  # (B, H, W, 3C)
+        p_avg = None
+        pooled: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for matcher, norm in matchers:
+            mapping = pointwise_affine_map(matcher.reduce, nn.Conv2d, 3 * c, x)
+            if mapping is None:  # called on the data (hooks, or not known to be affine)
+                reduced = matcher.reduce(self._affine(p_hat, norm).permute(0, 3, 1, 2))
+                pooled.append((F.max_pool2d(reduced, s).contiguous(), F.avg_pool2d(reduced, s).contiguous()))
+                continue
+            weight, bias = self._fused_reduction([(mapping, norm)])
+            reduced = F.linear(p_hat, weight).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last; bias after pooling
+            if p_avg is None:  # average pooling commutes with the affine reduction
+                p_avg = F.avg_pool2d(p_hat.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+            pooled_max = (F.max_pool2d(reduced, s) + bias[:, None, None]).contiguous()
+            pooled_avg = F.linear(p_avg, weight, bias).permute(0, 3, 1, 2).contiguous()
+            pooled.append((pooled_max, pooled_avg))
+        return f3, low, pooled
+
+    def _tail_whole(self, x: torch.Tensor, deep: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """:meth:`_tail` on the whole image, with tensor operations only (see :attr:`single_pass`)."""
+        c, s = self.config.width, self.config.scale_factor
+        up = F.pixel_shuffle(self.up(low), s)
+        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
+        if fusion_map is not None:
+            fusion_w, fusion_b = fusion_map
+            f = pointwise_conv(up, fusion_w[:, :c]) + pointwise_conv(deep, fusion_w[:, c:], fusion_b)
+        else:
+            f = self.fusion(torch.cat([up, deep], dim=1))
+        for block in self.tail:
+            f = block(f)
+        return self.head(f) + x
 
     def _front(self, x: torch.Tensor):
         """Full-resolution encoder, tile by tile.
