@@ -35,7 +35,7 @@ from torch import nn
 from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv
 from sparsesel.compress.network_io import example_input, network_output
 
-__all__ = ["REFOLD_CHOICES", "default_device", "deploy", "refolded", "resolve_device"]
+__all__ = ["REFOLD_CHOICES", "default_device", "deploy", "recorded_inputs", "refolded", "resolve_device", "time_calls"]
 
 REFOLD_CHOICES = ("auto", "always", "never")
 FACTORIZED_TYPES = (Tucker2Conv, LowRankConv, LowRankLinear, BlockSparseLinear)
@@ -138,7 +138,7 @@ def deploy(
     device = resolve_device(device)
     new = copy.deepcopy(model).to(device).eval()
     layers = {name: m for name, m in new.named_modules() if isinstance(m, FACTORIZED_TYPES)}
-    inputs = _recorded_inputs(new, layers, example_size) if refold == "auto" and layers else {}
+    inputs = recorded_inputs(new, layers, example_size) if refold == "auto" and layers else {}
     report = []
     for name, layer in layers.items():
         entry: dict[str, Any] = {"name": name, "kind": type(layer).__name__, "ms_factorized": None, "ms_dense": None}
@@ -148,8 +148,9 @@ def deploy(
         elif refold == "never":
             use_dense = False
         else:
-            entry["ms_factorized"], entry["ms_dense"] = _time_forms(layer, dense, inputs.get(name, []), repeats)
-            use_dense = entry["ms_dense"] is not None and entry["ms_dense"] < entry["ms_factorized"]
+            times = time_calls([layer, dense], inputs.get(name, []), repeats)
+            entry["ms_factorized"], entry["ms_dense"] = times if times else (None, None)
+            use_dense = bool(times) and times[1] < times[0]
         entry["form"] = "dense" if use_dense else "factorized"
         if use_dense:
             _replace(new, name, dense)
@@ -166,10 +167,11 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
         structure[:] = [e for e in structure if not (e.get("kind") == _EDIT_KIND and e.get("args", {}).get("name") == name)]
 
 
-def _recorded_inputs(model: nn.Module, layers: dict[str, nn.Module], example_size: Sequence[int]) -> dict[str, list[tuple[torch.Tensor, int]]]:
-    """``{name: [(input, calls), ...]}``: the distinct inputs (shape and strides) each layer gets in
-    one forward pass at ``example_size``, with how often each occurs (hooks make the network call
-    every layer on its data; the tiled UHDformer calls a layer once per tile)."""
+def recorded_inputs(model: nn.Module, layers: dict[str, nn.Module], example_size: Sequence[int]) -> dict[str, list[tuple[torch.Tensor, int]]]:
+    """``{name: [(input, calls), ...]}``: the distinct inputs (shape and strides) each of ``layers``
+    (``{name: module of model}``) gets in one forward pass of ``model`` at ``example_size`` (sides
+    rounded up to its ``size_multiple``), with how often each occurs.  The hooks that record them
+    make the network call every layer on its data (the tiled UHDformer: once per tile)."""
     if len(example_size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in example_size):
         raise ValueError(f"example_size must be (H, W) with positive integer sides, got {example_size!r}")
     multiple = int(getattr(model, "size_multiple", 1))
@@ -197,26 +199,29 @@ def _recorded_inputs(model: nn.Module, layers: dict[str, nn.Module], example_siz
     return {name: [(x, n) for x, n in by_key.values()] for name, by_key in seen.items()}
 
 
-def _time_forms(factorized: nn.Module, dense: nn.Module, inputs: list[tuple[torch.Tensor, int]], repeats: int) -> tuple[float | None, float | None]:
-    """Milliseconds of the layer's calls in one forward pass (each distinct input timed once and
-    weighted by its count); both forms interleaved, best of ``repeats``."""
+def time_calls(modules: Sequence[nn.Module], inputs: list[tuple[torch.Tensor, int]], repeats: int) -> list[float]:
+    """Milliseconds each module spends on the recorded calls of one forward pass.
+
+    Each distinct input is timed alone and weighted by its count; the modules are interleaved,
+    best of ``repeats`` per input (CUDA synchronised around each call).  ``[]`` without inputs.
+    """
     if not inputs:
-        return None, None
-    best = [[float("inf")] * len(inputs) for _ in range(2)]
+        return []
+    best = [[float("inf")] * len(inputs) for _ in modules]
     device = inputs[0][0].device
     with torch.no_grad():
-        for form in (factorized, dense):  # warm-up
+        for module in modules:  # warm-up
             for x, _ in inputs:
-                form(x)
+                module(x)
         for _ in range(repeats):
-            for i, form in enumerate((factorized, dense)):
+            for i, module in enumerate(modules):
                 for j, (x, _) in enumerate(inputs):
                     _synchronize(device)
                     start = time.perf_counter()
-                    form(x)
+                    module(x)
                     _synchronize(device)
                     best[i][j] = min(best[i][j], time.perf_counter() - start)
-    return tuple(sum(t * n for t, (_, n) in zip(times, inputs)) * 1e3 for times in best)
+    return [sum(t * n for t, (_, n) in zip(times, inputs)) * 1e3 for times in best]
 
 
 def _synchronize(device: torch.device) -> None:
