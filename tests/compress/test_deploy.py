@@ -252,3 +252,24 @@ def test_default_device_is_cuda_only_when_present(monkeypatch):
         resolve_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device(None) == torch.device("cuda")
+
+
+def test_channel_pruned_upsampling_is_folded_and_equals_its_called_form():
+    """A pruned ``up`` (ScatterOutputConv) declares its scatter as an output split: the network folds the
+    fusion into it and never forms the zero channels; the result equals calling the layer (forced by a hook)."""
+    from sparsesel.compress.channel_pruning import ScatterOutputConv, magnitude_prune_uhdformer
+
+    model = _randomized(SMALL, seed=12)
+    params = sum(p.numel() for p in model.parameters())
+    pruned, info = magnitude_prune_uhdformer(model, int(0.6 * params))
+    assert isinstance(pruned.up, ScatterOutputConv) and info["groups"]["<net>:upsample"][0] < info["groups"]["<net>:upsample"][1]
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(13))
+    pruned.tile_size = 8
+    with torch.no_grad():
+        folded = pruned(x)
+        handle = pruned.up.register_forward_hook(lambda module, inputs, output: None)
+        try:
+            called = pruned(x)
+        finally:
+            handle.remove()
+    assert (folded - called).abs().max().item() <= 1e-5
