@@ -111,9 +111,9 @@ def export_model(
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"export_model() takes an nn.Module, got {type(model).__name__}")
-    path = refuse_existing(path, force)
-    if path.is_dir():
+    if Path(path).is_dir():
         raise ValueError(f"{path} is a folder; give the output file")
+    path = refuse_existing(path, force)
     device = resolve_device(device)
     network = _export_copy(model, device)
     multiple = size_multiple(network)

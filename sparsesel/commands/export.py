@@ -34,10 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.compress.apply import load_compressed
     from sparsesel.export import export_model
 
+    if args.checkpoint.is_dir():
+        raise ValueError(f"checkpoint {args.checkpoint} is a folder, not a network file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     if args.out.resolve() == args.checkpoint.resolve():
         raise ValueError("--out must differ from the checkpoint")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the output file")
     refuse_existing(args.out, args.force)  # before the (slow) load and export
     model, info = load_compressed(args.checkpoint)
     path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,
