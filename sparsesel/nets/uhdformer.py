@@ -38,6 +38,9 @@ float rounding):
 * The fusion 1x1 convolution's weights for the upsampled branch are folded into
   the upsampling convolution; ConvNeXt's layer scale ``gamma`` into its second
   linear layer.  The full-resolution tensors are channels-last.
+* While traced, exported or compiled (or with ``single_pass = True``) the
+  full-resolution parts run on the whole image with tensor operations only, so
+  the captured graph serves any size; the result is the same.
 * With ``ffn_matching=False`` (and ``ffn_restormer=False``) the official
   ``FeedForward.forward`` fails (it calls a matching module it did not build);
   here the feed-forward network then simply skips the matching.
@@ -47,9 +50,11 @@ float rounding):
 The folds above use the weights of ``up``, ``fusion``, ``acm.mix``,
 ``acm.spread``, every DualCMT's ``reduce`` and the ConvNeXt blocks' ``fc2``.
 They read ``.weight`` only of a plain, hook-free ``nn.Conv2d`` / ``nn.Linear``
-(:func:`is_plain_layer`).  A replaced ``up`` (e.g. a Tucker-2 layer of
-:mod:`sparsesel.compress`) is called on every tile, so its cheaper forward
-runs.  The per-pixel (1x1) layers stay folded when their replacement declares
+(:func:`is_plain_layer`).  A replaced ``up`` or ConvNeXt ``conv`` runs its own
+(cheaper) forward; when it ends in a per-pixel affine map it declares
+(:func:`output_affine_split`: a Tucker-2 layer's last 1x1 factor, a channel-pruned
+``up``'s scatter) that map is folded into the per-pixel layer after it (the fusion,
+``fc1``).  The per-pixel (1x1) layers stay folded when their replacement declares
 itself affine (``pointwise_affine``, the factorized layers do): its matrix is
 obtained by calling it once on unit vectors (:func:`pointwise_affine_map`) --
 at width 16 one fused dense product beats several small factorized ones.  Any
