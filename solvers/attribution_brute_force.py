@@ -60,10 +60,12 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
             best_value, best_subset = float(values[i]), chunk[i]
     indicator = np.zeros(n)
     indicator[list(best_subset)] = 1.0
-    return Result(
-        selected=tuple(int(i) for i in best_subset),
+    return problem.result(
+        tuple(int(i) for i in best_subset),
         objective=best_value,
-        bound=best_value,
+        lower_bound=best_value,
+        upper_bound=best_value,
         status="optimal",
-        info={"n_subsets": total, "attribution": problem.to_map(indicator)},
+        n_subsets=total,
+        attribution=problem.to_map(indicator),
     )

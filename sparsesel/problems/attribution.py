@@ -82,7 +82,8 @@ class Attribution(Problem):
     groups: Any = None
     output: str = "raw"
 
-    kind: ClassVar[str] = "attribution"
+    #: ``G(S)`` is maximised: the features that keep the target output highest.
+    sense: ClassVar[str] = "maximize"
 
     def __post_init__(self) -> None:
         from sparsesel.attribution.baselines import BASELINES, make_baseline

@@ -17,7 +17,6 @@ class ToyProblem(Problem):
 
     values: tuple
     k: int
-    kind: ClassVar[str] = "toy"
 
 
 @register_solver("toy_sort", kinds=ToyProblem, description="sort and take the top k")
