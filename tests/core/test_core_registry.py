@@ -1,7 +1,6 @@
 """The solver registry: registration rules, lookup, option checking."""
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
