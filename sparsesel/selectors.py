@@ -162,8 +162,13 @@ class SequentialAttentionSelector(_SolverSelector):
         labels (binary or multiclass, at most ``max(2, n/2)`` classes) and the
         squared loss otherwise.
     model : {"linear", "logistic", "mlp"} or None, default=None
-        The trained predictor; ``None`` means linear for the squared loss and
-        logistic for the logistic loss.
+        The predictor; ``None`` means linear for the squared loss and logistic
+        for the logistic loss.
+    inner : {"exact", "adam"} or None, default=None
+        ``"exact"`` (the linear model's default) solves the linear model's inner
+        problem in closed form: its picks are OMP's on the standardised columns
+        (with ``ridge=None``); ``"adam"`` trains the model with the attention
+        logits. ``None``: the solver's default for the model.
     epochs, warmup, hidden, lr, batch_size, weight_decay, ridge, standardize, seed, num_threads, progress
         Forwarded to the ``sequential_attention`` solver (see its documentation;
         ``None`` means the solver's model-dependent default).
@@ -193,6 +198,7 @@ class SequentialAttentionSelector(_SolverSelector):
         **_SolverSelector._parameter_constraints,
         "loss": [StrOptions({"auto", "squared", "logistic"})],
         "model": [StrOptions({"linear", "logistic", "mlp"}), None],
+        "inner": [StrOptions({"exact", "adam"}), None],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "warmup": [Interval(Real, 0, 1, closed="left"), None],
         "hidden": [Interval(Integral, 1, None, closed="left")],
@@ -212,6 +218,7 @@ class SequentialAttentionSelector(_SolverSelector):
         *,
         loss: str = "auto",
         model: str | None = None,
+        inner: str | None = None,
         epochs: int | None = None,
         warmup: float | None = None,
         hidden: int = 64,
@@ -228,6 +235,7 @@ class SequentialAttentionSelector(_SolverSelector):
         self.k = k
         self.loss = loss
         self.model = model
+        self.inner = inner
         self.epochs = epochs
         self.warmup = warmup
         self.hidden = hidden
@@ -253,6 +261,7 @@ class SequentialAttentionSelector(_SolverSelector):
     def _solver_options(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "inner": self.inner,
             "epochs": self.epochs,
             "warmup": self.warmup,
             "hidden": self.hidden,
