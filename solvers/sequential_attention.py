@@ -195,7 +195,8 @@ def sequential_attention(
         ``inner="exact"`` with a model other than linear, ``ridge=0`` with
         ``inner="exact"``, or an option out of range (each message names the option).
     TypeError
-        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``.
+        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``, or a
+        sparse ``X`` (the torch models need it dense).
     """
     options = _resolve_options(
         problem,
@@ -259,6 +260,7 @@ def _resolve_options(problem: FeatureSelection, **options: Any) -> dict[str, Any
     """Validate the options and fill the model-dependent defaults."""
     if not isinstance(problem, FeatureSelection):
         raise TypeError(f"sequential_attention expects a FeatureSelection, got {type(problem).__name__}")
+    problem.require_dense("sequential_attention")
     model = options["model"]
     if model is None:
         model = "linear" if problem.loss == "squared" else "logistic"

@@ -63,6 +63,9 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
     #: Registered solver name used by :meth:`fit`.
     _solver: str = ""
 
+    #: Sparse formats ``fit`` accepts as they are (scikit-learn's ``accept_sparse``); False: dense only.
+    _accept_sparse: tuple[str, ...] | bool = False
+
     def _loss_for(self, y: np.ndarray) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -80,7 +83,9 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
             ``n_features_in_``.
         """
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2, y_numeric=False)
+        X, y = validate_data(
+            self, X, y, accept_sparse=self._accept_sparse, dtype=np.float64, ensure_min_samples=2, y_numeric=False
+        )
         loss = self._loss_for(y)
         if loss == "logistic":
             self.classes_, y_fit = np.unique(y, return_inverse=True)
@@ -110,11 +115,15 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        tags.input_tags.sparse = bool(self._accept_sparse)
         return tags
 
 
 class OMPSelector(_SolverSelector):
     """Select ``k`` features by Orthogonal Matching Pursuit (sparsesel solver ``"omp"``).
+
+    ``X`` may be a scipy sparse matrix or array (CSR, CSC or COO): it is not
+    densified (the centring for the intercept is implicit).
 
     Parameters
     ----------
@@ -140,6 +149,7 @@ class OMPSelector(_SolverSelector):
     """
 
     _solver = "omp"
+    _accept_sparse = ("csr", "csc", "coo")
 
     def __init__(self, k: int | float = 0.5, *, fit_intercept: bool = True) -> None:
         self.k = k
