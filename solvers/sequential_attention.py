@@ -72,7 +72,7 @@ LOGIT_INIT_STD = 1e-5
 @register_solver(
     "sequential_attention",
     kinds=(FeatureSelection,),
-    description="Sequential Attention (ICLR 2023): one training pass, softmax attention picks one feature per segment (torch)",
+    description="Sequential Attention (ICLR 2023): linear model solved exactly (OMP's picks); logistic/MLP: one training pass, one pick per segment (torch)",
 )
 def sequential_attention(
     problem: FeatureSelection,

@@ -151,3 +151,18 @@ def test_greedy_forward_n_jobs_gives_the_same_result():
     assert [t["objective"] for t in serial.trace] == [t["objective"] for t in parallel.trace]
     with pytest.raises(ValueError, match="n_jobs must be a positive number of threads or negative"):
         ss.solve(problem, "greedy_forward", n_jobs=0)
+
+
+def test_readme_sparse_example_runs_as_written():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:] if "X_sparse stays sparse" in block]
+    assert len(blocks) == 1
+    namespace = {"ss": ss}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    X_sparse, y_sparse = namespace["X_sparse"], namespace["y_sparse"]
+    assert sp.issparse(X_sparse)
+    sparse = ss.solve(ss.FeatureSelection(X_sparse, y_sparse, k=5), "omp")
+    dense = OrthogonalMatchingPursuit(n_nonzero_coefs=5).fit(X_sparse.toarray(), y_sparse)
+    assert set(sparse.selected) == set(np.flatnonzero(dense.coef_).tolist())

@@ -128,3 +128,22 @@ def test_china_small_issue_figures():
     X = load_tensor("china_small")
     rank, result = tucker_rank(X, 0.1, return_result=True)
     assert rank == (19, 14, 3) and result.info["size"] == 5080 <= 5136 == result.info["budget"]
+
+
+def _readme_block(containing: str) -> str:
+    """The README's python block that contains ``containing`` (the README shows what this test runs)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    found = [block for block in blocks if containing in block]
+    assert len(found) == 1, f"expected one README python block containing {containing!r}, found {len(found)}"
+    return found[0]
+
+
+def test_readme_tensorly_example_runs_as_written():
+    namespace: dict = {}
+    exec(compile(_readme_block("tucker_rank(X, 0.1)"), "README.md", "exec"), namespace)
+    assert namespace["rank"] == (19, 14, 3)
+    assert [f.shape for f in namespace["factors"]] == [(107, 19), (160, 14), (3, 3)]
+    assert [f.shape for f in namespace["tt_factors"]] == [(1, 107, 12), (12, 160, 2), (2, 3, 1)]
