@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,6 +64,57 @@ def round_sizes(k: int, rounds: int, schedule: str | Sequence[float] = "uniform"
         previous = min(max(target, previous + 1), k - (rounds - r))
         cumulative.append(previous)
     return [int(size) for size in np.diff([0, *cumulative])]
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Greedy PIG's rounds, resolved from its options before any gradient is computed.
+
+    Attributes
+    ----------
+    total : int
+        Features the rounds fix (``ranked`` resolved, at least ``k``).
+    rounds, steps : int
+        Number of rounds and gradient evaluations per round (per example).
+    schedule : str or tuple of float
+        ``"uniform"``, ``"geometric"`` or the round boundaries (``"sic"`` becomes :data:`SIC_ROUNDS`).
+    sizes : tuple of int
+        Features fixed in each round (:func:`round_sizes`), summing to ``total``.
+    """
+
+    total: int
+    rounds: int
+    steps: int
+    schedule: str | tuple[float, ...]
+    sizes: tuple[int, ...]
+
+
+def plan_rounds(n_features: int, k: int, *, rounds: int | None = None, steps: int = 10,
+                ranked: int | float | None = None, schedule: str | Sequence[float] = "uniform",
+                path: str = "linear", anchor_draws: int = 1, method: str = "gausslegendre") -> RoundPlan:
+    """Check :func:`greedy_pig`'s options against each other and a problem's size; resolve its rounds.
+
+    Needs no model, so a caller (the ``attribute`` command) can refuse a bad combination
+    before any work. Raises ``ValueError``/``TypeError`` naming the option, exactly as the solver does.
+    """
+    check_choice(method, "method", METHODS)
+    if isinstance(schedule, str):
+        check_choice(schedule, "schedule", SCHEDULES)
+        if schedule == "sic":
+            schedule = SIC_ROUNDS
+    if not isinstance(schedule, str) and rounds is None and hasattr(schedule, "__len__"):
+        rounds = len(schedule)
+    check_choice(path, "path", PATHS)
+    total = _ranked_count(ranked, k, n_features)
+    rounds = min(total, 5) if rounds is None else check_int(rounds, "rounds", low=1)
+    if rounds > total:
+        which = "k" if ranked is None else "ranked"
+        raise ValueError(f"rounds must be <= {which} ({total}), got {rounds}")
+    steps = check_int(steps, "steps", low=1)
+    if path == "imputed":
+        check_int(anchor_draws, "anchor_draws", low=1, high=steps)
+    sizes = tuple(round_sizes(total, rounds, schedule, n_features))
+    return RoundPlan(total, rounds, steps, schedule if isinstance(schedule, str) else tuple(schedule), sizes)
 
 
 @register_solver(
@@ -248,27 +300,16 @@ def greedy_pig(
         ``info["round_of"]`` is the round that selected each feature (−1 if
         none). ``trace`` has one record per round, with ``G`` after it.
     """
-    check_choice(method, "method", METHODS)
-    if isinstance(schedule, str):
-        check_choice(schedule, "schedule", SCHEDULES)
-        if schedule == "sic":
-            schedule = SIC_ROUNDS
-    if not isinstance(schedule, str) and rounds is None and hasattr(schedule, "__len__"):
-        rounds = len(schedule)
-    check_choice(path, "path", PATHS)
     n = problem.n_features
-    total = _ranked_count(ranked, problem.k, n)
-    rounds = min(total, 5) if rounds is None else check_int(rounds, "rounds", low=1)
-    if rounds > total:
-        which = "k" if ranked is None else "ranked"
-        raise ValueError(f"rounds must be <= {which} ({total}), got {rounds}")
-    steps = check_int(steps, "steps", low=1)
+    plan = plan_rounds(n, problem.k, rounds=rounds, steps=steps, ranked=ranked, schedule=schedule, path=path,
+                       anchor_draws=anchor_draws, method=method)
+    total, rounds, steps, schedule = plan.total, plan.rounds, plan.steps, plan.schedule
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
 
     score_round = (
         _linear_scores(problem, steps, method, batch_size) if path == "linear"
         else _imputed_scores(problem, steps, method, batch_size, anchors, power, check_int(seed, "seed", low=0),
-                             check_int(anchor_draws, "anchor_draws", low=1, high=steps))
+                             anchor_draws)
     )
 
     n_examples = problem.n_examples
@@ -277,7 +318,7 @@ def greedy_pig(
     attribution = np.zeros((n_examples, n))
     round_of = np.full((n_examples, n), -1, dtype=np.int64)
     picked_per_round: list[list[list[int]]] = []
-    for r, size in enumerate(round_sizes(total, rounds, schedule, n)):
+    for r, size in enumerate(plan.sizes):
         try:
             scores_round = score_round(chosen)
         except NonFiniteModelError as exc:

@@ -49,11 +49,11 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     record = json.loads((out / "attribution.json").read_text())
     assert record["options"]["anchor_draws"] == 2 and record["gradient_evaluations"] == 16
     assert main(args + ["--force", "--path", "imputed", "--anchor-draws", "9"]) == 2
-    assert "anchor_draws" in capsys.readouterr().err
+    assert "--anchor-draws 9 needs --steps >= 9" in capsys.readouterr().err
     assert main(args + ["--force", "--ranked", "2.5"]) == 2
     assert "--ranked must be a whole count of pixels or a fraction in (0, 1], got 2.5" in capsys.readouterr().err
     assert main(args + ["--force", "--schedule", "sic", "--rounds", "5"]) == 2
-    assert "schedule has 8 round boundaries but rounds is 5" in capsys.readouterr().err
+    assert "--schedule sic has 8 rounds (its 8 SIC reveal fractions), got --rounds 5" in capsys.readouterr().err
 
 
 def test_attribute_loads_an_arch_checkpoint(tmp_path, digit_png):
