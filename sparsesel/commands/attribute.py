@@ -368,14 +368,17 @@ def _checkpoint_model(spec: str) -> tuple[object, int, str]:
     from sparsesel.nets.zoo import load_checkpoint_file, load_net
 
     payload = load_checkpoint_file(spec)
-    if isinstance(payload, dict) and "arch" in payload:
+    expected = "a classifier checkpoint {'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...} or a network file of sparsesel.nets"
+    if not isinstance(payload, dict):
+        raise ValueError(f"{spec!r} is a readable torch file but holds a {type(payload).__name__}, not {expected}")
+    if "arch" in payload:
         from sparsesel.attribution.model_store import ARCHITECTURES, architecture
 
         arch = payload["arch"]
         if arch not in ARCHITECTURES:
             raise ValueError(f"checkpoint arch {arch!r} unknown; expected one of {sorted(ARCHITECTURES)}")
         if "state_dict" not in payload:
-            raise ValueError(f"{spec!r} has 'arch' but lacks the key 'state_dict' of a checkpoint "
+            raise ValueError(f"{spec!r} is a readable torch file but lacks the key(s) 'state_dict' of a checkpoint "
                              "{'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...}")
         model = architecture(arch)
         try:
@@ -386,8 +389,10 @@ def _checkpoint_model(spec: str) -> tuple[object, int, str]:
     try:
         network, info = load_net(spec)
     except ValueError as exc:
-        raise ValueError(f"{spec!r} is neither a classifier checkpoint {{'arch': 'digits-cnn'|'crops-cnn', "
-                         f"'state_dict': ...}} nor a network of sparsesel.nets: {exc}") from None
+        keys = ", ".join(repr(key) for key in list(payload)[:20]) + (", ..." if len(payload) > 20 else "")
+        raise ValueError(f"{spec!r} is a readable torch file but lacks the key(s) 'arch' of a checkpoint "
+                         f"{{'arch', 'state_dict'}} (it has the keys [{keys}]) and is not a network of "
+                         f"sparsesel.nets either: {exc}") from None
     from sparsesel.attribution.image_targets import RestorationOutput
 
     return RestorationOutput(info["net"], network.eval()).eval(), 3, f"net:{info['net']}"
