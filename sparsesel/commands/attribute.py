@@ -274,7 +274,7 @@ def parse_model_spec(text: str) -> ModelSpec:
 
 
 def check_image_argument(text: str) -> None:
-    """The image exists (a file) or is a known bundled image."""
+    """The image exists (a file) or is a known bundled image, and its header reads as an image."""
     if text.startswith("builtin:"):
         from sparsesel.data.images import bundled_image_names
 
@@ -286,6 +286,7 @@ def check_image_argument(text: str) -> None:
         raise ValueError(f"image {text!r} is a directory, not an image file")
     if not Path(text).is_file():
         raise FileNotFoundError(f"image {text!r} not found")
+    image_size(text)
 
 
 def check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:

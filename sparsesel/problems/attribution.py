@@ -74,11 +74,11 @@ class Attribution(Problem):
         two output columns (over one they are constant).
     batched : bool
         ``False`` (default): ``x`` is one input. ``True``: ``x`` is a batch of ``B``
-        examples, each explained on its own (see *Batches* below).
+        examples, each explained on its own (see Notes).
 
-    Batches
-    -------
-    A batched problem is the separable problem of choosing one ``k``-subset
+    Notes
+    -----
+    **Batches.** A batched problem is the separable problem of choosing one ``k``-subset
     ``S_b`` per example, maximising ``Σ_b G_b(S_b)``; the attribution solvers
     evaluate the path points of all examples in the same forward/backward passes,
     and their answers equal a loop over the examples. Its :class:`~sparsesel.result.Result`
