@@ -299,6 +299,9 @@ def greedy_pig(
         be revealed before one fixed in round ``t + 1`` whatever their IG scores.
         ``info["round_of"]`` is the round that selected each feature (−1 if
         none). ``trace`` has one record per round, with ``G`` after it.
+        A batched problem (all examples' path points in shared passes) gives the batched
+        form of :class:`~sparsesel.problems.attribution.Attribution`; a round's record then holds
+        ``picked`` per example, ``objectives`` (``G_b`` after it) and their sum as ``objective``.
     """
     n = problem.n_features
     plan = plan_rounds(n, problem.k, rounds=rounds, steps=steps, ranked=ranked, schedule=schedule, path=path,
