@@ -33,6 +33,18 @@ def squared_loss(problem: Any) -> bool | str:
     return True
 
 
+def dense_design(problem: Any) -> bool | str:
+    """Solvers that need a dense ``X`` refuse a scipy sparse one (``FeatureSelection.SPARSE_SOLVERS`` take it)."""
+    if problem.is_sparse:
+        from sparsesel.design_matrix import sparse_description
+        from sparsesel.problems.feature_selection import SPARSE_SOLVERS
+
+        return (f"it needs a dense X, got a scipy sparse matrix ({sparse_description(problem.X)}); use one of "
+                f"{', '.join(SPARSE_SOLVERS)}, which take sparse X without densifying it, or pass X.toarray() if "
+                "the dense array fits in memory")
+    return True
+
+
 def has_tensor(problem: Any) -> bool | str:
     if problem.tensor is None:
         return "it needs the tensor itself (true Tucker errors); build the problem with CoreShape.from_tensor(X, budget)"
@@ -105,8 +117,8 @@ BUNDLED: tuple[SolverEntry, ...] = (
     _row("omp", (_FS,), "omp", "Orthogonal Matching Pursuit (incremental Cholesky; equals scikit-learn's OMP) — squared loss", squared_loss),
     _row("greedy_forward", (_FS,), "greedy_forward", "forward selection by the exact loss decrease (rank-one updates for squared loss, refits for logistic)"),
     _row("lasso", (_FS,), "lasso", "baseline: support of the l1 path (scikit-learn lars_path / l1 logistic) with k features"),
-    _row("sequential_attention", (_FS,), "sequential_attention", "Sequential Attention (ICLR 2023): one training pass, softmax attention picks one feature per segment (torch)"),
-    _row("brute_force", (_FS,), "brute_force_features", "exhaustive search over all k-subsets (exact; small d and k only)"),
+    _row("sequential_attention", (_FS,), "sequential_attention", "Sequential Attention (ICLR 2023): linear model solved exactly (OMP's picks); logistic/MLP: one training pass, one pick per segment (torch)", dense_design),
+    _row("brute_force", (_FS,), "brute_force_features", "exhaustive search over all k-subsets (exact; small d and k only)", dense_design),
     # tensor ranks
     _row("ilp", (_CORE, _TREE), "tucker_ilp", "exact surrogate optimum: CP-SAT (exact core products) or exact enumeration, exact integer tie check"),
     _row("ptas", (_CORE,), "tucker_ptas", "the paper's PTAS: (1+ε) grid over the core/factor split, one ILP per guess"),

@@ -65,6 +65,13 @@ def attribution():
     return ss.Attribution(model, torch.linspace(0.2, 1.0, 5, dtype=torch.float64), k=2)
 
 
+def attribution_batched():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2)).double().eval()
+    x = torch.stack([torch.linspace(0.2, 1.0, 5), torch.linspace(1.0, -0.5, 5)]).double()
+    return ss.Attribution(model, x, target=[0, 1], k=2, batched=True)
+
+
 def bag_design():
     return ss.BagDesign(400, 10, 1.0, 1.0, epsilon=1.0, clip=3.0, bag_sizes=(1, 2, 4))
 
@@ -84,6 +91,10 @@ def enumerated_optimum(problem):
     elif isinstance(problem, (ss.CoreShape, ss.TreeNetworkRanks)):
         shapes = itertools.product(*[range(1, m + 1) for m in problem.max_ranks])
         values = [problem.objective(r) for r in shapes if problem.is_feasible(r)]
+    elif isinstance(problem, ss.Attribution) and problem.batched:  # separable: the sum of per-example optima
+        subsets = list(itertools.combinations(range(problem.n_features), problem.k))
+        return sum(max(problem.example_objectives([s if e == b else subsets[0] for e in range(problem.n_examples)])[b]
+                       for s in subsets) for b in range(problem.n_examples))
     elif isinstance(problem, ss.Attribution):
         values = [problem.objective(s) for s in itertools.combinations(range(problem.n_features), problem.k)]
     elif isinstance(problem, ss.LayerAllocation):
@@ -103,6 +114,7 @@ INSTANCES = {
     "tree_network_ranks": tree_ranks,
     "block_sparsification": block_sparsification,
     "attribution": attribution,
+    "attribution_batched": attribution_batched,
     "bag_design": bag_design,
     "layer_allocation": layer_allocation,
 }
