@@ -162,6 +162,11 @@ def _options_of(name: str, function: SolverFunction) -> dict[str, Any]:
     return options
 
 
+def registered_solvers() -> list[SolverSpec]:
+    """Every solver function registered so far (bundled modules imported so far, entry points, scripts)."""
+    return [spec for specs in _REGISTRY.values() for spec in specs]
+
+
 def refusal(supports: Supports | None, problem: Problem) -> str | None:
     """``None`` when ``supports`` accepts ``problem``, else the reason it refuses (a str)."""
     if supports is None:

@@ -36,7 +36,7 @@ def test_every_module_registers_exactly_its_table_rows():
         importlib.import_module(module)
     registered = {
         (spec.name, tuple(sorted(f"{k.__module__}.{k.__qualname__}" for k in spec.kinds)), spec.function.__module__, spec.description)
-        for specs in registry._REGISTRY.values() for spec in specs if spec.function.__module__.startswith("solvers.")
+        for spec in registry.registered_solvers() if spec.function.__module__.startswith("solvers.")
     }
     table = {(row.name, tuple(sorted(row.kinds)), row.module, row.description) for row in solvers.BUNDLED}
     assert registered == table
