@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(input 3x32x32 unless it has an input_layout attribute); both built-ins read 32x32 images")
     parser.add_argument("--image", required=True, help="image file (any format Pillow reads); resized to the model's input")
     parser.add_argument("--k", type=int, default=200, help="pixels to select (default 200; at most H*W of the model input)")
+    parser.add_argument("--max-pixels", type=int, default=8192 * 8192, metavar="N",
+                        help="refuse images with more than N pixels, checked before decoding (default 67,108,864 = 8192x8192)")
     parser.add_argument("--solver", default="greedy_pig", choices=SOLVERS)
     parser.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted class)")
     parser.add_argument("--baseline", default="zeros", choices=("zeros", "black", "blurred", "mean"))
@@ -135,22 +137,26 @@ def _check_checkpoint(spec: str, checkpoint) -> None:
         )
 
 
-def _read_image(path: str, layout: tuple[int, int, int]) -> np.ndarray:
-    """The image as float32 ``(C, H, W)`` in ``[0, 1]``, converted and resized to ``layout``."""
+#: Weights of the grey level of an RGB image (ITU-R 601-2 luma, as Pillow's "L" conversion).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _read_image(path: str, layout: tuple[int, int, int], max_pixels: int | None) -> np.ndarray:
+    """The image as float32 ``(C, H, W)`` in ``[0, 1]``, read by :func:`sparsesel.data.read_image`
+    (every bit depth and mode, EXIF orientation, pixel limit), turned grey if the model reads one
+    channel and resized (bilinear, in floating point) to ``layout``."""
     from PIL import Image
 
-    if Path(path).is_dir():
-        raise ValueError(f"image {path!r} is a directory, not an image file")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"image {path!r} not found")
+    from sparsesel.data.image_files import read_image
+
     channels, height, width = layout
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.float32) / 255.0
-    except (OSError, ValueError) as exc:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"image {path!r} could not be read as an image ({exc})") from None
-    return array[None] if channels == 1 else array.transpose(2, 0, 1)
+    rgb = read_image(path, max_pixels=max_pixels)
+    planes = [rgb @ np.asarray(LUMA, dtype=np.float32)] if channels == 1 else [rgb[..., c] for c in range(3)]
+    resized = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32)).resize((width, height), Image.Resampling.BILINEAR))
+        for plane in planes
+    ]
+    return np.clip(np.stack(resized), 0.0, 1.0).astype(np.float32)
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -206,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} must be >= 1, got {value}")
 
     model, layout = _load_model(args.model, args.seed)
-    image = _read_image(args.image, layout)
+    image = _read_image(args.image, layout, args.max_pixels)
     x = torch.from_numpy(image)
     with torch.no_grad():
         probs = torch.softmax(model(x[None]), dim=1)[0]
