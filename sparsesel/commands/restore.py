@@ -15,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "restore",
         help="restore an image file with a trained network",
         description=(
-            "Run the network stored in CHECKPOINT (written by `sparsesel train`, or an official "
-            "UHDformer release) on IMAGE and write the result to OUT. The image may have any size. "
+            "Run the network stored in CHECKPOINT (written by `sparsesel train`, `compress` or `prune`, or an "
+            "official UHDformer release) on IMAGE and write the result to OUT. The image may have any size. "
             "The harmonizer also needs --mask (the foreground, white on black)."
         ),
     )
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sparsesel.data.image_files import output_format, read_image, write_image
     from sparsesel.nets.checkpoint_checks import finite_or_explain
-    from sparsesel.nets.zoo import load_net
+    from sparsesel.compress.apply import load_compressed
     from sparsesel.training.losses import predict
 
     if args.out.exists() and not args.force:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be positive, got {args.threads}")
         torch.set_num_threads(args.threads)
     image = read_image(args.image, max_pixels=args.max_pixels)
-    model, info = load_net(args.checkpoint)
+    model, info = load_compressed(args.checkpoint)  # any network file of sparsesel.nets, compressed or not
     net = info["net"]
     batch = {"input": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]}
     if net == "harmonizer":

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -111,12 +112,15 @@ def _check_size(shown: str, width: int, height: int, max_pixels: int | None) -> 
     if width < 1 or height < 1:
         raise ValueError(f"image {shown!r} has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
-        gib = width * height * 12 / 2**30
-        raise ValueError(
-            f"image {shown!r} is {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,} "
-            f"(it would take {gib:.1f} GiB as float32 RGB); refused before decoding. Raise the limit with --max-pixels "
-            "(max_pixels= in the API) if the machine has the memory"
-        )
+        _refuse_size(shown, f"{width}x{height} = {width * height:,} pixels", width * height, max_pixels)
+
+
+def _refuse_size(shown: str, size: str, pixels: int, max_pixels: int | None) -> None:
+    raise ValueError(
+        f"image {shown!r} is {size}, more than the limit of {max_pixels:,} (it would take {pixels * 12 / 2**30:.1f} GiB "
+        "as float32 RGB); refused before decoding. Raise the limit with --max-pixels (max_pixels= in the API) if the "
+        "machine has the memory"
+    )
 
 
 @contextlib.contextmanager
@@ -205,7 +209,10 @@ def exif_orient(image: np.ndarray, orientation: int) -> np.ndarray:
 def _exif_orientation(handle: Image.Image) -> int:
     """The EXIF orientation tag, 1 when absent, unreadable or not one of 1..8."""
     try:
-        value = handle.getexif().get(ExifTags.Base.Orientation, 1)
+        if handle.format == "TIFF":
+            value = handle.tag_v2.get(ExifTags.Base.Orientation, 1)
+        else:
+            value = handle.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:  # noqa: BLE001 - a corrupt EXIF block does not make the pixels unreadable
         return 1
     return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
@@ -245,18 +252,24 @@ def _pillow_samples(handle: Image.Image) -> tuple[np.ndarray, float | None]:
         raise _Unsupported(f"pixel mode {mode!r}") from None
 
 
-def _pillow_loses_precision(handle: Image.Image) -> bool:
-    """Whether Pillow reads this TIFF with less range or precision than it holds (then tifffile reads it)."""
+def _tifffile_reads_better(handle: Image.Image) -> bool:
+    """Whether this TIFF goes to tifffile: Pillow would read it with less range or precision than it
+    holds (signed or 32-bit integers, 16-bit colour, 16-bit 'white is zero'), or it carries an
+    orientation tag (recent Pillow turns such TIFFs while decoding, scrambling orientations 5 to 8)."""
     if handle.format != "TIFF":
         return False
     if handle.mode == "I":
         return True
     tags = getattr(handle, "tag_v2", {})
+    if tags.get(ExifTags.Base.Orientation, 1) != 1:
+        return True
     bits = tags.get(258, 8)
     sample_format = tags.get(339, 1)
     bits = max(bits) if isinstance(bits, tuple) else bits
     sample_format = sample_format[0] if isinstance(sample_format, tuple) else sample_format
     if sample_format == 2 and handle.mode != "F":  # signed integers
+        return True
+    if tags.get(262) == 0 and bits > 8:  # 16-bit 'white is zero': Pillow does not invert it
         return True
     return bool(bits > 8 and handle.mode not in (*_SIXTEEN_BIT_GREY, "F"))
 
@@ -266,8 +279,11 @@ def _read_with_pillow(path: Path, shown: str, max_pixels: int | None) -> np.ndar
     try:
         with _pillow_bomb_limit(max_pixels):
             handle = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"image {shown!r} is too large to decode safely ({exc}); the limit is {max_pixels:,} pixels") from None
+    except Image.DecompressionBombError as exc:  # only when max_pixels is below Pillow's guard
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        if size is None:  # pragma: no cover - Pillow's wording changed
+            raise ValueError(f"image {shown!r} is too large to decode safely ({exc}); the limit is {max_pixels:,} pixels") from None
+        _refuse_size(shown, f"{int(size.group(1)):,} pixels", int(size.group(1)), max_pixels)
     except UnidentifiedImageError:
         if _is_tiff(path):
             return None
@@ -276,12 +292,14 @@ def _read_with_pillow(path: Path, shown: str, max_pixels: int | None) -> np.ndar
         raise _unreadable(shown, _first_line(exc)) from None
     with handle:
         _check_size(shown, *handle.size, max_pixels)
-        if _pillow_loses_precision(handle):
+        if _tifffile_reads_better(handle):
             return None
         try:
             with _pillow_bomb_limit(max_pixels):
                 handle.load()
                 samples, full_scale = _pillow_samples(handle)
+            # read after decoding: a PNG may keep its eXIf chunk after the pixels; recent Pillow turns a
+            # TIFF by its orientation tag while decoding and then deletes the tag (older Pillow keeps it)
             orientation = _exif_orientation(handle)
         except _Unsupported as exc:
             raise ValueError(f"cannot read image {shown!r}: {exc} is not supported") from None
@@ -297,13 +315,20 @@ def _read_with_pillow(path: Path, shown: str, max_pixels: int | None) -> np.ndar
 # ---------------------------------------------------------------------------
 
 
-def _tiff_samples(data: np.ndarray, axes: str, photometric: int, bits: int, shown: str) -> tuple[np.ndarray, float | None]:
+def _tiff_samples(
+    data: np.ndarray, axes: str, photometric: int, bits: int, colormap: np.ndarray | None, shown: str
+) -> tuple[np.ndarray, float | None]:
     if axes.startswith("S"):
         data, axes = np.moveaxis(data, 0, -1), axes[1:] + "S"
     if axes not in ("YX", "YXS"):
         raise ValueError(f"cannot read image {shown!r}: TIFF axes {axes!r} are not a single 2-D image")
     if data.ndim == 2:
         data = data[:, :, None]
+    if photometric == 3 and colormap is not None and data.dtype.kind == "u":  # PALETTE: 16-bit colour map entries
+        return np.moveaxis(colormap, 0, -1)[data[..., 0]].astype(np.float64) / 65535.0, None
+    if photometric == 5 and data.shape[2] >= 4 and data.dtype == np.uint8:  # SEPARATED: CMYK inks
+        inks = data[..., :4].astype(np.float64) / 255.0
+        return (1.0 - inks[..., :3]) * (1.0 - inks[..., 3:4]), None
     if photometric in (0, 1):  # MINISWHITE, MINISBLACK: the first sample is grey, extra ones (alpha) dropped
         samples = data[..., 0]
     elif photometric == 2 and data.shape[2] >= 3:  # RGB, extra samples (alpha) dropped
@@ -346,6 +371,7 @@ def _read_with_tifffile(path: Path, shown: str, max_pixels: int | None) -> np.nd
             page = tif.pages[0]
             width, height = int(page.imagewidth), int(page.imagelength)
             photometric, bits, axes = int(page.photometric), int(page.bitspersample), str(page.axes)
+            colormap = None if page.colormap is None else np.asarray(page.colormap)
             orientation = page.tags.get(274)
             orientation = int(orientation.value) if orientation is not None else 1
         except Exception as exc:  # noqa: BLE001
@@ -357,7 +383,7 @@ def _read_with_tifffile(path: Path, shown: str, max_pixels: int | None) -> np.nd
             raise ValueError(f"not enough memory to decode image {shown!r} ({width}x{height})") from None
         except Exception as exc:  # noqa: BLE001 - truncated strips, unknown compression, ...
             raise _unreadable(shown, _first_line(exc)) from None
-    samples, full_scale = _tiff_samples(np.asarray(data), axes, photometric, bits, shown)
+    samples, full_scale = _tiff_samples(np.asarray(data), axes, photometric, bits, colormap, shown)
     return exif_orient(_to_unit_float(samples, full_scale, shown), orientation)
 
 

@@ -4,7 +4,8 @@ Three checks stand between a file and a network in memory:
 
 1. :func:`read_checkpoint_file` unpickles with ``torch.load(weights_only=True)`` (tensors and
    plain containers only: no code runs) and turns every way a file can be wrong — missing, a
-   folder, empty, text, some other zip archive, truncated, corrupt, a pickle of Python objects —
+   folder, empty, text, some other zip archive, truncated, corrupt (every record of a zip checkpoint
+   is read against its CRC-32, so flipped bytes inside the tensors are caught), a pickle of Python objects —
    into one ``ValueError`` (``FileNotFoundError`` when missing) that names the file.
 2. :func:`build_checked` builds the network that the file's configuration describes on PyTorch's
    ``meta`` device first (shapes and dtypes, no memory), stopping that build as soon as it
@@ -90,17 +91,31 @@ def _check_file(path: Path) -> None:
 
 
 def _check_zip(path: Path) -> None:
-    """A zip checkpoint must have a readable directory and a ``<folder>/data.pkl`` record."""
+    """A zip checkpoint must have a readable directory, a ``<folder>/data.pkl`` record, and records
+    whose bytes match their CRC-32 (torch.save stores one per record; a record stored without one,
+    CRC 0, is not checked)."""
+    bad_zip = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError, UnicodeError)
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"cannot read checkpoint {path}: corrupt or truncated (its zip directory is unreadable: {exc})") from None
-    if not any(name.endswith("/data.pkl") for name in names):
+            torch_layout = any(name.endswith("/data.pkl") for name in names)
+            for record in archive.infolist() if torch_layout else []:
+                if record.CRC or not record.file_size:
+                    _read_through(archive, record)
+    except bad_zip as exc:
+        raise ValueError(f"cannot read checkpoint {path}: corrupt or truncated ({_first_line(exc)})") from None
+    if not torch_layout:
         raise ValueError(
-            f"cannot read checkpoint {path}: a zip archive, but not a torch checkpoint (no '<name>/data.pkl' record "
-            f"among its {len(names)} entries: {short_list(names, 5)})"
+            f"cannot read checkpoint {path}: a zip archive, but not a torch checkpoint (no '<name>/data.pkl' "
+            f"record among its {len(names)} entries: {short_list(names, 5)})"
         )
+
+
+def _read_through(archive: zipfile.ZipFile, record: zipfile.ZipInfo) -> None:
+    """Read a record to its end; zipfile compares its CRC-32 there (``BadZipFile`` if it differs)."""
+    with archive.open(record) as stream:
+        while stream.read(1 << 24):
+            pass
 
 
 def _looks_like_text(path: Path) -> bool:

@@ -277,6 +277,9 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         Naming the file and what is wrong with it.
     """
     payload = load_checkpoint_file(path)
+    if isinstance(payload, dict) and payload.get("format") == "sparsesel.compress":
+        raise ValueError(f"{path} holds a compressed network (format 'sparsesel.compress'); load it with "
+                         "sparsesel.compress.load_compressed")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         missing = [key for key in ("net", "config", "params") if key not in payload]
         if missing:
