@@ -353,6 +353,10 @@ def check_weight_values(
             )
         if network_kind != "floating-point" or value.numel() == 0:
             continue
+        low, high = value.aminmax()  # one pass; NaN propagates
+        largest = max(abs(float(low)), abs(float(high)))
+        if largest <= min(WEIGHT_LIMIT, torch.finfo(target.dtype).max):
+            continue
         cast = value.to(target.dtype)
         finite = torch.isfinite(cast)
         if not bool(finite.all()):
@@ -362,7 +366,6 @@ def check_weight_values(
             overflow = " (after the cast to the network's {}, which the stored {} overflows)".format(target.dtype, value.dtype) if bool(
                 torch.isfinite(value).all()) else ""
             raise ValueError(f"{name}: tensor {show(key)} holds {detail} value(s){overflow}; the checkpoint is corrupt")
-        largest = float(value.abs().max())
         if largest > WEIGHT_LIMIT:
             raise ValueError(
                 f"{name}: tensor {show(key)} holds values up to {largest:.3g} in magnitude, above the limit "
@@ -426,9 +429,22 @@ def build_checked(
             f"{name} does not fit {network}: {hint}" + "; ".join(problems) + f" (configuration: {_settings_text(settings)})"
         )
     check_weight_values(state, expected, name, show)
-    model = build()
+    model = _materialize(meta, state) or build()
     model.load_state_dict(dict(state), strict=True)
     return model
+
+
+def _materialize(meta: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module | None:
+    """``meta`` moved to uninitialised CPU memory, if loading ``state`` then defines every tensor it holds
+    (no non-persistent buffer, no plain tensor attribute); else ``None`` (the caller builds it anew).
+    This skips the random initialisation that loading overwrites anyway."""
+    persistent = set(meta.state_dict())
+    if any(name not in persistent for name, _ in meta.named_buffers()):
+        return None
+    for module in meta.modules():
+        if any(isinstance(value, torch.Tensor) for value in vars(module).values()):
+            return None
+    return meta.to_empty(device="cpu")
 
 
 def finite_or_explain(output: torch.Tensor, model: nn.Module, name: str) -> None:

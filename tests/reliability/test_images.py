@@ -556,3 +556,27 @@ def test_restore_names_the_checkpoint_when_its_output_is_not_finite(tmp_path):
     network = zoo.save_net(model, tmp_path / "loud.pt", net="csattn")
     image = write_image(tmp_path / "in.png", np.full((16, 16, 3), 0.5))
     expect_clear_error(["restore", image, "--checkpoint", network, "--out", tmp_path / "o.png"], "loud.pt", "NaN or infinite")
+
+
+# ------------------------------------------------------------------ numpy images handed to UHDformer.restore
+@pytest.mark.reliability("right_result")
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "bool"])
+def test_uhdformer_restore_scales_integer_numpy_images_by_their_type(dtype):
+    from sparsesel.nets import UHDformer, UHDformerConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = UHDformer(UHDformerConfig(width=8, number_block=1, unit_num=1, num_heads=2, match_factor=2, ffn_expansion_factor=2)).eval()
+    top = {"uint8": 255, "uint16": 65535, "bool": 1}[dtype]
+    pixels = RNG.integers(0, top + 1, (16, 16, 3)).astype(dtype)
+    as_float = pixels.astype(np.float64) / top
+    np.testing.assert_allclose(model.restore(pixels), model.restore(as_float.astype(np.float32)), atol=1e-6)
+
+
+@pytest.mark.reliability("clear_error")
+def test_uhdformer_restore_refuses_signed_integer_numpy_images():
+    from sparsesel.nets import UHDformer, UHDformerConfig
+
+    model = UHDformer(UHDformerConfig(width=8, number_block=1, unit_num=1, num_heads=2, match_factor=2, ffn_expansion_factor=2)).eval()
+    with pytest.raises(TypeError, match="float, unsigned-integer or boolean numpy image, got dtype int32"):
+        model.restore(np.zeros((8, 8, 3), np.int32))
