@@ -62,6 +62,7 @@ __all__ = [
     "WRITE_FORMATS",
     "check_max_pixels",
     "exif_orient",
+    "image_size",
     "output_format",
     "read_image",
     "write_image",
@@ -424,6 +425,46 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     _check_path(path, shown)
     image = _read_with_pillow(path, shown, max_pixels)
     return image if image is not None else _read_with_tifffile(path, shown, max_pixels)
+
+
+def image_size(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(W, H)`` of the array :func:`read_image` returns (EXIF orientation applied), from the file's header.
+
+    The same checks as :func:`read_image` before decoding (missing file, folder, not an image, over
+    ``max_pixels``); a PNG whose EXIF block follows its pixels is decoded to find it.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_image`, naming the file.
+    """
+    shown = os.fspath(path)
+    path = Path(path)
+    max_pixels = check_max_pixels(max_pixels)
+    _check_path(path, shown)
+    try:
+        with _pillow_bomb_limit(max_pixels):
+            handle = Image.open(path)
+    except Image.DecompressionBombError:
+        read_image(path, max_pixels=max_pixels)  # raises the size error in our words
+        raise  # pragma: no cover
+    except Exception:  # noqa: BLE001 - not an image for Pillow: tifffile, or read_image's error
+        return _oriented_size(read_image(path, max_pixels=max_pixels))
+    with handle:
+        width, height = handle.size
+        _check_size(shown, width, height, max_pixels)
+        if _tifffile_reads_better(handle):
+            return _oriented_size(read_image(path, max_pixels=max_pixels))
+        try:
+            with _pillow_bomb_limit(max_pixels):
+                orientation = _exif_orientation(handle)
+        except Exception:  # noqa: BLE001
+            orientation = 1
+    return (height, width) if orientation >= 5 else (width, height)
+
+
+def _oriented_size(image: np.ndarray) -> tuple[int, int]:
+    return image.shape[1], image.shape[0]
 
 
 def _eight_bit(image: np.ndarray) -> np.ndarray:

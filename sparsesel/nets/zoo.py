@@ -285,8 +285,16 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         if missing:
             raise ValueError(f"{path}: sparsesel.nets checkpoint lacks the keys {missing}")
         meta = _payload_dict(payload.get("meta", {}), "meta", path)
-        model = build_from_checkpoint(path, payload["net"], payload["config"], payload["params"])
-        return model, {"net": payload["net"], "config": dict(payload["config"]), "meta": dict(meta)}
+        config = _payload_dict(payload["config"], "config", path)
+        if payload["net"] == "tshrnet":
+            config = {"value_space": "unit", **config}  # written before TSHRNet had the official value space
+        model = build_from_checkpoint(path, payload["net"], config, payload["params"])
+        return model, {"net": payload["net"], "config": dict(config), "meta": dict(meta)}
+    if isinstance(payload, dict) and any(str(k).removeprefix("module.") == "Cv0.conv.weight" for k in payload):
+        raise ValueError(
+            f"{path} is one U-Net of an official TSHRNet checkpoint (UNet<n>_<epoch>.pth); load the four files "
+            "with sparsesel.nets.load_tshrnet(folder)"
+        )
     # anything else: UHDformer (our format, the official release or a plain state dict);
     # its loader checks the keys and infers the configuration from the tensors
     from sparsesel.nets.checkpoints import uhdformer_from_checkpoint
