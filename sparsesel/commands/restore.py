@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.image.resolve():
         raise ValueError("--out must differ from the input image")
     output_format(args.out)  # an unknown suffix is refused before any work
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be positive, got {args.threads}")

@@ -451,7 +451,7 @@ def test_max_pixels_flag_refuses_before_decoding(command, network, tmp_path):
     argv = (["restore", image, "--checkpoint", network, "--out", tmp_path / "o.png"] if command == "restore" else
             ["attribute", "--model", "builtin:digits-cnn", "--image", image, "--k", "3", "--solver", "gradient", "--out", tmp_path / "r"])
     expect_clear_error(argv + ["--max-pixels", "255"], "in.png", "16x16 = 256 pixels, more than the limit of 255", "--max-pixels")
-    expect_clear_error(argv + ["--max-pixels", "0"], "max_pixels must be a positive integer")
+    expect_clear_error(argv + ["--max-pixels", "0"], "--max-pixels must be a positive integer, got 0")
 
 
 def test_max_pixels_default_is_stated_in_the_help(capsys):
@@ -580,3 +580,15 @@ def test_uhdformer_restore_refuses_signed_integer_numpy_images():
     model = UHDformer(UHDformerConfig(width=8, number_block=1, unit_num=1, num_heads=2, match_factor=2, ffn_expansion_factor=2)).eval()
     with pytest.raises(TypeError, match="float, unsigned-integer or boolean numpy image, got dtype int32"):
         model.restore(np.zeros((8, 8, 3), np.int32))
+
+
+@pytest.mark.reliability("right_result")
+def test_attribute_on_a_network_keeps_an_exif_rotated_image_upright(network, tmp_path):
+    """An image-to-image model reads the image at its own size: the size of the turned image, not the stored one."""
+    pixels = RNG.integers(0, 256, (12, 20, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "rot.png", exif=_exif(6))
+    run = run_cli(["attribute", "--model", network, "--image", tmp_path / "rot.png", "--k", "3", "--solver", "gradient",
+                   "--out", tmp_path / "run"])
+    assert run.status == 0, run.err
+    record = json.loads((tmp_path / "run" / "attribution.json").read_text())
+    assert np.asarray(record["attribution"]).shape == (20, 12)
