@@ -159,16 +159,13 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as exc:
         text = str(exc)
         blocked = re.search(r"GLOBAL ([\w.]+)", text)
-        if blocked:
-            raise ValueError(
-                f"refused to load checkpoint {path}: not a plain tensor checkpoint, it references the Python object {blocked.group(1)} "
-                "(unpickling it could run code; it was not unpickled); only tensors and plain containers are allowed"
-            ) from None
         detail = re.search(r"(Unsupported [^\n]*)", text)
+        reason = (f"it references the Python object {blocked.group(1)}" if blocked else
+                  f"torch: {detail.group(1) if detail else _first_line(exc)}")
         raise ValueError(
-            f"refused to load checkpoint {path}: not a plain tensor checkpoint (corrupt, or a pickle using content that "
-            "weights_only loading does not allow, which could run code; it was not unpickled): "
-            f"{detail.group(1) if detail else _first_line(exc)}"
+            f"cannot read checkpoint {path} safely: it is not a plain tensor checkpoint (corrupt, or holding Python "
+            f"objects whose unpickling could run code; it was not unpickled): {reason}; only tensors and plain "
+            "containers are allowed"
         ) from None
     except MemoryError:
         raise ValueError(f"cannot read checkpoint {path}: not enough memory to load it (corrupt sizes, or too large)") from None
