@@ -38,7 +38,10 @@ def integrated_gradients(
     steps : int
         Gradient evaluations along the path (per example).
     method : str
-        Quadrature rule (Captum's names, see :mod:`sparsesel.attribution.paths.quadrature`).
+        Quadrature rule: one of Captum's names (``riemann_left``, ``riemann_right``,
+        ``riemann_middle``, ``riemann_trapezoid``, ``gausslegendre``; each equal to
+        Captum's rule) or ``trapezoid`` (the exact trapezoid rule); see
+        :mod:`sparsesel.attribution.paths.quadrature`.
     batch_size : int, optional
         Points per forward/backward pass, like Captum's ``internal_batch_size``
         (default: all ``steps`` at once for a single input; for a batched problem the

@@ -84,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pixels Greedy PIG's rounds fix: a count >= k or a fraction of the pixels in (0, 1] "
                              "(default k)")
     parser.add_argument("--method", default=None,
-                        help="quadrature rule of IG and Greedy PIG (Captum's names; default gausslegendre)")
+                        help="quadrature rule of IG and Greedy PIG: Captum's names (riemann_left, riemann_right, riemann_middle, "
+                             "riemann_trapezoid, gausslegendre; same weights as Captum) or trapezoid (the textbook rule); "
+                             "default gausslegendre")
     parser.add_argument("--path", default=None, choices=("linear", "imputed"),
                         help="Greedy PIG's path: 'linear' (default; the paper's: absent pixels at the baseline) or "
                              "'imputed' (absent pixels interpolated from present ones, the set function SIC scores)")
