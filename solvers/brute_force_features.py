@@ -137,9 +137,8 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
         winner = near[0]
     selected = [int(j) for j in all_subsets[winner]]
     fit = problem.refit(selected)
-    return Result(
-        selected=tuple(selected),
-        objective=float(fit["loss"]),
-        status="optimal",
-        info={"n_subsets": count, "coef": fit["coef"], "intercept": fit["intercept"]},
+    optimum = float(fit["loss"])
+    return problem.result(
+        tuple(selected), objective=optimum, lower_bound=optimum, upper_bound=optimum, status="optimal",
+        n_subsets=count, coef=fit["coef"], intercept=fit["intercept"],
     )

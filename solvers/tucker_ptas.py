@@ -12,8 +12,9 @@ item per mode. The scheme, as in the authors' code:
 3. enumerate every shape whose ranks are all ``<= ⌈1/ε⌉`` ("small ranks");
 4. keep the best shape whose *exact* size is ``<= B``.
 
-``result.bound`` is the stated guarantee as a factor: kept energy ``>= (1 − ε) ×`` the optimal
-kept energy (``status="approximate"``). We did not reproduce the paper's proof (its body was
+``result.guarantee`` is the stated guarantee, ``Guarantee(1 − ε, "kept_energy")``: kept energy
+``>= (1 − ε) ×`` the optimal kept energy (``status="approximate"``; the objective is the
+discarded energy, the factor multiplies the kept energy). We did not reproduce the paper's proof (its body was
 not available to us); the tests check the factor against brute force.
 """
 
@@ -28,7 +29,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from solvers.tucker_common import infeasible_result, ranks_result, useful_max_ranks
 from sparsesel.problems.core_shape import CoreShape
 from sparsesel.registry import register_solver
-from sparsesel.result import Result
+from sparsesel.result import Guarantee, Result
 from sparsesel.validation import check_real
 
 
@@ -81,8 +82,8 @@ def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) 
     Returns
     -------
     Result
-        ``status="approximate"``, ``bound = 1 − epsilon`` (guaranteed fraction of the
-        optimal kept energy); ``info["ilps"]`` the number of ILPs solved.
+        ``status="approximate"``, ``guarantee = Guarantee(1 − epsilon, "kept_energy")`` (guaranteed
+        fraction of the optimal kept energy); ``info["ilps"]`` the number of ILPs solved.
     """
     epsilon = check_real(epsilon, "epsilon", 0.0, 1.0, low_open=True)
     check_real(time_limit, "time_limit", low=0.0, low_open=True, allow_inf=True)
@@ -135,8 +136,7 @@ def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) 
         problem,
         best,
         status="approximate",
-        bound=1.0 - epsilon,
+        guarantee=Guarantee(1.0 - epsilon, "kept_energy"),
         ilps=ilps,
         epsilon=epsilon,
-        guarantee=f"kept energy >= (1 - {epsilon}) x optimal kept energy (stated guarantee of the paper's PTAS)",
     )

@@ -157,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
         "size": result.info.get("size"),
         "discarded_energy": result.objective,
         "relative_error_bound": result.info.get("relative_error_bound"),
-        "bound": result.bound,
+        "lower_bound": result.lower_bound,
+        "upper_bound": result.upper_bound,
+        "guarantee": result.guarantee,
         "seconds": result.wall_time,
     }
     if args.tree is not None:
@@ -186,8 +188,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"solver {result.solver}: status {result.status}, {result.wall_time:.3g} s")
     print(f"ranks {tuple(result.selected)}  size {report['size']}")
     print(f"discarded energy {result.objective:.6g}  relative error bound {report['relative_error_bound']:.6g}")
-    if result.bound is not None:
-        print(f"bound {result.bound:.6g}")
+    if result.lower_bound is not None:
+        print(f"optimal discarded energy >= {result.lower_bound:.6g} (proven)")
+    if result.guarantee is not None:
+        print(f"guarantee: {result.guarantee}")
     if "true_relative_error" in report:
         print(f"true squared relative error {report['true_relative_error']:.6g}")
     return 0

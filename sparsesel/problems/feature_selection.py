@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +67,6 @@ class FeatureSelection(Problem):
     loss: str = "squared"
     fit_intercept: bool = True
     alpha: float = 1e-4
-
-    kind: ClassVar[str] = "feature_selection"
 
     def __post_init__(self) -> None:
         X = as_finite_sparse(self.X, "X") if is_sparse(self.X) else as_finite_array(self.X, "X", ndim=2)
