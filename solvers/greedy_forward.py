@@ -13,7 +13,10 @@ lowest column index.
   direction ``u`` (the picked column, re-orthogonalised twice against the
   previous ones) gives ``p = Xᶜᵀ u`` (one pass over ``X``), then
   ``‖q‖² −= p²``, ``Xᶜᵀ r −= p·(uᵀ r)`` and ``r −= u·(uᵀ r)``. Cost per step
-  ``O(n·d + n·|S|)``; no refit.
+  ``O(n·d + n·|S|)``; no refit. All of it runs on the columns and the response
+  divided by powers of two near their magnitudes (``problem.scaling``): exact,
+  so columns of magnitude ``1e±200`` (mixed with ordinary ones) pick as in exact
+  arithmetic.
 * ``loss="logistic"`` — every candidate is refit with
   :meth:`FeatureSelection.refit` (``k·d`` logistic fits in all; slow for wide
   data, ``progress=True`` shows a bar). No warm start: the refit is the
@@ -38,11 +41,11 @@ TIE_TOL = 1e-12
 _ROW_BLOCK = 4096
 
 
-def _centred_sq_norms(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Column sums of ``(X − mean)²``, by row blocks (no full centred copy)."""
+def _centred_sq_norms(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Column sums of ``((X − mean)/scale)²``, by row blocks (no full centred copy)."""
     out = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _ROW_BLOCK):
-        block = X[start : start + _ROW_BLOCK] - mean
+        block = (X[start : start + _ROW_BLOCK] - mean) / scale
         out += np.einsum("ij,ij->j", block, block)
     return out
 
@@ -56,10 +59,13 @@ def _lowest_best(gain: np.ndarray) -> int:
 def _greedy_squared(problem: FeatureSelection) -> tuple[list[int], list[dict]]:
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    mean = X.mean(axis=0) if problem.fit_intercept else np.zeros(d)
-    residual = y - y.mean() if problem.fit_intercept else y.copy()
-    corr = X.T @ residual - mean * residual.sum()  # Xᶜᵀ r
-    norms0 = _centred_sq_norms(X, mean)  # ‖xᶜ_j‖²
+    # on the columns and response divided by powers of two (problem.scaling): the gains
+    # (rᵀxᶜⱼ)²/‖qⱼ‖² do not depend on column scales, and nothing overflows or underflows
+    scaling = problem.scaling
+    mean, scale = scaling.x_mean, scaling.x_scale
+    residual = scaling.scaled_response(y)
+    corr = (X.T @ residual - mean * residual.sum()) / scale  # Xₛᵀ r
+    norms0 = _centred_sq_norms(X, mean, scale)  # ‖xₛ_j‖²
     norms = norms0.copy()  # ‖q_j‖²: part orthogonal to the selected columns
     basis = np.empty((n, k), order="F")  # orthonormal directions u_1..u_t
     available = norms0 > 0.0
@@ -78,20 +84,21 @@ def _greedy_squared(problem: FeatureSelection) -> tuple[list[int], list[dict]]:
         selected.append(pick)
         available[pick] = False
         if usable[pick]:
-            u = X[:, pick] - mean[pick]
+            u = (X[:, pick] - mean[pick]) / scale[pick]
             for _ in range(2):  # classical Gram-Schmidt, twice ("twice is enough")
                 if t:
                     u -= basis[:, :t] @ (basis[:, :t].T @ u)
             u /= np.linalg.norm(u)
             basis[:, t] = u
-            p = X.T @ u - mean * u.sum()  # Xᶜᵀ u
+            p = (X.T @ u - mean * u.sum()) / scale  # Xₛᵀ u
             step = float(u @ residual)
             residual -= step * u
             corr -= step * p
             norms -= p * p
         else:
             basis[:, t] = 0.0
-        trace.append({"step": t + 1, "feature": pick, "objective": float(residual @ residual) / n})
+        loss = scaling.unscale_squared(float(residual @ residual) / n)
+        trace.append({"step": t + 1, "feature": pick, "objective": loss})
     return selected, trace
 
 

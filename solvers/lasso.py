@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from sparsesel.problems.column_scaling import column_scaling
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -60,11 +61,15 @@ def _lasso_squared(problem: FeatureSelection) -> tuple[list[int], dict]:
 
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    if problem.fit_intercept:
-        Xc = X - X.mean(axis=0)
-        yc = y - y.mean()
-    else:
-        Xc, yc = X, y
+    # The lasso path depends on the columns' relative scales, not on a common factor:
+    # X and y are divided by powers of two (exact) so that nothing overflows, and the
+    # penalties and coefficients are mapped back (alpha ∝ x_common·y_scale).
+    scaling = problem.scaling
+    x_common = float(np.max(scaling.x_scale))
+    Xc = (X - scaling.x_mean) / x_common
+    yc = scaling.scaled_response(y)
+    alpha_unit = x_common * scaling.y_scale
+    coef_unit = scaling.y_scale / x_common
     max_iter = 4 * k + 20
     while True:
         with warnings.catch_warnings():
@@ -83,11 +88,11 @@ def _lasso_squared(problem: FeatureSelection) -> tuple[list[int], dict]:
         features = np.flatnonzero(supports[i])
         middle = (coefs[:, i] + coefs[:, i + 1]) / 2
         selected = _order_by_entry(features, entry, np.abs(middle))
-        alpha = float((alphas[i] + alphas[i + 1]) / 2)
+        alpha = float((alphas[i] + alphas[i + 1]) / 2) * alpha_unit
         info = {
             "alpha": alpha,
-            "alpha_range": (float(alphas[i + 1]), float(alphas[i])),
-            "lasso_coef": middle[selected],
+            "alpha_range": (float(alphas[i + 1]) * alpha_unit, float(alphas[i]) * alpha_unit),
+            "lasso_coef": middle[selected] * coef_unit,
             "exact_k": True,
         }
         return selected, info
@@ -98,7 +103,7 @@ def _lasso_squared(problem: FeatureSelection) -> tuple[list[int], dict]:
     score = np.where(entry < len(supports), np.inf, corr)
     order = np.lexsort((np.arange(d), -score, entry))
     selected = [int(j) for j in order[:k]]
-    return selected, {"alpha": None, "alpha_range": None, "lasso_coef": last[selected], "exact_k": False}
+    return selected, {"alpha": None, "alpha_range": None, "lasso_coef": last[selected] * coef_unit, "exact_k": False}
 
 
 def _fit_l1_logistic(X: np.ndarray, y: np.ndarray, C: float, fit_intercept: bool, seed: int) -> np.ndarray:
@@ -129,9 +134,13 @@ def _lasso_logistic(problem: FeatureSelection, n_grid: int, seed: int) -> tuple[
     d = X.shape[1]
     # the path is that of the standardised columns (unit variance; liblinear/saga need
     # it), i.e. penalty sum_j std_j·|w_j| in the original units
-    scale = X.std(axis=0)
+    # (X − mean)/std computed as ((X − mean)/2^e)/std(…): exact scaling first, so that the
+    # variances of columns of magnitude 1e±200 neither overflow nor underflow
+    centring = problem.scaling if problem.fit_intercept else column_scaling(X, None, fit_intercept=False)
+    Xs = (X - centring.x_mean) / centring.x_scale
+    scale = np.sqrt(np.mean((Xs - Xs.mean(axis=0)) ** 2, axis=0))
     scale[scale == 0] = 1.0
-    Xs = (X - X.mean(axis=0)) / scale if problem.fit_intercept else X / scale
+    Xs /= scale
     c_min = l1_min_c(Xs, y, loss="log", fit_intercept=problem.fit_intercept)
     path: list[tuple[float, np.ndarray]] = []
 

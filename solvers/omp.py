@@ -21,7 +21,10 @@ implementation never refits from scratch and never forms the residual:
   costs little more than one column and most later picks are then free.
 
 Centring for the intercept is done implicitly (``Xᶜᵀv = Xᵀv − μ·(1ᵀv)``); ``X``
-is never copied.
+is never copied. Every quantity is that of the columns and the response divided
+by powers of two near their magnitudes (``problem.scaling``): exact scalings, so
+ordinary data round as without them, while columns of magnitude ``1e±200``
+(alone or mixed with ordinary ones) neither overflow nor underflow.
 
 Selection, order and coefficients match scikit-learn's
 ``OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=...)``: like it,
@@ -54,30 +57,39 @@ CORRELATION_TOL = 1e-12
 
 STRATEGIES = ("auto", "columns", "gram")
 
+_ROW_BLOCK = 4096
+
 
 class _GramColumns:
-    """Columns of the centred Gram matrix ``Xᶜᵀ Xᶜ``, computed in blocks on demand.
+    """Columns of the Gram matrix ``Xₛᵀ Xₛ`` of the scaled design, computed in blocks on demand.
+
+    ``Xₛ = (X − mean) / scale`` (see :mod:`sparsesel.problems.column_scaling`; ``scale``
+    holds powers of two, so ``Xₛᵀ Xₛ = D⁻¹ Xᶜᵀ Xᶜ D⁻¹`` exactly, without overflow).
 
     Parameters
     ----------
     X : ndarray, shape (n, d)
     mean : ndarray, shape (d,)
         Column means subtracted from ``X`` (zeros without intercept).
+    scale : ndarray, shape (d,)
+        Powers of two dividing the centred columns.
     full : bool
-        Compute the whole Gram matrix at once (one symmetric product) instead.
+        Compute the whole Gram matrix at once (row blocks of ``Xₛ``) instead.
     """
 
-    def __init__(self, X: np.ndarray, mean: np.ndarray, full: bool) -> None:
+    def __init__(self, X: np.ndarray, mean: np.ndarray, scale: np.ndarray, full: bool) -> None:
         self.X = X
         self.mean = mean
+        self.inverse_scale = 1.0 / scale
         self.centred = bool(np.any(mean))
         d = X.shape[1]
         self.slot = np.full(d, -1, dtype=np.intp)
         self.n_passes = 0
         if full:
-            gram = X.T @ X
-            if self.centred:
-                gram -= X.shape[0] * np.outer(mean, mean)
+            gram = np.zeros((d, d))
+            for start in range(0, X.shape[0], _ROW_BLOCK):
+                block = (X[start : start + _ROW_BLOCK] - mean) * self.inverse_scale
+                gram += block.T @ block
             self.store = gram
             self.slot[:] = np.arange(d)
             self.size = d
@@ -98,10 +110,13 @@ class _GramColumns:
         block = self.X[:, features]
         if self.centred:
             block -= self.mean[features]
+        block *= self.inverse_scale[features]
+        if self.centred:
             # Xᶜᵀ bᶜ = Xᵀ bᶜ − μ (1ᵀ bᶜ); 1ᵀ bᶜ is ~0 but removing it keeps rounding low.
             columns = self.X.T @ block - np.outer(self.mean, block.sum(axis=0))
         else:
             columns = self.X.T @ block
+        columns *= self.inverse_scale[:, None]
         self.n_passes += 1
         needed = self.size + features.size
         if needed > self.store.shape[1]:
@@ -111,6 +126,24 @@ class _GramColumns:
         self.store[:, self.size : needed] = columns
         self.slot[features] = np.arange(self.size, needed)
         self.size = needed
+
+
+def _strongest(magnitude: np.ndarray, eligible: np.ndarray, scale: np.ndarray, relative_scale: np.ndarray) -> int:
+    """OMP's pick: the eligible ``j`` of largest ``|xᶜⱼᵀ r| = scaleⱼ·magnitudeⱼ`` (common factors dropped); -1 if none.
+
+    ``magnitude`` holds the scaled correlations ``|xₛⱼᵀ rₛ|``; ``relative_scale`` is
+    ``scale / max(scale)`` (exact powers of two). Where that product underflows for every
+    eligible column (scales over 300 orders of magnitude apart), logarithms decide.
+    """
+    if not np.any(eligible):
+        return -1
+    score = np.where(eligible, magnitude * relative_scale, -1.0)
+    pick = int(np.argmax(score))
+    if score[pick] == 0.0:
+        with np.errstate(divide="ignore"):
+            log_score = np.where(eligible, np.log2(magnitude) + np.log2(scale), -np.inf)
+        pick = int(np.argmax(log_score))
+    return pick
 
 
 def _use_full_gram(n: int, d: int, k: int, strategy: str) -> bool:
@@ -170,37 +203,38 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
 
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    if problem.fit_intercept:
-        mean = X.mean(axis=0)
-        y_mean = float(y.mean())
-    else:
-        mean = np.zeros(d)
-        y_mean = 0.0
-    yc = y - y_mean
-    xty = X.T @ yc - mean * yc.sum()  # Xᶜᵀ yᶜ
+    # Everything below runs on the scaled columns Xₛ = (X − mean)/scale and response
+    # yₛ = (y − ȳ)/y_scale (powers of two: exact, no overflow at any column scale).
+    # OMP's pick |xᶜⱼᵀ r| = scaleⱼ·y_scale·|xₛⱼᵀ rₛ| keeps its unscaled meaning.
+    scaling = problem.scaling
+    mean, scale = scaling.x_mean, scaling.x_scale
+    relative_scale = scale / np.max(scale)  # powers of two <= 1: exact
+    yc = scaling.scaled_response(y)
+    xty = (X.T @ yc - mean * yc.sum()) / scale  # Xₛᵀ yₛ
     yy = float(yc @ yc)
 
-    gram = _GramColumns(X, mean, full=_use_full_gram(n, d, k, strategy))
+    gram = _GramColumns(X, mean, scale, full=_use_full_gram(n, d, k, strategy))
     projections = np.empty((d, k), order="F")  # W = G[:, S] L⁻ᵀ
     chol = np.zeros((k, k))  # lower-triangular Cholesky factor of G[S, S]
-    z = np.zeros(k)  # L⁻¹ Xᶜᵀyᶜ[S]; the residual sum of squares is ‖yᶜ‖² − ‖z‖²
+    z = np.zeros(k)  # L⁻¹ Xₛᵀyₛ[S]; the residual sum of squares is ‖yₛ‖² − ‖z‖²
     selected: list[int] = []
     trace: list[dict] = []
     blocked = np.zeros(d, dtype=bool)  # selected, or dependent on the selected
-    corr = xty.copy()  # Xᶜᵀ r, r the current residual
-    corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))
+    corr = xty.copy()  # Xₛᵀ rₛ, rₛ the current (scaled) residual
+    corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))  # per column, in scaled units
 
     while len(selected) < k:
         t = len(selected)
-        score = np.abs(corr)
-        score[blocked] = -1.0
-        pick = int(np.argmax(score))
-        if score[pick] <= corr_floor or score[pick] <= 0.0:
+        magnitude = np.abs(corr)
+        eligible = ~blocked & (magnitude > corr_floor)
+        pick = _strongest(magnitude, eligible, scale, relative_scale)
+        if pick < 0:
             break  # the residual is orthogonal to every remaining column
         if not gram.has(pick):
             # the pick and the strongest other candidates without a cached column
+            score = np.where(eligible, magnitude * relative_scale, -1.0)
             order = np.argsort(-score, kind="stable")[: 4 * block_size]
-            others = [j for j in order if j != pick and not gram.has(j) and score[j] > corr_floor]
+            others = [j for j in order if j != pick and not gram.has(j) and eligible[j]]
             gram.compute(np.array([pick, *others[: block_size - 1]]))
         column = gram.column(pick)
         diagonal = float(column[pick])
@@ -218,7 +252,7 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
         selected.append(pick)
         blocked[pick] = True
         rss = max(yy - float(z[: t + 1] @ z[: t + 1]), 0.0)
-        trace.append({"step": t + 1, "feature": pick, "objective": rss / n})
+        trace.append({"step": t + 1, "feature": pick, "objective": scaling.unscale_squared(rss / n)})
 
     n_pursued = len(selected)
     if n_pursued < k:  # no remaining column lowers the loss: complete the selection
@@ -229,16 +263,19 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
                 break
             if j not in chosen:
                 selected.append(j)
-                trace.append({"step": len(selected), "feature": j, "objective": rss / n, "padded": True})
+                trace.append(
+                    {"step": len(selected), "feature": j, "objective": scaling.unscale_squared(rss / n), "padded": True}
+                )
 
-    coef = np.zeros(k)
+    coef_scaled = np.zeros(k)
     if n_pursued:
-        coef[:n_pursued] = solve_triangular(
+        coef_scaled[:n_pursued] = solve_triangular(
             chol[:n_pursued, :n_pursued], z[:n_pursued], lower=True, trans="T", check_finite=False
         )
-    residual = yc - (X[:, selected] - mean[selected]) @ coef
-    objective = float(residual @ residual) / n
-    intercept = float(y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
+    residual = yc - scaling.scaled_columns(X, selected) @ coef_scaled
+    objective = scaling.unscale_squared(float(residual @ residual) / n)
+    coef = scaling.unscale_coef(coef_scaled, selected)
+    intercept = float(scaling.y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
     return Result(
         selected=tuple(selected),
         objective=objective,

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsesel.problems.column_scaling import column_scaling
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -180,6 +181,13 @@ def sequential_attention(
         selected, trace, attention, final_loss = trainer.run()
     finally:
         torch.set_num_threads(previous_threads)
+    if not math.isfinite(final_loss):
+        spread = float(np.max(np.abs(problem.X - problem.X.mean(axis=0))))
+        raise ValueError(
+            f"sequential_attention: training diverged (final training loss {final_loss}); the columns of X "
+            f"spread over up to {spread:.1e}"
+            + (": use standardize=True (the default) or rescale X" if not options["standardize"] else "; lower lr")
+        )
     info = {
         "attention": attention,
         "final_train_loss": final_loss,
@@ -194,6 +202,19 @@ def sequential_attention(
         trace=tuple(trace),
         info=info,
     )
+
+
+def _standardized(X: np.ndarray) -> np.ndarray:
+    """Columns of ``X`` (n, d) centred and scaled to unit variance; constant columns only centred.
+
+    The centred columns are first divided by powers of two near their magnitudes (exact), so
+    the variances neither overflow nor underflow for columns of magnitude ``1e±200``.
+    """
+    scaling = column_scaling(X, None, fit_intercept=True)
+    X = (X - scaling.x_mean) / scaling.x_scale
+    std = X.std(axis=0)
+    std[std == 0] = 1.0
+    return X / std
 
 
 def _check_float(value: Any, name: str, low: float, high: float | None = None, *, low_open: bool = False,
@@ -290,18 +311,17 @@ class _AttentionTrainer:
 
         X = np.array(problem.X, dtype=np.float64)
         if options["standardize"]:
-            scale = X.std(axis=0)
-            scale[scale == 0] = 1.0
-            X = (X - X.mean(axis=0)) / scale
+            X = _standardized(X)
         self.X = torch.as_tensor(np.ascontiguousarray(X), dtype=self.dtype)
         self.n, self.d = X.shape
         self.fit_intercept = problem.fit_intercept
 
         if problem.loss == "squared":
-            y = np.asarray(problem.y, dtype=np.float64)
             # Centring is the intercept's job; scaling only sets the units (the picks do not depend on it).
-            y_scale = y.std() if y.std() > 0 else 1.0
-            y = (y - y.mean()) / y_scale if problem.fit_intercept else y / max(np.sqrt(np.mean(y * y)), 1e-300)
+            # problem.scaling first divides by a power of two (exact), so no square overflows.
+            y = problem.scaling.scaled_response(np.asarray(problem.y, dtype=np.float64))
+            root_mean_square = float(np.sqrt(np.mean(y * y)))
+            y = y / root_mean_square if root_mean_square > 0 else y
             self.y = torch.as_tensor(y, dtype=self.dtype)
             self.n_outputs = 1
             self.loss_fn = self._squared_loss
