@@ -124,7 +124,9 @@ def sequential_attention(
     standardize : bool
         Train on columns scaled to mean 0 and variance 1 (constant columns are only
         centred). The linear model then selects like OMP run on standardised
-        columns; with ``False`` the raw columns are used.
+        columns; with ``False`` the raw columns are used, and a training whose
+        loss ends no lower than it started (Adam's steps cannot fit columns of
+        magnitudes far from 1) is refused with a ``ValueError``.
     seed : int
         Seeds the ``torch.Generator`` used for the initial weights, the logits and
         the batch order. No global random state is read or changed.
@@ -181,13 +183,7 @@ def sequential_attention(
         selected, trace, attention, final_loss = trainer.run()
     finally:
         torch.set_num_threads(previous_threads)
-    if not math.isfinite(final_loss):
-        spread = float(np.max(np.abs(problem.X - problem.X.mean(axis=0))))
-        raise ValueError(
-            f"sequential_attention: training diverged (final training loss {final_loss}); the columns of X "
-            f"spread over up to {spread:.1e}"
-            + (": use standardize=True (the default) or rescale X" if not options["standardize"] else "; lower lr")
-        )
+    _check_training_progress(problem, options, trainer.initial_loss, final_loss)
     info = {
         "attention": attention,
         "final_train_loss": final_loss,
@@ -201,6 +197,28 @@ def sequential_attention(
         status="feasible",
         trace=tuple(trace),
         info=info,
+    )
+
+
+def _check_training_progress(problem: FeatureSelection, options: dict[str, Any], initial: float, final: float) -> None:
+    """Refuse picks made by a training that diverged (or, on raw columns, never moved).
+
+    A non-finite final loss is always refused. With ``standardize=False`` a final loss not
+    below the first step's is refused too: Adam's steps (``lr`` in the raw units) cannot
+    fit columns whose magnitudes are far from 1, and the attention then picks noise.
+    """
+    diverged = not math.isfinite(final)
+    stalled = not options["standardize"] and initial > 0 and final >= initial * (1 - 1e-9)
+    if not (diverged or stalled):
+        return
+    spread = float(np.max(problem.scaling.x_spread))
+    what = "diverged" if diverged or final > initial else "made no progress"
+    remedy = (
+        "use standardize=True (the default) or rescale X" if not options["standardize"] else "lower lr"
+    )
+    raise ValueError(
+        f"sequential_attention: training {what} (training loss {initial:.3g} at the first step, {final:.3g} "
+        f"at the end) on columns of X spread over up to {spread:.1e}: {remedy}"
     )
 
 
@@ -334,6 +352,7 @@ class _AttentionTrainer:
         self._init_parameters(options["hidden"])
         self.logits = torch.zeros(self.d, dtype=self.dtype, requires_grad=True)
         self.selected_mask = torch.zeros(self.d, dtype=torch.bool)
+        self.initial_loss = float("nan")  # training loss at the first optimiser step
 
         batch_size = options["batch_size"]
         self.batch_size = None if batch_size is None or batch_size >= self.n else batch_size
@@ -439,6 +458,8 @@ class _AttentionTrainer:
                         self.logits.grad = None  # the warm-up trains the model only
                     self.optimizer.step()
                     loss_sum += float(loss.detach()) * (x.shape[0] / self.n)
+                    if step == 0:
+                        self.initial_loss = float(loss.detach())
                     step += 1
                     bar.update(1)
                     if not dense and len(selected) < self.k and step >= self._segment_end(len(selected)):
