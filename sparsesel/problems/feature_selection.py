@@ -242,7 +242,7 @@ def _check_squared_loss_range(scaling: ColumnScaling, y: np.ndarray, fit_interce
             f"y spreads over {scaling.y_spread:.1e}: its {what} (the squared loss of the empty model) "
             f"overflows float64; rescale y (the selection does not depend on y's units)"
         )
-    if 0.0 < loss < np.finfo(np.float64).tiny:
+    if mean_square > 0.0 and loss < np.finfo(np.float64).tiny:
         raise ValueError(
             f"y spreads over only {scaling.y_spread:.1e}: its {what} ({loss:.1e}) underflows float64, so "
             f"squared losses cannot be compared; rescale y (the selection does not depend on y's units)"
