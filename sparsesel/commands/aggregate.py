@@ -102,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--epsilon must be > 0, got {args.epsilon}")
     if not 0 < args.test_size < 1:
         raise ValueError(f"--test-size must be in (0, 1), got {args.test_size}")
+    if args.alpha is not None and not 0 <= args.alpha < float("inf"):
+        raise ValueError(f"--alpha must be a finite number >= 0, got {args.alpha}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     rho = _parse_rho(args.rho)
     clip = _parse_clip(args.clip, args.epsilon)
     name = args.data.removeprefix("builtin:").replace("/", "_").replace(".", "_")

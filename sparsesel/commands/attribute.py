@@ -204,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
     for flag, value in (("--steps", args.steps), ("--rounds", args.rounds), ("--anchor-draws", args.anchor_draws)):
         if value is not None and value < 1:  # checked here: `--steps 0` must not fall back to the default
             raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.ranked is not None and not 0 < args.ranked < float("inf"):
+        raise ValueError(f"--ranked must be a count >= k or a fraction in (0, 1], got {args.ranked}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
 
     model, layout = _load_model(args.model, args.seed)
     image = _read_image(args.image, layout)
