@@ -251,14 +251,22 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         if missing:
             raise ValueError(f"{path}: sparsesel.nets checkpoint lacks the keys {missing}")
         name = payload["net"]
-        model = build_net(name, dict(payload["config"]))
+        config = dict(payload["config"])
+        if name == "tshrnet":
+            config.setdefault("value_space", "unit")  # written before TSHRNet had the official value space
+        model = build_net(name, config)
         state = payload["params"]
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ValueError(f"{path}: 'params' must be a dict of tensors")
         _check_state(model, state, f"{path}: weights do not match the {name} configuration")
         model.load_state_dict(state, strict=True)
         model.eval()
-        return model, {"net": name, "config": dict(payload["config"]), "meta": dict(payload.get("meta", {}))}
+        return model, {"net": name, "config": config, "meta": dict(payload.get("meta", {}))}
+    if isinstance(payload, dict) and any(str(k).removeprefix("module.") == "Cv0.conv.weight" for k in payload):
+        raise ValueError(
+            f"{path} is one U-Net of an official TSHRNet checkpoint (UNet<n>_<epoch>.pth); load the four files "
+            "with sparsesel.nets.load_tshrnet(folder)"
+        )
     # anything else: UHDformer (our format, the official release or a plain state dict);
     # its loader checks the keys and infers the configuration from the tensors
     from sparsesel.nets.checkpoints import uhdformer_from_checkpoint
