@@ -32,14 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.data.images import read_image, write_image
     from sparsesel.nets.zoo import load_net
     from sparsesel.training.losses import predict
+    from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
 
     if args.out.exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
     if args.out.resolve() == args.image.resolve():
         raise ValueError("--out must differ from the input image")
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
+        if not 1 <= args.threads <= max_threads():
+            raise ValueError(f"--threads must be between 1 and {max_threads()} ({MAX_THREADS_PER_CPU} per CPU), got {args.threads}")
         torch.set_num_threads(args.threads)
     image = read_image(args.image)
     model, info = load_net(args.checkpoint)
