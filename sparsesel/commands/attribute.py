@@ -34,6 +34,8 @@ BUILTIN_CHANNELS = {"digits-cnn": 1, "crops-cnn": 3}
 FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 #: Gradient evaluations a solver spends by default (Greedy PIG: split over its rounds).
 DEFAULT_BUDGET = 50
+#: Default of --max-pixels (kept literal: building the parser imports no sparsesel.data).
+DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="resize the image to W x H pixels first (default: 32x32 for the built-in classifiers "
                         "and their checkpoints, the image's own size otherwise)")
     parser.add_argument("--k", type=int, default=200, help="pixels to select (default 200; at most W*H)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help="refuse images with more than N pixels, checked before decoding (default 67,108,864 = 8192x8192)")
     parser.add_argument("--solver", default="greedy_pig", choices=SOLVERS)
     parser.add_argument("--target", type=int, default=None,
                         help="classifiers: the class to explain (default: the predicted class)")
@@ -150,7 +154,9 @@ def check_arguments(args: argparse.Namespace) -> tuple[ModelSpec, dict]:
                 raise ValueError(f"{flag} applies to --model package.module:factory only, not to {args.model!r}")
     if args.weights is not None and not Path(args.weights).is_file():
         raise FileNotFoundError(f"--weights {args.weights!r} not found")
-    check_image_argument(args.image)
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")
+    check_image_argument(args.image, args.max_pixels)
     return spec, solver_options(args)
 
 
@@ -277,7 +283,7 @@ def parse_model_spec(text: str) -> ModelSpec:
                             "package.module:factory for a function that returns an nn.Module)")
 
 
-def check_image_argument(text: str) -> None:
+def check_image_argument(text: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """The image exists (a file) or is a known bundled image, and its header reads as an image."""
     if text.startswith("builtin:"):
         from sparsesel.data.images import bundled_image_names
@@ -290,7 +296,7 @@ def check_image_argument(text: str) -> None:
         raise ValueError(f"image {text!r} is a directory, not an image file")
     if not Path(text).is_file():
         raise FileNotFoundError(f"image {text!r} not found")
-    image_size(text)
+    image_size(text, max_pixels)
 
 
 def check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -306,7 +312,8 @@ def check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------------------- image and model
-def read_input_image(text: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+def read_input_image(text: str, channels: int, size: tuple[int, int] | None,
+                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The image as float32 ``(channels, H, W)`` in ``[0, 1]``, resized to ``size = (W, H)`` if given.
 
     Read by :func:`sparsesel.data.images.read_image` (RGB); one channel is the ITU-R 601 luma
@@ -317,7 +324,7 @@ def read_input_image(text: str, channels: int, size: tuple[int, int] | None) -> 
     from sparsesel.data.images import bundled_image_path, read_image
 
     path = bundled_image_path(text.split(":", 1)[1]) if text.startswith("builtin:") else Path(text)
-    rgb = read_image(path).transpose(2, 0, 1)
+    rgb = read_image(path, max_pixels=max_pixels).transpose(2, 0, 1)
     image = (np.tensordot(np.array([0.299, 0.587, 0.114], dtype=np.float32), rgb, axes=1)[None]
              if channels == 1 else rgb)
     tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
@@ -328,23 +335,18 @@ def read_input_image(text: str, channels: int, size: tuple[int, int] | None) -> 
     return tensor.numpy()
 
 
-def image_size(text: str) -> tuple[int, int]:
-    """``(W, H)`` of an image file or bundled image, from its header (no decoding)."""
-    from PIL import Image
-
+def image_size(text: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(W, H)`` of an image file or bundled image as it will be read (EXIF orientation applied), from its header."""
+    from sparsesel.data.image_files import image_size as file_image_size
     from sparsesel.data.images import bundled_image_path
 
-    path = bundled_image_path(text.split(":", 1)[1]) if text.startswith("builtin:") else Path(text)
-    try:
-        with Image.open(path) as handle:
-            return handle.size
-    except (OSError, SyntaxError) as exc:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"image {text!r} could not be read as an image ({exc})") from None
+    path = bundled_image_path(text.split(":", 1)[1]) if text.startswith("builtin:") else text
+    return file_image_size(path, max_pixels=max_pixels)
 
 
 def input_size(args: argparse.Namespace, classifier: bool) -> tuple[int, int]:
     """``(W, H)`` the model reads: ``--size``, else 32×32 for the built-in classifiers, else the image's own size."""
-    return parse_size(args.size) or (BUILTIN_SIZE if classifier else image_size(args.image))
+    return parse_size(args.size) or (BUILTIN_SIZE if classifier else image_size(args.image, args.max_pixels))
 
 
 def load_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[object, int, str]:
@@ -535,7 +537,7 @@ def run(args: argparse.Namespace) -> int:
     model, channels, family = load_model(spec, args)
     size = input_size(args, family == "classifier")
     check_budget(args, options, size)
-    image = read_input_image(args.image, channels, size)
+    image = read_input_image(args.image, channels, size, args.max_pixels)
     x = torch.from_numpy(image)
     explained, target, output, target_record = explained_function(args, model, x)
 
