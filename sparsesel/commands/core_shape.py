@@ -132,7 +132,16 @@ def _write_output(path: Path, text: str, force: bool) -> None:
     write_text_atomic(path, text, force=True)
 
 
+def _check_solver_numbers(args: argparse.Namespace) -> None:
+    """``--epsilon`` in (0, 1] and ``--time-limit`` > 0 (``inf``: none), refused before any work."""
+    if args.epsilon is not None and not 0 < args.epsilon <= 1:
+        raise ValueError(f"--epsilon must be in (0, 1], got {args.epsilon}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(f"--time-limit must be > 0 seconds (inf for none), got {args.time_limit}")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_solver_numbers(args)
     if args.output:  # refuse before any work
         _check_output(Path(args.output), args.force)
     X, label = load_tensor_argument(args.tensor)

@@ -253,6 +253,7 @@ class BlockSparsification(Problem):
                 try:
                     self.loss_fn(out, targets)
                 except Exception as exc:  # noqa: BLE001 - any failure means the data do not fit
+                    _explain_class_labels_with_mse(self.loss, out, targets if all_targets is None else all_targets)
                     out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                     target_shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
                     raise ValueError(f"model and data do not fit together: the loss fails on model output of shape "
@@ -602,6 +603,27 @@ def _float_dtype(model: Any) -> Any:
         if param.dtype.is_floating_point:
             return param.dtype
     return torch.float32
+
+
+def _explain_class_labels_with_mse(loss: Any, output: Any, targets: Any) -> None:
+    """Raise a ``ValueError`` with a hint when ``loss='mse'`` meets integer class labels for a multi-output model.
+
+    Does nothing in any other case (the caller then reports the shape mismatch itself).
+    """
+    import torch
+
+    if loss != "mse" or not (isinstance(output, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        return
+    if output.ndim != 2 or output.shape[1] < 2 or targets.ndim != 1 or targets.numel() == 0:
+        return
+    if not bool(torch.all(targets == torch.round(targets))):
+        return
+    low, high = int(targets.min()), int(targets.max())
+    raise ValueError(
+        f"loss='mse' compares the model output, shape (n, {output.shape[1]}), with targets of that same shape, "
+        f"but data y holds integer labels of shape (n,) (values {low}..{high}); for class labels use "
+        f"loss='cross_entropy', or give y as an (n, {output.shape[1]}) float array (e.g. one-hot) for mse"
+    )
 
 
 def _check_loader_length(loader: Any) -> None:
