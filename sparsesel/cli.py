@@ -41,9 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"sparsesel {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing, unreadable, over-long paths
+        print(f"sparsesel {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` with every non-printable character (newlines, controls in a file name) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
 if __name__ == "__main__":  # pragma: no cover

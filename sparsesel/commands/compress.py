@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.out is None:
         raise ValueError("--out DIR is required")
+    if args.checkpoint.is_dir():
+        raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     if args.out.exists() and any(args.out.iterdir()) and not (args.force or args.resume):

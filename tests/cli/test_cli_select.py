@@ -54,11 +54,36 @@ def test_select_npz(tmp_path, capsys):
         (["--data", "builtin:diabetes", "--k", "11"], "k must be <= 10, got 11"),
         (["--data", "builtin:diabetes", "--k", "2", "--solver", "xyz"], "unknown solver 'xyz'"),
         (["--data", "missing.csv", "--k", "2"], "missing.csv does not exist"),
+        (["--data", "builtin:diabetes", "--k", "2", "--solver", "omp", "--seed", "-1"], "--seed must be >= 0"),
     ],
 )
 def test_select_bad_input_exits_2_with_message(argv, message, capsys):
     assert main(["select", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["lasso", "sequential_attention"])
+def test_select_seed_goes_to_the_solvers_that_take_one(solver, capsys):
+    argv = ["select", "--data", "builtin:diabetes", "--k", "3", "--solver", solver, "--json"]
+    assert main([*argv, "--seed", "3"]) == 0
+    seeded = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    assert len(seeded["selected"]) == 3 and seeded["solver"] == solver
+
+
+@pytest.mark.parametrize("solver", ["omp", "greedy_forward"])
+def test_select_seed_is_ignored_by_deterministic_solvers(solver, capsys):
+    """A script looping over solvers with one --seed keeps working: omp / greedy_forward take no seed
+    and answer as without it (the issue: `select --seed` only where a solver takes one)."""
+    argv = ["select", "--data", "builtin:diabetes", "--k", "3", "--solver", solver, "--json"]
+    assert main([*argv, "--seed", "5"]) == 0
+    seeded = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert seeded["selected"] == plain["selected"] and "seed" not in seeded["info"]
+    if solver == "omp":
+        X, y = load_diabetes(return_X_y=True)
+        assert set(seeded["selected"]) == _sklearn_omp_support(X, y, 3)
 
 
 def test_select_csv_with_text_cell(tmp_path, capsys):
