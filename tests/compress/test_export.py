@@ -235,3 +235,27 @@ def test_export_command_writes_a_loadable_onnx_file_and_refuses_overwrites(tmp_p
     assert "--out must differ from the checkpoint" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.pt"), "--format", "pt2", "--out", str(tmp_path / "m.pt2")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_readme_export_command_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's concrete `sparsesel export` command, run in a scratch folder (the repository's files
+    it names are given by their absolute path); the file it writes runs in onnxruntime at another size."""
+    import re
+    import shlex
+
+    from sparsesel.cli import main
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", (root / "README.md").read_text(), flags=re.S)
+    commands = [line.strip() for block in blocks for line in block.splitlines()
+                if line.strip().startswith("sparsesel export ") and not re.search(r"[|\[]", line)]
+    assert commands, "the README lost its concrete `sparsesel export` command"
+    monkeypatch.chdir(tmp_path)
+    for command in commands:
+        argv = [str(root / a) if (root / a).is_file() else a for a in shlex.split(command)[1:]]
+        assert main(argv) == 0, capsys.readouterr().err
+        out = Path(argv[argv.index("--out") + 1])
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        model, _ = zoo.load_net(root / "sparsesel" / "assets" / "uhdformer_lowlight.pt")
+        x, expected = _expected(model, 40, 24)
+        assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected.numpy()).max() <= TOLERANCE
