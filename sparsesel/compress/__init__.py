@@ -3,14 +3,16 @@
 >>> from sparsesel.compress import plan, apply
 >>> p = plan(model, 0.5)                 # Tucker-2 / low-rank / block choice per layer, budget split by CP-SAT
 >>> small = apply(model, p)              # a new module; `model` is untouched
+>>> fast = deploy(small)                 # each factorized layer in its fastest form (refold="auto")
 
 See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
-:mod:`~sparsesel.compress.finetune`, :mod:`~sparsesel.compress.report`,
+:mod:`~sparsesel.compress.finetune`, :mod:`~sparsesel.compress.deploy`, :mod:`~sparsesel.compress.report`,
 :mod:`~sparsesel.compress.baselines`.
 """
 
 from sparsesel.compress import channel_pruning  # noqa: F401  (registers the prune_channels structural edit)
 from sparsesel.compress.apply import apply, count_params, load_compressed, save_compressed
+from sparsesel.compress.deploy import deploy
 from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv
 from sparsesel.compress.plan import LayerPlan, Plan, analyze, plan
 
@@ -24,6 +26,7 @@ __all__ = [
     "analyze",
     "apply",
     "count_params",
+    "deploy",
     "load_compressed",
     "plan",
     "save_compressed",

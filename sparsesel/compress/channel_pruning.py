@@ -121,6 +121,15 @@ class ScatterOutputConv(_IndexedConv):
         out = y.new_zeros(y.shape[0], self.out_channels, *y.shape[2:])
         return out.index_copy(1, self.index, y)
 
+    def output_split(self):
+        """``(conv, scatter, None)``: the forward is ``conv`` followed by the per-pixel one-hot map
+        ``scatter`` ``(out_channels, kept)``, so a network folds the layer after it into that map
+        and never forms the zero channels (see :func:`sparsesel.nets.uhdformer.output_affine_split`)."""
+        weight = self.conv.weight
+        scatter = weight.new_zeros(self.out_channels, self.index.numel())
+        scatter[self.index, torch.arange(self.index.numel(), device=self.index.device)] = 1.0
+        return self.conv, scatter, None
+
 
 class GatherInputConv(_IndexedConv):
     """A convolution reading only some input channels (``index``) of an input with ``in_channels``.

@@ -23,8 +23,10 @@ from __future__ import annotations
 import numpy as np
 import tensorly as tl
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from sparsesel.nets.layers import pointwise_conv
 from sparsesel.tensors.tucker import leading_left_singular_vectors
 
 __all__ = [
@@ -108,6 +110,22 @@ def _leading(matrix: np.ndarray, rank: int) -> np.ndarray:
     return np.ascontiguousarray(leading_left_singular_vectors(matrix, rank))
 
 
+def _hook_free(*modules: nn.Module) -> bool:
+    """No forward (pre-)hooks on ``modules`` and no global module hooks."""
+    hooks = nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _run_pointwise(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A stride-1 1x1 ``layer`` applied to ``x``: by :func:`pointwise_conv`, or by calling it
+    when it carries hooks (so tracers and profilers see the call)."""
+    if type(layer) is nn.Conv2d and _hook_free(layer):
+        return pointwise_conv(x, layer.weight, layer.bias)
+    return layer(x)
+
+
 def truncated_svd(matrix: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     """Best rank-``rank`` factorization ``matrix ≈ left @ right`` (Eckart-Young).
 
@@ -138,7 +156,23 @@ class Tucker2Conv(nn.Module):
         self.last = nn.Conv2d(out_rank, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(self.core(self.first(x)))
+        # the 1x1 factors are matrix products in x's memory format (no im2col, no layout copies)
+        return _run_pointwise(self.last, self.head(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """``core(first(x))``: the ``(B, R_out, H', W')`` map before the last 1x1 factor."""
+        return self.core(_run_pointwise(self.first, x))
+
+    def output_split(self):
+        """``(head, weight, bias)`` with ``forward(x) == head(x)`` followed by the per-pixel affine
+        map ``weight`` ``(C_out, R_out)``, ``bias`` ``(C_out,)``; ``None`` while ``last`` carries hooks.
+
+        A network may fold a following per-pixel affine map into ``weight`` (UHDformer does:
+        :func:`sparsesel.nets.uhdformer.output_affine_split`).
+        """
+        if not (type(self.last) is nn.Conv2d and _hook_free(self.last)):
+            return None
+        return self.head, self.last.weight.flatten(1), self.last.bias
 
     @property
     def weight(self) -> torch.Tensor:
@@ -182,7 +216,18 @@ class LowRankConv(nn.Module):
         self.last = nn.Conv2d(rank, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last(self.first(x))
+        return _run_pointwise(self.last, self.head(x))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        """``first(x)``: the ``(B, R, H', W')`` map before the last 1x1 factor."""
+        if not (type(self.first) is nn.Conv2d and _hook_free(self.first)):
+            return self.first(x)
+        if tuple(self.first.stride) != (1, 1):
+            sh, sw = self.first.stride
+            x = x[:, :, ::sh, ::sw]  # a strided 1x1 convolution reads every stride-th pixel
+        return pointwise_conv(x, self.first.weight, self.first.bias)
+
+    output_split = Tucker2Conv.output_split
 
     @property
     def weight(self) -> torch.Tensor:

@@ -62,19 +62,22 @@ class ChannelLayerNorm(nn.Module):
         return f"{self.channels}, layernorm_type={self.layernorm_type!r}, eps={self.eps}"
 
 
-def normalize_channels(x_nhwc: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def normalize_channels(x_nhwc: torch.Tensor, eps: float = 1e-5, channels: int | None = None) -> torch.Tensor:
     """Zero-mean, unit-variance normalisation of the last axis, no affine part.
 
     Parameters
     ----------
     x_nhwc : torch.Tensor, shape (..., C)
     eps : float
+    channels : int, optional
+        ``C`` when the caller knows it: a constant, so a traced graph (ONNX) holds a static
+        normalised shape instead of one read from the input.
 
     Returns
     -------
     torch.Tensor, same shape
     """
-    return F.layer_norm(x_nhwc, (x_nhwc.shape[-1],), None, None, eps)
+    return F.layer_norm(x_nhwc, (x_nhwc.shape[-1] if channels is None else int(channels),), None, None, eps)
 
 
 def reflect_pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -111,3 +114,36 @@ def reflect_pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.T
         pad_h -= step_h
         pad_w -= step_w
     return out, (height, width)
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A ``1x1``, stride-1, ungrouped convolution as one matrix product in ``x``'s memory format.
+
+    ``torch.nn.functional.conv2d`` sends 1x1 convolutions to its im2col path
+    (``_slow_conv2d_forward``) on one CPU thread and converts a channels-last input to the
+    contiguous format and back (two copies).  Here a channels-last input ``(B, C, H, W)`` (the
+    channel axis innermost) is read as the ``(B*H*W, C)`` matrix it is and multiplied once
+    (``F.linear``), giving a channels-last output; any other input is read as ``(B, C, H*W)``
+    (``torch.baddbmm``), giving a contiguous output.  Same result as ``F.conv2d``, on any device,
+    differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (B, C_in, H, W)
+    weight : torch.Tensor, shape (C_out, C_in) or (C_out, C_in, 1, 1)
+    bias : torch.Tensor of shape (C_out,), optional
+
+    Returns
+    -------
+    torch.Tensor, shape (B, C_out, H, W)
+    """
+    matrix = weight.flatten(1)
+    if x.stride(1) == 1 and x.shape[1] > 1:  # channels innermost: (B, H, W, C) is the matrix
+        return F.linear(x.permute(0, 2, 3, 1), matrix, bias).permute(0, 3, 1, 2)
+    batch, channels, height, width = x.shape
+    flat = x.reshape(batch, channels, height * width)
+    if bias is None:
+        out = torch.matmul(matrix, flat)
+    else:
+        out = torch.baddbmm(bias[None, :, None], matrix.expand(batch, -1, -1), flat)
+    return out.view(batch, matrix.shape[0], height, width)

@@ -38,6 +38,9 @@ float rounding):
 * The fusion 1x1 convolution's weights for the upsampled branch are folded into
   the upsampling convolution; ConvNeXt's layer scale ``gamma`` into its second
   linear layer.  The full-resolution tensors are channels-last.
+* While traced, exported or compiled (or with ``single_pass = True``) the
+  full-resolution parts run on the whole image with tensor operations only, so
+  the captured graph serves any size; the result is the same.
 * With ``ffn_matching=False`` (and ``ffn_restormer=False``) the official
   ``FeedForward.forward`` fails (it calls a matching module it did not build);
   here the feed-forward network then simply skips the matching.
@@ -47,9 +50,11 @@ float rounding):
 The folds above use the weights of ``up``, ``fusion``, ``acm.mix``,
 ``acm.spread``, every DualCMT's ``reduce`` and the ConvNeXt blocks' ``fc2``.
 They read ``.weight`` only of a plain, hook-free ``nn.Conv2d`` / ``nn.Linear``
-(:func:`is_plain_layer`).  A replaced ``up`` (e.g. a Tucker-2 layer of
-:mod:`sparsesel.compress`) is called on every tile, so its cheaper forward
-runs.  The per-pixel (1x1) layers stay folded when their replacement declares
+(:func:`is_plain_layer`).  A replaced ``up`` or ConvNeXt ``conv`` runs its own
+(cheaper) forward; when it ends in a per-pixel affine map it declares
+(:func:`output_affine_split`: a Tucker-2 layer's last 1x1 factor, a channel-pruned
+``up``'s scatter) that map is folded into the per-pixel layer after it (the fusion,
+``fc1``).  The per-pixel (1x1) layers stay folded when their replacement declares
 itself affine (``pointwise_affine``, the factorized layers do): its matrix is
 obtained by calling it once on unit vectors (:func:`pointwise_affine_map`) --
 at width 16 one fused dense product beats several small factorized ones.  Any
@@ -70,9 +75,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, reflect_pad_to_multiple
+from sparsesel.nets.layers import LAYERNORM_TYPES, ChannelLayerNorm, normalize_channels, pointwise_conv, reflect_pad_to_multiple
 
-__all__ = ["UHDformer", "UHDformerConfig", "is_plain_layer", "match_channels", "pointwise_affine_map"]
+__all__ = ["UHDformer", "UHDformerConfig", "is_plain_layer", "match_channels", "output_affine_split", "pointwise_affine_map"]
 
 
 def is_plain_layer(module: nn.Module, kind: type[nn.Module]) -> bool:
@@ -132,6 +137,23 @@ def pointwise_affine_map(module: nn.Module, kind: type[nn.Module], in_features: 
         out = module(probe.t()[None, :, None, :])[0, :, 0, :]
     bias = out[:, -1]
     return out[:, :-1] - bias[:, None], bias
+
+
+def output_affine_split(module: nn.Module):
+    """``(head, weight, bias)`` of a layer that ends in a per-pixel affine map, or ``None``.
+
+    A module (e.g. a factorized layer of :mod:`sparsesel.compress.factorized`) may declare
+    ``output_split()`` returning ``(head, weight, bias)`` such that ``module(x)`` equals ``head(x)``
+    (shape ``(B, R, H, W)``) followed by the per-pixel map ``weight`` ``(C_out, R)``, ``bias``
+    ``(C_out,)`` or ``None``.  The network then folds the per-pixel layer that follows
+    (``fc1`` of a ConvNeXt block, the fusion of the up-sampled branch) into ``weight``: one
+    matrix product fewer at full resolution.  ``None`` for any other module and for one carrying
+    forward hooks (it is then called).
+    """
+    split = getattr(module, "output_split", None)
+    if split is None or _has_hooks(module):
+        return None
+    return split()
 
 
 def _expanded(width: int, factor: float) -> int:
@@ -298,8 +320,18 @@ class ConvNeXtLiteBlock(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
-        y = F.gelu(self.fc1(y))
+        split = output_affine_split(self.conv) if is_plain_layer(self.fc1, nn.Linear) else None
+        if split is not None:
+            # a factorized conv ending in a 1x1 factor: that factor folded into fc1
+            head, last_w, last_b = split
+            weight = self.fc1.weight @ last_w
+            bias = self.fc1.bias if last_b is None else self.fc1.weight @ last_b
+            if last_b is not None and self.fc1.bias is not None:
+                bias = bias + self.fc1.bias
+            y = F.gelu(F.linear(head(x).permute(0, 2, 3, 1), weight, bias))
+        else:
+            y = self.conv(x).permute(0, 2, 3, 1)  # (B, H, W, C): a view when x is channels-last
+            y = F.gelu(self.fc1(y))
         mapping = pointwise_affine_map(self.fc2, nn.Linear, y.shape[-1], y)
         if mapping is not None:
             # layer scale folded into the second linear layer
@@ -373,7 +405,7 @@ def match_channels(x: torch.Tensor, candidates: torch.Tensor, num_matching: int)
     nearest_distance, nearest_index = distances.min(dim=-1)
     kept = nearest_distance.topk(num_matching, dim=1, largest=False).indices.sort(dim=1).values
     source = nearest_index.gather(1, kept)  # (B, num_matching) candidate channels
-    if candidates.shape[0] == 1:
+    if candidates.shape[0] == 1 and not _capturing():  # a traced graph must serve any batch size
         return candidates.index_select(1, source[0])
     return candidates.gather(1, source.unsqueeze(-1).expand(-1, -1, candidates.shape[-1]))
 
@@ -528,6 +560,12 @@ class CMTGroup(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _capturing() -> bool:
+    """Whether the forward pass is being traced, exported or compiled (then no shape-dependent Python)."""
+    compiler = torch.compiler
+    return torch.jit.is_tracing() or compiler.is_compiling() or bool(getattr(compiler, "is_exporting", lambda: False)())
+
+
 def _unit_interval(image: np.ndarray) -> np.ndarray:
     """A numpy image as float32 in its own units: unsigned integers over their type's maximum, bools 0/1,
     floats as they are; signed integers are refused (no bit depth says what they mean)."""
@@ -558,6 +596,12 @@ class UHDformer(nn.Module):
 
     Attributes
     ----------
+    single_pass : bool
+        Run the full-resolution parts on the whole image at once, with tensor operations only
+        (no Python that depends on the input size): the form that ``torch.export``,
+        ``torch.jit.trace`` and ONNX capture.  It computes the same function as the tiled form
+        (tested) and is used automatically while tracing, exporting or compiling; its memory
+        grows with ``H x W`` (the tiled form's stays bounded), so eager inference keeps the tiles.
     tile_size : int
         The full-resolution parts run on tiles of about this many pixels square
         (rounded down to a multiple of ``scale_factor``), each with the halo its
@@ -589,6 +633,7 @@ class UHDformer(nn.Module):
         self.tail = nn.ModuleList([ConvNeXtLiteBlock(c), ConvNeXtLiteBlock(c)])
         self.head = nn.Conv2d(c, 3, 3, padding=1)
         self.tile_size = 128
+        self.single_pass = False
         self.structure: list[dict[str, Any]] = []
 
     # -- helpers ---------------------------------------------------------
@@ -638,7 +683,10 @@ class UHDformer(nn.Module):
                 "use restore() to pad and crop automatically"
             )
         x = x.contiguous(memory_format=torch.channels_last)
-        deep, low, pooled = self._front(x)
+        if self.single_pass or _capturing():
+            deep, low, pooled = self._front_whole(x)
+        else:
+            deep, low, pooled = self._front(x)
         y = low
         position = 0
         for group in self.groups:
@@ -648,7 +696,57 @@ class UHDformer(nn.Module):
                 per_unit.append(pooled[position : position + n])
                 position += n
             y = group(y, per_unit)
+        if self.single_pass or _capturing():
+            return self._tail_whole(x, deep, low + y)
         return self._tail(x, deep, low + y)
+
+    def _front_whole(self, x: torch.Tensor):
+        """:meth:`_front` on the whole image, with tensor operations only (see :attr:`single_pass`).
+
+        The reductions run one DualCMT at a time (each ``(B, H, W, C)`` map is pooled and freed),
+        so the peak memory is that of the ``3C``-channel perception map, not of all reductions.
+        """
+        cfg = self.config
+        c, s = cfg.width, cfg.scale_factor
+        e = self.stem(x)
+        f1 = self.shallow(e)
+        f2 = self.middle(f1)
+        f3 = self.deep(f2)
+        low = self.down(e).contiguous()
+        matchers = self._matchers()
+        if not matchers:
+            return f3, low, []
+        p_hat = normalize_channels(self.acm.forward_nhwc(f1, f2, f3), channels=3 * c)  # (B, H, W, 3C)
+        p_avg = None
+        pooled: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for matcher, norm in matchers:
+            mapping = pointwise_affine_map(matcher.reduce, nn.Conv2d, 3 * c, x)
+            if mapping is None:  # called on the data (hooks, or not known to be affine)
+                reduced = matcher.reduce(self._affine(p_hat, norm).permute(0, 3, 1, 2))
+                pooled.append((F.max_pool2d(reduced, s).contiguous(), F.avg_pool2d(reduced, s).contiguous()))
+                continue
+            weight, bias = self._fused_reduction([(mapping, norm)])
+            reduced = F.linear(p_hat, weight).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last; bias after pooling
+            if p_avg is None:  # average pooling commutes with the affine reduction
+                p_avg = F.avg_pool2d(p_hat.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+            pooled_max = (F.max_pool2d(reduced, s) + bias[:, None, None]).contiguous()
+            pooled_avg = F.linear(p_avg, weight, bias).permute(0, 3, 1, 2).contiguous()
+            pooled.append((pooled_max, pooled_avg))
+        return f3, low, pooled
+
+    def _tail_whole(self, x: torch.Tensor, deep: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
+        """:meth:`_tail` on the whole image, with tensor operations only (see :attr:`single_pass`)."""
+        c, s = self.config.width, self.config.scale_factor
+        up = F.pixel_shuffle(self.up(low), s)
+        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
+        if fusion_map is not None:
+            fusion_w, fusion_b = fusion_map
+            f = pointwise_conv(up, fusion_w[:, :c]) + pointwise_conv(deep, fusion_w[:, c:], fusion_b)
+        else:
+            f = self.fusion(torch.cat([up, deep], dim=1))
+        for block in self.tail:
+            f = block(f)
+        return self.head(f) + x
 
     def _front(self, x: torch.Tensor):
         """Full-resolution encoder, tile by tile.
@@ -772,6 +870,7 @@ class UHDformer(nn.Module):
         low_h, low_w = low.shape[2:]
         fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
         fold = fusion_map is not None and is_plain_layer(self.up, nn.Conv2d)
+        split = output_affine_split(self.up) if fusion_map is not None and not fold else None
         if fusion_map is not None:
             fusion_w, fusion_b = fusion_map
             up_fusion_w, deep_w = fusion_w[:, :c], fusion_w[:, c:]
@@ -779,6 +878,12 @@ class UHDformer(nn.Module):
             # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
             up_w = self.up.weight.view(c, s * s, c, 3, 3)
             up_w = torch.einsum("dc,ckixy->dkixy", up_fusion_w, up_w).reshape(fusion_w.shape[0] * s * s, c, 3, 3)
+        elif split is not None:
+            # a factorized up ending in a 1x1 factor: the fusion's half folded into that factor
+            up_head, last_w, last_b = split
+            rank = last_w.shape[1]
+            split_w = torch.einsum("dc,ckr->dkr", up_fusion_w, last_w.view(c, s * s, rank)).reshape(-1, rank)
+            split_b = None if last_b is None else torch.einsum("dc,ck->dk", up_fusion_w, last_b.view(c, s * s)).reshape(-1)
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
         halo = 3  # 3x3 convs after the fusion
         for r0, r1, c0, c1 in _tiles(height, width, self._tile(height, width)):
@@ -789,6 +894,8 @@ class UHDformer(nn.Module):
             low_tile = low[:, :, ua:ub, uca:ucb]
             if fold:
                 up = F.conv2d(low_tile, up_w, None, padding=1)
+            elif split is not None:
+                up = pointwise_conv(up_head(low_tile), split_w, split_b)
             else:
                 up = self.up(low_tile)
                 if fusion_map is not None:  # the fusion's half for the up-sampled branch, before the shuffle

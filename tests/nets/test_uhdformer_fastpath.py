@@ -143,8 +143,9 @@ def test_hooked_factorized_layers_are_called_on_every_tile(demo, monkeypatch):
 
 
 def test_unhooked_factorized_layers_run_their_forward(demo, monkeypatch):
-    """Without hooks: ``up`` runs its factorized forward on every tile; the 1x1 layers are
-    called on unit vectors once per use (their fold), never through ``.weight``."""
+    """Without hooks: ``up`` runs its factorized head on every tile (its last 1x1 factor folded
+    with the fusion, :func:`output_affine_split`); the 1x1 layers are called on unit vectors once
+    per use (their fold), never through ``.weight``."""
     layers = _fast_path_layers(demo)
     compressed = _replace(demo, layers)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -159,13 +160,21 @@ def test_unhooked_factorized_layers_run_their_forward(demo, monkeypatch):
             return original(self, inputs)
 
         monkeypatch.setattr(cls, "forward", counted)  # a class patch, not a hook: the fast path stays
+        original_head = cls.__dict__.get("head")
+        if original_head is not None:
+            def counted_head(self, inputs, original=original_head):
+                calls.setdefault(("head", id(self)), []).append(tuple(inputs.shape))
+                return original(self, inputs)
+
+            monkeypatch.setattr(cls, "head", counted_head)
         monkeypatch.setattr(cls, "weight", property(lambda self: pytest.fail("dense weight rebuilt")))
     compressed.tile_size = 16  # 4 tiles
     with torch.no_grad():
         out = compressed(x)
     assert (out - expected).abs().max().item() <= 1e-5
     by_name = {name: calls.get(id(compressed.get_submodule(name)), []) for name in layers}
-    assert len(by_name["up"]) == 4 and all(shape[1] == 16 and shape[2] > 1 for shape in by_name["up"])  # data tiles
+    up_heads = calls.get(("head", id(compressed.up)), [])
+    assert by_name["up"] == [] and len(up_heads) == 4 and all(shape[1] == 16 and shape[2] > 1 for shape in up_heads)  # data tiles
     assert by_name["fusion"] == [(1, 32, 1, 33)]  # one probe: 32 unit vectors and zero
     assert len(by_name["acm.mix"]) == 4  # folded per call of the ACM (once per tile)
     for name, shapes in by_name.items():

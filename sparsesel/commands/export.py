@@ -1,0 +1,50 @@
+"""``sparsesel export CHECKPOINT --format pt2|onnx --out FILE``: a plain artefact that runs without sparsesel."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a network (compressed or not) to torch.export (pt2) or ONNX",
+        description=(
+            "Write the network stored in CHECKPOINT (any file `sparsesel train`, `compress` or `prune` writes, "
+            "or an official UHDformer release) as a torch.export program (--format pt2; load it with "
+            "torch.export.load(FILE).module()) or an ONNX model (--format onnx), with dynamic height and width "
+            "(multiples of the network's size multiple). The artefact is checked against the network at two "
+            "sizes before it is written."
+        ),
+    )
+    parser.add_argument("checkpoint", type=Path, help="network file")
+    parser.add_argument("--format", required=True, choices=("pt2", "onnx"), help="artefact format")
+    parser.add_argument("--out", required=True, type=Path, help="output file")
+    parser.add_argument("--example-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"),
+                        help="size of the example input the export traces (default 64 64)")
+    parser.add_argument("--static", action="store_true", help="fix the input size to the example size")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sparsesel.atomic import refuse_existing
+    from sparsesel.compress.apply import load_compressed
+    from sparsesel.export import export_model
+
+    if args.checkpoint.is_dir():
+        raise ValueError(f"checkpoint {args.checkpoint} is a folder, not a network file")
+    if not args.checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    if args.out.resolve() == args.checkpoint.resolve():
+        raise ValueError("--out must differ from the checkpoint")
+    if args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the output file")
+    refuse_existing(args.out, args.force)  # before the (slow) load and export
+    model, info = load_compressed(args.checkpoint)
+    path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,
+                        device=args.device, force=args.force)
+    print(f"wrote {path} ({info['net']}, {args.format}, {'static' if args.static else 'dynamic'} size)")
+    return 0
