@@ -3,6 +3,12 @@
 Each subcommand lives in its own module of :mod:`sparsesel.commands` and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a function
 ``func(args) -> int``.
+
+Exit status: 0 success (some commands use 1 for a valid but unmet goal), 2 bad input, a path
+that cannot be written or read, or any other ``OSError`` (one line ``sparsesel CMD: error: ...``,
+no traceback), 130 interrupted by Ctrl-C (one line ``sparsesel CMD: interrupted ...``; a command
+that keeps a resumable state says how to continue). ``args.argv`` holds the command line, so
+that a command can spell out how to resume it.
 """
 
 from __future__ import annotations
@@ -39,11 +45,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    args.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
-        print(f"sparsesel {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        detail = str(exc)
+        print(f"sparsesel {args.command}: interrupted" + (f"; {detail}" if detail else ""), file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as exc:
+        from sparsesel.outputs import describe_os_error
+
+        message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"sparsesel {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues the run of ``args``: its own, without ``--force`` and with
+    ``--resume`` (shell-quoted)."""
+    import shlex
+
+    argv = [a for a in getattr(args, "argv", None) or [] if a != "--force"]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return shlex.join(["sparsesel", *argv])
 
 
 if __name__ == "__main__":  # pragma: no cover

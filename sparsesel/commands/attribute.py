@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +20,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True,
                         help="builtin:digits-cnn, builtin:crops-cnn, or a checkpoint: a .pt file holding "
-                        "{'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...}, or a TorchScript archive "
-                        "(input 3x32x32 unless it has an input_layout attribute); both built-ins read 32x32 images")
+                        "{'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...} (read as plain tensors: it cannot run "
+                        "code); a TorchScript archive or a pickled module only with --trust-code (input 3x32x32 "
+                        "unless it has an input_layout attribute); both built-ins read 32x32 images")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="allow --model to be a TorchScript archive or a whole pickled module: both hold code "
+                             "that runs on this machine with your permissions (TorchScript when the model is called, "
+                             "a pickle already when it is loaded); give it only for a file from a source you trust. "
+                             "Without it such files are refused unread")
     parser.add_argument("--image", required=True, help="image file (any format Pillow reads); resized to the model's input")
     parser.add_argument("--k", type=int, default=200, help="pixels to select (default 200; at most H*W of the model input)")
     parser.add_argument("--solver", default="greedy_pig", choices=SOLVERS)
@@ -49,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", default="softmax", choices=("raw", "softmax", "log_softmax"),
                         help="explain the logit, the softmax (default) or the log-softmax of the target")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random solver and of built-in model training")
-    parser.add_argument("--out", required=True, help="output directory (created if needed)")
+    parser.add_argument("--out", required=True, help="output folder (created if needed; must not hold --model or --image); "
+                        "only heatmap.png and attribution.json in it are written")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.set_defaults(func=run)
 
@@ -67,8 +72,49 @@ def _as_cli_model(arch: str, model):
     return model.eval()
 
 
-def _load_model(spec: str, seed: int):
-    """The model and its input layout ``(channels, height, width)``."""
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with a ``code/`` folder or ``constants.pkl``), without loading it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, ValueError):
+        return False
+    return any("/code/" in name or name.endswith("/constants.pkl") for name in names)
+
+
+def _refuse_code(spec: str, what: str) -> ValueError:
+    return ValueError(
+        f"{spec!r} is {what}, which holds code that would run on this machine; it is not loaded unless you pass "
+        "--trust-code (only for a file from a source you trust). A checkpoint {'arch': ..., 'state_dict': "
+        "model.state_dict()} needs no such trust"
+    )
+
+
+def _load_code(spec: str, path: Path, torchscript: bool):
+    """A TorchScript archive or a pickled whole module (``--trust-code`` given): the model and its layout."""
+    import torch
+
+    try:
+        if torchscript:
+            model = torch.jit.load(str(path), map_location="cpu")
+        else:
+            model = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any failure of foreign code is the file's
+        raise ValueError(f"{spec!r} could not be loaded even with --trust-code ({type(exc).__name__}: {exc})") from None
+    if not isinstance(model, torch.nn.Module) and not torchscript:
+        raise ValueError(f"{spec!r} holds a {type(model).__name__}, not a torch module")
+    layout = tuple(getattr(model, "input_layout", (3, 32, 32)))
+    return model.eval(), layout
+
+
+def _load_model(spec: str, seed: int, trust_code: bool = False):
+    """The model and its input layout ``(channels, height, width)``.
+
+    A file is first read with ``weights_only=True`` (tensors and plain containers only: no code can
+    run). A TorchScript archive or a pickle of other objects is loaded only with ``trust_code``.
+    """
     import torch
 
     from sparsesel.attribution import models
@@ -85,38 +131,37 @@ def _load_model(spec: str, seed: int):
         raise FileNotFoundError(f"model checkpoint {spec!r} not found (or use builtin:digits-cnn)")
     import pickle
 
-    load_error = None
+    if _is_torchscript(path):
+        if not trust_code:
+            raise _refuse_code(spec, "a TorchScript archive")
+        return _load_code(spec, path, torchscript=True)
     try:
-        checkpoint, readable = torch.load(path, map_location="cpu", weights_only=True), True
-    except Exception as exc:  # corrupt, or a TorchScript archive (torch.load refuses those with weights_only=True)
-        checkpoint, readable, load_error = None, False, exc
-    if readable:
-        _check_checkpoint(spec, checkpoint)
-        arch = checkpoint["arch"]
-        classes = {"digits-cnn": models.DigitsCNN, "crops-cnn": models.CropsCNN}
-        if arch not in classes:
-            raise ValueError(f"checkpoint arch {arch!r} unknown; expected one of {sorted(classes)}")
-        model = classes[arch]()
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-        except (KeyError, RuntimeError) as exc:
-            raise ValueError(f"checkpoint {spec!r} does not fit {arch}: {exc}") from None
-        return _as_cli_model(arch, model), LAYOUTS[arch]
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL " not in str(exc):  # not a refused class or function: the file is corrupt
+            raise ValueError(f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive "
+                             "(not a readable torch file: corrupt or of another format)") from None
+        # a torch.save file, but of objects beyond tensors: unpickling it could run code
+        if not trust_code:
+            raise _refuse_code(spec, "a torch file holding pickled objects other than tensors (e.g. a whole module "
+                                     "saved with torch.save(model))") from None
+        return _load_code(spec, path, torchscript=False)
+    except OSError:  # unreadable: the command line names the file and the reason
+        raise
+    except Exception as exc:  # noqa: BLE001 - corrupt or not a torch file at all
+        raise ValueError(f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive "
+                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'unreadable'})") from None
+    _check_checkpoint(spec, checkpoint)
+    arch = checkpoint["arch"]
+    classes = {"digits-cnn": models.DigitsCNN, "crops-cnn": models.CropsCNN}
+    if not isinstance(arch, str) or arch not in classes:
+        raise ValueError(f"checkpoint arch {arch!r} unknown; expected one of {sorted(classes)}")
+    model = classes[arch]()
     try:
-        model = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        if isinstance(load_error, pickle.UnpicklingError):  # a torch.save file, but of objects beyond tensors
-            raise ValueError(
-                f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive: it is a torch "
-                "file holding pickled objects other than tensors and plain containers (e.g. a whole module saved "
-                "with torch.save(model)), which is not loaded for safety; save "
-                "{'arch': ..., 'state_dict': model.state_dict()} instead"
-            ) from None
-        raise ValueError(
-            f"{spec!r} is neither a {{'arch', 'state_dict'}} checkpoint nor a TorchScript archive ({exc})"
-        ) from None
-    layout = tuple(getattr(model, "input_layout", (3, 32, 32)))
-    return model.eval(), layout
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {spec!r} does not fit {arch}: {exc}") from None
+    return _as_cli_model(arch, model), LAYOUTS[arch]
 
 
 def _check_checkpoint(spec: str, checkpoint) -> None:
@@ -153,18 +198,7 @@ def _read_image(path: str, layout: tuple[int, int, int]) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def _write_atomic(path: Path, write) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _heatmap_png(path: str, image: np.ndarray, attribution: np.ndarray, selected_mask: np.ndarray, title: str) -> None:
+def _heatmap_png(path, image: np.ndarray, attribution: np.ndarray, selected_mask: np.ndarray, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,18 +228,18 @@ def run(args: argparse.Namespace) -> int:
 
     import sparsesel
 
+    from sparsesel.atomic import write_atomic
+    from sparsesel.outputs import check_output_folder
+
     out = Path(args.out)
     png, js = out / "heatmap.png", out / "attribution.json"
-    existing = [str(p) for p in (png, js) if p.exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    inputs = {"--model": None if args.model.startswith("builtin:") else args.model, "--image": args.image}
+    check_output_folder(out, inputs=inputs, files=[png.name, js.name], force=args.force)
     for flag, value in (("--steps", args.steps), ("--rounds", args.rounds), ("--anchor-draws", args.anchor_draws)):
         if value is not None and value < 1:  # checked here: `--steps 0` must not fall back to the default
             raise ValueError(f"{flag} must be >= 1, got {value}")
 
-    model, layout = _load_model(args.model, args.seed)
+    model, layout = _load_model(args.model, args.seed, trust_code=args.trust_code)
     image = _read_image(args.image, layout)
     x = torch.from_numpy(image)
     with torch.no_grad():
@@ -258,8 +292,8 @@ def run(args: argparse.Namespace) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     title = f"{args.solver}: target {target} (p={float(probs[target]):.3f}), G(S)={result.objective:.3f}"
-    _write_atomic(png, lambda tmp: _heatmap_png(tmp, image, attribution, mask, title))
-    _write_atomic(js, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    write_atomic(png, lambda stream: _heatmap_png(stream, image, attribution, mask, title), force=True)
+    write_atomic(js, lambda stream: stream.write(json.dumps(record, indent=2).encode()), force=True)
     print(f"target {target}: {args.solver} selected {args.k} pixels, G(S) = {result.objective:.4f} "
           f"({args.output}); wrote {png} and {js}")
     return 0

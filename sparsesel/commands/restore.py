@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", type=Path, help="input image file (PNG, JPEG, TIFF ...)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="network file")
-    parser.add_argument("--out", required=True, type=Path, help="output image file; the suffix picks the format")
+    parser.add_argument("--out", required=True, type=Path, help="output image file; the suffix picks the format (never one of the inputs)")
     parser.add_argument("--mask", type=Path, default=None, help="foreground mask image (harmonizer only)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
@@ -33,10 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.nets.zoo import load_net
     from sparsesel.training.losses import predict
 
-    if args.out.exists() and not args.force:
-        raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
-    if args.out.resolve() == args.image.resolve():
-        raise ValueError("--out must differ from the input image")
+    from sparsesel.outputs import check_output_file
+
+    check_output_file(args.out, inputs={"IMAGE": args.image, "--checkpoint": args.checkpoint, "--mask": args.mask}, force=args.force)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be positive, got {args.threads}")

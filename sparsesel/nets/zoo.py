@@ -205,6 +205,8 @@ def load_checkpoint_file(path: str | os.PathLike) -> Any:
             f"cannot read checkpoint {path} safely: it is not a plain tensor checkpoint (corrupt, or holding "
             f"Python objects whose unpickling could run code; it was not unpickled). torch: {reason}"
         ) from None
+    except PermissionError:  # readable by others, not by us: not a corrupt file
+        raise PermissionError(f"cannot read checkpoint {path}: permission denied") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: it is corrupt or truncated ({str(exc).splitlines()[0]})") from None
 
