@@ -369,6 +369,28 @@ class OutputLock:
             f"wait for it to finish or choose another {self.label}. If no such run is going on, delete {self.path}"
         )
 
+    def holder(self) -> dict[str, Any] | None:
+        """The record of the live run that holds this lock, read without locking; None if none does.
+
+        A quick look (the lock file's record and whether its process lives) for a clearer message
+        before other checks; :meth:`acquire` remains the only authority.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            record = _read_record(fd)
+        finally:
+            os.close(fd)
+        return record if record and record.get("pid") != os.getpid() and _alive(record) else None
+
+    def refuse_if_held(self) -> None:
+        """Raise :class:`OutputLockedError` if :meth:`holder` finds a live holder."""
+        record = self.holder()
+        if record is not None:
+            raise self._refuse(record)
+
     def acquire(self) -> None:
         """Take the lock, or raise :class:`OutputLockedError` naming the live holder."""
         if self._fd is not None:

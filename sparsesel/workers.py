@@ -21,8 +21,18 @@ __all__ = ["run_in_workers"]
 
 
 def _ignore_interrupts() -> None:
-    """Worker initializer: Ctrl-C is the parent's business."""
+    """Worker initializer: Ctrl-C is the parent's business.
+
+    Also gives tqdm a thread lock: its default, a multiprocessing lock, is a named semaphore that a
+    worker terminated mid-call never releases, and the resource tracker would report it as leaked
+    when the parent exits (a warning after the parent's one-line message).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    tqdm.set_lock(threading.RLock())
 
 
 def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:

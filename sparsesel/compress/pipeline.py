@@ -239,8 +239,9 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
             options=[state_options("ours", progress), *(state_options(name, False) for name in tuned_names)],
             processes=None if world == 1 else 1)
         tuned = results[0]
+        baseline_resumed_from = {name: result.get("resumed_from") for name, result in zip(tuned_names, results[1:])}
     else:
-        tuned = {"losses": [], "wall_time": 0.0, "resumed_from": None}
+        tuned, baseline_resumed_from = {"losses": [], "wall_time": 0.0, "resumed_from": None}, {}
     lap("finetune")
     if rank != 0:
         return None
@@ -266,7 +267,8 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
             report["baselines"][name] = {"params": None, "psnr": None, "ssim": None, "error": model_b}
         else:
             m = measure(model_b, held_out, latency_size=latency_size, repeats=latency_repeats)
-            report["baselines"][name] = {k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")}
+            report["baselines"][name] = {**{k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")},
+                                         "finetune_resumed_from": baseline_resumed_from.get(name)}
     lap("measure")
     run_folder.enter_stage("curve", progress)
     points = []

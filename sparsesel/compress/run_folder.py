@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sparsesel.outputs import check_output_folder, remove_leftover_temporaries
+from sparsesel.outputs import OutputLock, check_output_folder, remove_leftover_temporaries
 
 __all__ = [
     "OUTPUT_FILES",
@@ -87,7 +87,8 @@ def prepare(out: str | os.PathLike, checkpoint: str | os.PathLike, *, force: boo
     PermissionError
         ``out`` cannot be written.
     FileExistsError
-        ``out`` is not empty and neither ``force`` nor ``resume``.
+        ``out`` is not empty and neither ``force`` nor ``resume``
+        (:class:`~sparsesel.outputs.OutputLockedError`: a live run holds its lock).
     """
     out, checkpoint = Path(out), Path(checkpoint)
     if checkpoint.is_dir():
@@ -95,6 +96,7 @@ def prepare(out: str | os.PathLike, checkpoint: str | os.PathLike, *, force: boo
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     check_output_folder(out, inputs={"checkpoint": checkpoint}, files=OUTPUT_FILES, force=True)
+    OutputLock(out, "sparsesel compress").refuse_if_held()  # a run at work there: say so, not "not empty"
     states = state_files(out)
     if resume:
         if not states:

@@ -441,3 +441,83 @@ def test_attribute_help_explains_trust_code():
     help_text = " ".join(run.out.split())
     assert run.status == 0
     assert "--trust-code" in help_text and "runs on this machine" in help_text and "source you trust" in help_text
+
+
+# ------------------------------------------------------------------ the lock of an output folder
+def _start_token(pid: int) -> str:
+    """Field 22 of /proc/PID/stat (the process's start time), read here independently."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text.rsplit(")", 1)[1].split()[19]
+
+
+def _write_record(folder: Path, **record) -> Path:
+    import json
+
+    from sparsesel.outputs import LOCK_NAME
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.mark.reliability("clear_error")
+def test_a_held_lock_refuses_a_second_holder_naming_the_first(tmp_path):
+    import socket
+
+    from sparsesel.outputs import OutputLock, OutputLockedError
+
+    with OutputLock(tmp_path / "out", "sparsesel compress"):
+        with pytest.raises(OutputLockedError, match=rf"in use by another run \(sparsesel compress, pid {os.getpid()} "
+                                                    rf"on host {socket.gethostname()}.*delete .*\.sparsesel\.lock"):
+            OutputLock(tmp_path / "out", "sparsesel compress").acquire()
+    assert list((tmp_path / "out").iterdir()) == []  # released: the lock file is gone
+
+
+@pytest.mark.reliability("right_result")
+@pytest.mark.parametrize("record", ["dead_pid", "reused_pid", "empty", "garbage"])
+def test_a_stale_or_unreadable_lock_does_not_block(record, tmp_path):
+    import json
+    import socket
+
+    from sparsesel.outputs import OutputLock
+
+    folder = tmp_path / "out"
+    if record == "dead_pid":
+        finished = subprocess.Popen(["true"])
+        finished.wait()  # reaped: its pid names no process
+        path = _write_record(folder, pid=finished.pid, host=socket.gethostname(), started=None)
+    elif record == "reused_pid":  # our parent lives, but started long before the recorded time
+        path = _write_record(folder, pid=os.getppid(), host=socket.gethostname(), started="1")
+    else:
+        folder.mkdir()
+        path = folder / ".sparsesel.lock"
+        path.write_text("" if record == "empty" else "{not json")
+    lock = OutputLock(folder, "test")
+    lock.acquire()
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    lock.release()
+    assert not path.exists()
+
+
+@pytest.mark.reliability("clear_error")
+@pytest.mark.parametrize("where", ["live_process_here", "another_host"])
+def test_a_lock_recorded_by_a_live_or_unknowable_process_blocks(where, tmp_path):
+    import socket
+
+    from sparsesel.outputs import OutputLock, OutputLockedError
+
+    folder = tmp_path / "out"
+    if where == "live_process_here":
+        sleeper = subprocess.Popen(["sleep", "60"])
+        try:
+            _write_record(folder, pid=sleeper.pid, host=socket.gethostname(), started=_start_token(sleeper.pid), command="x")
+            with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid}"):
+                OutputLock(folder, "test").acquire()
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+    else:
+        _write_record(folder, pid=1, host="elsewhere.example", started="5", command="sparsesel compress")
+        with pytest.raises(OutputLockedError, match="on host elsewhere.example.*If no such run is going on, delete"):
+            OutputLock(folder, "test").acquire()
