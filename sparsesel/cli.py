@@ -39,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 2 bad input)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit status (0 success, 2 bad input or an OSError, 130 Ctrl-C; see the module docstring)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the commands are imported
+        print("sparsesel: interrupted", file=sys.stderr)
+        return 130
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
@@ -56,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sparsesel.outputs import describe_os_error
 
         message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"sparsesel {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        print(f"sparsesel {args.command}: error: {one_line}", file=sys.stderr)
         return 2
 
 

@@ -58,10 +58,22 @@ _NAME_MAX_FALLBACK = 255
 _PATH_MAX_FALLBACK = 4096
 
 
+def _resolve(path: Path) -> Path:
+    """``path.resolve()``; a symbolic-link loop is a ``ValueError`` naming the path."""
+    try:
+        return path.resolve()
+    except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+        raise ValueError(f"{path}: a loop of symbolic links") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{path}: a loop of symbolic links") from None
+        raise
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether ``a`` and ``b`` name the same file: equal after resolving links, or one inode (hard links)."""
     a, b = Path(a), Path(b)
-    if a.resolve() == b.resolve():
+    if _resolve(a) == _resolve(b):
         return True
     try:
         return os.path.samefile(a, b)
@@ -114,6 +126,12 @@ def _check_shape(path: Path, label: str) -> Path:
 
 def _check_writable(folder: Path, path: Path, label: str) -> None:
     """Refuse ``path`` when ``folder`` (its nearest existing folder) cannot receive new files."""
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    if read_only:
+        raise PermissionError(f"{label} {path}: {folder} is on a read-only file system; choose a place you can write to")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PermissionError(f"{label} {path}: cannot write into {folder} (permission denied); choose a place you can write to")
 
@@ -146,7 +164,7 @@ def check_not_an_input(path: str | os.PathLike, inputs: Mapping[str, str | os.Pa
         source = Path(source)
         if same_file(path, source):
             raise ValueError(f"{label} {path} is the input {name} {source}; an input is never overwritten, choose another path")
-        if folder and source.exists() and source.resolve().is_relative_to(path.resolve()):
+        if folder and source.exists() and _resolve(source).is_relative_to(_resolve(path)):
             raise ValueError(
                 f"{label} {path} holds the input {name} {source}; write the outputs to a folder that holds no input "
                 "(an output folder is never the home of what the command reads)"
@@ -189,6 +207,9 @@ def check_output_file(path: str | os.PathLike, *, label: str = "--out",
     check_not_an_input(path, inputs or {}, label)
     if absolute.is_dir():
         raise ValueError(f"{label} {path} is a folder; give a file name (a path inside it, for example)")
+    if os.path.lexists(absolute) and not absolute.is_symlink() and not absolute.is_file():
+        # a device (/dev/null), a pipe or a socket: the atomic rename would replace the node itself
+        raise ValueError(f"{label} {path} is a special file (a device, pipe or socket), not a regular file; give a file name")
     _check_writable(_nearest_existing(absolute.parent), path, label)
     if os.path.lexists(absolute) and not force:
         raise FileExistsError(f"{label} {path} exists; pass --force to overwrite it")

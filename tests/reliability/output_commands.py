@@ -192,6 +192,8 @@ def snapshot(folder: Path) -> dict[str, str]:
                 state[key] = "link:" + os.readlink(path)
             elif path.is_dir():
                 state[key] = "dir"
+            elif not path.is_file():  # a pipe or a device: never opened here (a pipe would block)
+                state[key] = "special"
             else:
                 state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return state

@@ -87,6 +87,14 @@ def _hostile_out(shape: str, command: Command, folder: Path, inputs: dict[str, P
         link = folder / "linked_inputs"
         link.symlink_to(next(iter(inputs.values())).parent, target_is_directory=True)
         return link, "holds the input", ["--force"]
+    if shape == "fifo":
+        out = folder / "a_pipe"
+        os.mkfifo(out)
+        return out, "special file" if command.kind == "file" else "is a file", ["--force"]
+    if shape == "under_link_loop":
+        (folder / "loop_a").symlink_to(folder / "loop_b")
+        (folder / "loop_b").symlink_to(folder / "loop_a")
+        return folder / "loop_a" / default_out(command, folder).name, "is not a folder", ["--force"]
     if shape == "long_name":
         return folder / ("n" * (NAME_MAX + 1)), "bytes long", ["--force"]
     if shape == "exists_without_force":
@@ -102,7 +110,7 @@ def _hostile_out(shape: str, command: Command, folder: Path, inputs: dict[str, P
 
 def _hostile_cases():
     for command in COMMANDS:
-        shapes = ["under_file", "long_name", "exists_without_force"]
+        shapes = ["under_file", "under_link_loop", "fifo", "long_name", "exists_without_force"]
         shapes.append("folder_as_file" if command.kind == "file" else "file_as_folder")
         names = {"compress": ["checkpoint"], "attribute": ["model", "image"], "aggregate": ["data"], "core-shape": ["tensor"],
                  "prune": ["checkpoint"], "restore": ["image", "checkpoint"]}.get(command.name, [])
