@@ -34,7 +34,11 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
     -------
     Result
         ``selected`` sorted ascending, status ``"optimal"``; ties go to the
-        lexicographically first subset. ``info["n_subsets"]`` counts the subsets.
+        lexicographically first subset. ``info["n_subsets"]`` counts the subsets
+        (per example). A batched problem is solved example by example (its objective
+        is separable) and gives the batched form: ``selected`` one subset per example,
+        ``objective`` and ``bound`` the sum of the per-example optima,
+        ``info["objectives"]`` the optima.
     """
     max_subsets = check_int(max_subsets, "max_subsets", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)
@@ -42,6 +46,23 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
     total = comb(n, k)
     if total > max_subsets:
         raise ValueError(f"brute force would evaluate C({n}, {k}) = {total} subsets > max_subsets={max_subsets}")
+    best = [_best_subset(problem, example, batch_size) for example in range(problem.n_examples)]
+    indicator = np.zeros((problem.n_examples, n))
+    for row, (_, subset) in enumerate(best):
+        indicator[row, list(subset)] = 1.0
+    values = np.asarray([value for value, _ in best])
+    selected = tuple(tuple(int(i) for i in subset) for _, subset in best)
+    info = {"n_subsets": total, "attribution": problem.to_map(indicator if problem.batched else indicator[0])}
+    if problem.batched:
+        info["objectives"] = values
+        return Result(selected=selected, objective=float(values.sum()), bound=float(values.sum()), status="optimal",
+                      info=info)
+    return Result(selected=selected[0], objective=float(values[0]), bound=float(values[0]), status="optimal", info=info)
+
+
+def _best_subset(problem: Attribution, example: int, batch_size: int) -> tuple[float, tuple[int, ...]]:
+    """The best ``k``-subset of one example (index ``example`` of a batch; 0 for a single input) and its ``G``."""
+    n, k = problem.n_features, problem.k
     best_value, best_subset = -np.inf, None
     subsets = itertools.combinations(range(n), k)
     while True:
@@ -51,19 +72,12 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
         weights = torch.zeros(len(chunk), n, dtype=problem.x.dtype)
         rows = np.repeat(np.arange(len(chunk)), k)
         weights[rows, np.asarray(chunk).reshape(-1)] = 1.0
+        examples = torch.full((len(chunk),), example, dtype=torch.long) if problem.batched else None
         with torch.no_grad():
-            values = problem.evaluate(problem.compose(weights))
+            values = problem.evaluate(problem.compose(weights, examples), examples)
         check_finite_model(values, where="at a k-subset input b + m_S ⊙ (x − b) (brute_force)")
         values = values.double().cpu().numpy()
         i = int(np.argmax(values))
         if values[i] > best_value:
             best_value, best_subset = float(values[i]), chunk[i]
-    indicator = np.zeros(n)
-    indicator[list(best_subset)] = 1.0
-    return Result(
-        selected=tuple(int(i) for i in best_subset),
-        objective=best_value,
-        bound=best_value,
-        status="optimal",
-        info={"n_subsets": total, "attribution": problem.to_map(indicator)},
-    )
+    return best_value, tuple(best_subset)

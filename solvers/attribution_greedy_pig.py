@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -63,6 +64,57 @@ def round_sizes(k: int, rounds: int, schedule: str | Sequence[float] = "uniform"
         previous = min(max(target, previous + 1), k - (rounds - r))
         cumulative.append(previous)
     return [int(size) for size in np.diff([0, *cumulative])]
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """Greedy PIG's rounds, resolved from its options before any gradient is computed.
+
+    Attributes
+    ----------
+    total : int
+        Features the rounds fix (``ranked`` resolved, at least ``k``).
+    rounds, steps : int
+        Number of rounds and gradient evaluations per round (per example).
+    schedule : str or tuple of float
+        ``"uniform"``, ``"geometric"`` or the round boundaries (``"sic"`` becomes :data:`SIC_ROUNDS`).
+    sizes : tuple of int
+        Features fixed in each round (:func:`round_sizes`), summing to ``total``.
+    """
+
+    total: int
+    rounds: int
+    steps: int
+    schedule: str | tuple[float, ...]
+    sizes: tuple[int, ...]
+
+
+def plan_rounds(n_features: int, k: int, *, rounds: int | None = None, steps: int = 10,
+                ranked: int | float | None = None, schedule: str | Sequence[float] = "uniform",
+                path: str = "linear", anchor_draws: int = 1, method: str = "gausslegendre") -> RoundPlan:
+    """Check :func:`greedy_pig`'s options against each other and a problem's size; resolve its rounds.
+
+    Needs no model, so a caller (the ``attribute`` command) can refuse a bad combination
+    before any work. Raises ``ValueError``/``TypeError`` naming the option, exactly as the solver does.
+    """
+    check_choice(method, "method", METHODS)
+    if isinstance(schedule, str):
+        check_choice(schedule, "schedule", SCHEDULES)
+        if schedule == "sic":
+            schedule = SIC_ROUNDS
+    if not isinstance(schedule, str) and rounds is None and hasattr(schedule, "__len__"):
+        rounds = len(schedule)
+    check_choice(path, "path", PATHS)
+    total = _ranked_count(ranked, k, n_features)
+    rounds = min(total, 5) if rounds is None else check_int(rounds, "rounds", low=1)
+    if rounds > total:
+        which = "k" if ranked is None else "ranked"
+        raise ValueError(f"rounds must be <= {which} ({total}), got {rounds}")
+    steps = check_int(steps, "steps", low=1)
+    if path == "imputed":
+        check_int(anchor_draws, "anchor_draws", low=1, high=steps)
+    sizes = tuple(round_sizes(total, rounds, schedule, n_features))
+    return RoundPlan(total, rounds, steps, schedule if isinstance(schedule, str) else tuple(schedule), sizes)
 
 
 @register_solver(
@@ -247,36 +299,29 @@ def greedy_pig(
         be revealed before one fixed in round ``t + 1`` whatever their IG scores.
         ``info["round_of"]`` is the round that selected each feature (−1 if
         none). ``trace`` has one record per round, with ``G`` after it.
+        A batched problem (all examples' path points in shared passes) gives the batched
+        form of :class:`~sparsesel.problems.attribution.Attribution`; a round's record then holds
+        ``picked`` per example, ``objectives`` (``G_b`` after it) and their sum as ``objective``.
     """
-    check_choice(method, "method", METHODS)
-    if isinstance(schedule, str):
-        check_choice(schedule, "schedule", SCHEDULES)
-        if schedule == "sic":
-            schedule = SIC_ROUNDS
-    if not isinstance(schedule, str) and rounds is None and hasattr(schedule, "__len__"):
-        rounds = len(schedule)
-    check_choice(path, "path", PATHS)
     n = problem.n_features
-    total = _ranked_count(ranked, problem.k, n)
-    rounds = min(total, 5) if rounds is None else check_int(rounds, "rounds", low=1)
-    if rounds > total:
-        which = "k" if ranked is None else "ranked"
-        raise ValueError(f"rounds must be <= {which} ({total}), got {rounds}")
-    steps = check_int(steps, "steps", low=1)
+    plan = plan_rounds(n, problem.k, rounds=rounds, steps=steps, ranked=ranked, schedule=schedule, path=path,
+                       anchor_draws=anchor_draws, method=method)
+    total, rounds, steps, schedule = plan.total, plan.rounds, plan.steps, plan.schedule
     batch_size = None if batch_size is None else check_int(batch_size, "batch_size", low=1)
 
     score_round = (
         _linear_scores(problem, steps, method, batch_size) if path == "linear"
         else _imputed_scores(problem, steps, method, batch_size, anchors, power, check_int(seed, "seed", low=0),
-                             check_int(anchor_draws, "anchor_draws", low=1, high=steps))
+                             anchor_draws)
     )
 
-    chosen = np.zeros(n, dtype=bool)
-    selected: list[int] = []
-    attribution = np.zeros(n)
-    round_of = np.full(n, -1, dtype=np.int64)
-    trace = []
-    for r, size in enumerate(round_sizes(total, rounds, schedule, n)):
+    n_examples = problem.n_examples
+    chosen = np.zeros((n_examples, n), dtype=bool)
+    selected: list[list[int]] = [[] for _ in range(n_examples)]
+    attribution = np.zeros((n_examples, n))
+    round_of = np.full((n_examples, n), -1, dtype=np.int64)
+    picked_per_round: list[list[list[int]]] = []
+    for r, size in enumerate(plan.sizes):
         try:
             scores_round = score_round(chosen)
         except NonFiniteModelError as exc:
@@ -284,54 +329,75 @@ def greedy_pig(
         attribution[~chosen] = scores_round[~chosen]
         ranking = np.abs(scores_round) if absolute else scores_round.copy()
         ranking[chosen] = -np.inf
-        picks = descending_order(ranking)[:size]
-        chosen[picks] = True
-        round_of[picks] = r
-        selected.extend(int(i) for i in picks)
-        trace.append({"round": r, "picked": [int(i) for i in picks]})
+        picks = [descending_order(row)[:size] for row in ranking]
+        for example, example_picks in enumerate(picks):
+            chosen[example, example_picks] = True
+            round_of[example, example_picks] = r
+            selected[example].extend(int(i) for i in example_picks)
+        picked_per_round.append([[int(i) for i in example_picks] for example_picks in picks])
 
-    # G after each round, in one batched forward pass
-    prefixes = np.cumsum([len(t["picked"]) for t in trace])
-    values = problem.objectives([selected[:end] for end in prefixes])
-    check_finite_model(torch.from_numpy(values), where="at the subsets fixed after each round (greedy_pig)")
-    for record, value in zip(trace, values):
-        record["objective"] = float(value)
+    values = _round_objectives(problem, selected, np.cumsum([len(p[0]) for p in picked_per_round]))  # (rounds, B)
+    trace = tuple(_trace_record(problem, r, picked, values[r]) for r, picked in enumerate(picked_per_round))
 
-    rest = np.flatnonzero(~chosen)
-    rest_scores = np.abs(attribution[rest]) if absolute else attribution[rest]
-    order = np.concatenate([np.asarray(selected, dtype=np.int64), rest[descending_order(rest_scores)]])
+    orders = []
+    for example in range(n_examples):
+        rest = np.flatnonzero(~chosen[example])
+        rest_scores = np.abs(attribution[example, rest]) if absolute else attribution[example, rest]
+        orders.append(np.concatenate([np.asarray(selected[example], dtype=np.int64), rest[descending_order(rest_scores)]]))
+    batched = problem.batched
+    final = values[-1] if total == problem.k else None  # else G(first k) is computed there
     return ranking_result(
         problem,
-        attribution,
-        order,
+        attribution if batched else attribution[0],
+        np.stack(orders) if batched else orders[0],
         gradient_evaluations=rounds * steps,
-        trace=tuple(trace),
-        objective=float(values[-1]) if total == problem.k else None,  # else G(first k) is computed there
-        extra={"round_of": problem.to_map(round_of), "rounds": rounds, "steps_per_round": steps, "method": method,
-               "ranked": total, "schedule": schedule if isinstance(schedule, str) else [float(f) for f in schedule],
+        trace=trace,
+        objective=(final if batched else float(final[0])) if final is not None else None,
+        extra={"round_of": problem.to_map(round_of if batched else round_of[0]), "rounds": rounds,
+               "steps_per_round": steps, "method": method, "ranked": total,
+               "schedule": schedule if isinstance(schedule, str) else [float(f) for f in schedule],
                "path": path, "anchor_draws": anchor_draws},
     )
 
 
+def _round_objectives(problem: Attribution, selected: list[list[int]], prefixes: np.ndarray) -> np.ndarray:
+    """``G_b`` of each example's fixed set after each round, ``(rounds, B)``, in one forward pass."""
+    n_examples = problem.n_examples
+    subsets = [selected[example][:end] for end in prefixes for example in range(n_examples)]
+    examples = torch.arange(n_examples).repeat(len(prefixes)) if problem.batched else None
+    with torch.no_grad():
+        values = problem.evaluate(problem.compose(problem.indicator(subsets), examples), examples)
+    check_finite_model(values, where="at the subsets fixed after each round (greedy_pig)")
+    return values.double().cpu().numpy().reshape(len(prefixes), n_examples)
+
+
+def _trace_record(problem: Attribution, r: int, picked: list[list[int]], values: np.ndarray) -> dict:
+    """One round's record: the picks and ``G`` after it (batched: per example, with their sum as ``objective``)."""
+    if not problem.batched:
+        return {"round": r, "picked": picked[0], "objective": float(values[0])}
+    return {"round": r, "picked": picked, "objective": float(values.sum()), "objectives": [float(v) for v in values]}
+
+
 def _linear_scores(problem: Attribution, steps: int, method: str, batch_size: int | None):
-    """Round scores on the paper's path: IG from ``b_S`` (features of ``S`` at ``x``) to ``x``."""
+    """Round scores on the paper's path: IG from ``b_S`` (features of ``S`` at ``x``) to ``x``; ``(B, n)``."""
 
     def scores(chosen: np.ndarray) -> np.ndarray:
-        weights = torch.from_numpy(chosen.astype(np.float64)).to(problem.x.dtype).unsqueeze(0)
-        start = problem.compose(weights)[0]
+        weights = torch.from_numpy(chosen.astype(np.float64)).to(problem.x.dtype)
+        start = problem.compose(weights) if problem.batched else problem.compose(weights)[0]
         element_attr = path_integrated_gradients(problem, start, steps=steps, method=method, batch_size=batch_size,
                                                  where="along the path from b_S to x")
-        return problem.to_features(element_attr).double().cpu().numpy()
+        features = problem.to_features(element_attr).double().cpu().numpy()
+        return features if problem.batched else features[None]
 
     return scores
 
 
 def pixel_labels(problem: Attribution) -> torch.Tensor:
     """Feature of each pixel ``(H·W,)`` of an image problem whose features do not split a pixel's channels."""
-    x = problem.x
-    if x.ndim not in (2, 3):
-        raise ValueError(f"path='imputed' needs an image x of shape (H, W) or (C, H, W), got {tuple(x.shape)}")
-    labels = problem.labels if x.ndim == 3 else problem.labels.unsqueeze(0)
+    shape = problem.example_shape
+    if len(shape) not in (2, 3):
+        raise ValueError(f"path='imputed' needs an image x of shape (H, W) or (C, H, W), got {shape}")
+    labels = problem.labels if len(shape) == 3 else problem.labels.unsqueeze(0)
     if not bool((labels == labels[:1]).all()):
         raise ValueError("path='imputed' needs features made of whole pixels (groups='pixels' or a per-pixel grouping), "
                          "not single channels")
@@ -340,34 +406,45 @@ def pixel_labels(problem: Attribution) -> torch.Tensor:
 
 def _imputed_scores(problem: Attribution, steps: int, method: str, batch_size: int | None, anchors: float,
                     power: float, seed: int, draws: int = 1):
-    """Round scores on the imputed path: IG over feature weights of ``G(img(w))`` from ``1_S`` to ``1``.
+    """Round scores on the imputed path: IG over feature weights of ``G(img(w))`` from ``1_S`` to ``1``; ``(B, n)``.
 
-    Node ``j`` of the quadrature rule uses anchor draw ``j mod draws`` (seed ``seed + j mod draws``).
+    Node ``j`` of the quadrature rule uses anchor draw ``j mod draws`` (seed ``seed + j mod draws``). For a
+    batch, the ``B × steps`` points of all examples share passes of ``batch_size`` points (default
+    :func:`~sparsesel.attribution.integrated.points_per_pass`).
     """
     from sparsesel.attribution.imputation import ShepardImputer, anchor_mask
+    from sparsesel.attribution.integrated import points_per_pass
     from sparsesel.attribution.paths.quadrature import quadrature
 
     labels = pixel_labels(problem)
-    height, width = problem.x.shape[-2:]
+    height, width = problem.example_shape[-2:]
     masks = np.stack([anchor_mask(height, width, anchors, seed=seed + d) for d in range(draws)])
-    imputer = ShepardImputer(problem.x, problem.baseline, masks, power=power)
-    node_draw = torch.arange(steps) % draws
+    imputer = ShepardImputer(problem.inputs, problem.baselines, masks, power=power, batched=True)
+    n_examples = problem.n_examples
+    examples = torch.arange(n_examples).repeat_interleave(steps)
+    node_draw = (torch.arange(steps) % draws).repeat(n_examples)
     alphas, quad_weights = quadrature(method, steps)
     dtype = problem.x.dtype
-    alpha_t = torch.as_tensor(np.asarray(alphas), dtype=dtype).unsqueeze(1)
+    alpha_t = torch.as_tensor(np.asarray(alphas), dtype=dtype).repeat(n_examples).unsqueeze(1)
     weight_t = torch.as_tensor(np.asarray(quad_weights), dtype=dtype)
-    size = steps if batch_size is None else batch_size
+    total_points = n_examples * steps
+    size = points_per_pass(problem, batch_size) or steps
 
     def scores(chosen: np.ndarray) -> np.ndarray:
-        present = torch.from_numpy(chosen.astype(np.float64)).to(dtype)
-        total = torch.zeros(problem.n_features, dtype=dtype)
-        for start in range(0, steps, size):
-            w = (present + alpha_t[start : start + size] * (1.0 - present)).requires_grad_(True)
+        present = torch.from_numpy(chosen.astype(np.float64)).to(dtype)  # (B, n)
+        start_weights = present[examples]
+        grads = []
+        for start in range(0, total_points, size):
+            rows = slice(start, start + size)
+            w = (start_weights[rows] + alpha_t[rows] * (1.0 - start_weights[rows])).requires_grad_(True)
             with torch.enable_grad():
-                out = problem.evaluate(imputer(w[:, labels], node_draw[start : start + size]))
+                images = imputer(w[:, labels], node_draw[rows], examples[rows])
+                out = problem.evaluate(images, examples[rows]) if problem.batched else problem.evaluate(images)
                 (grad,) = torch.autograd.grad(out.sum(), w)
             check_finite_model(out, grad, where="along the imputed path")
-            total += weight_t[start : start + size] @ grad
+            grads.append(grad)
+        per_node = torch.cat(grads).reshape(n_examples, steps, -1)
+        total = torch.matmul(weight_t, per_node)
         return (total * (1.0 - present)).double().cpu().numpy()
 
     return scores

@@ -77,8 +77,11 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
     ------
     ValueError
         When the number of subsets exceeds ``max_subsets``.
+    TypeError
+        For a sparse ``X`` (the oracle is for small dense problems).
     """
     max_subsets = check_int(max_subsets, "max_subsets", low=1)
+    problem.require_dense("brute_force")
     d, k = problem.n_features, problem.k
     count = math.comb(d, k)
     if count > max_subsets:

@@ -22,6 +22,13 @@ the problem's own refit loss on them (not the penalised fit).
   what these solvers need), so the penalty is ``Σ_j std_j·|w_j|`` in the
   original units. ``info["C"]`` is the ``C`` found.
 
+A scipy sparse ``X`` is not densified. Squared loss: the same LARS path is run
+from the centred Gram matrix ``XᵀX − n·μμᵀ`` and ``Xᶜᵀyᶜ`` (sparse products;
+``lars_path_gram``), which needs ``d × d`` floats (``max_gram_bytes``) but never
+``n × d``. Logistic loss: the columns are scaled by their standard deviation
+but not centred (centring would fill the zeros; the intercept absorbs the
+shift), ``liblinear`` and ``saga`` taking the sparse matrix as it is.
+
 When no penalty gives exactly ``k`` features (the path stops early, e.g.
 ``n < d``, or the count jumps over ``k``), the ``k`` earliest entries are taken,
 completed if needed by the largest absolute correlation with the last
@@ -33,7 +40,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 
+from sparsesel.design_matrix import (
+    centred_transpose_product,
+    column_means,
+    is_sparse,
+    sparse_centred_gram_columns,
+    sparse_centred_sq_norms,
+    sparse_description,
+)
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -55,21 +71,38 @@ def _order_by_entry(features: np.ndarray, entry: np.ndarray, tiebreak: np.ndarra
     return [int(j) for j in features[keys]]
 
 
-def _lasso_squared(problem: FeatureSelection) -> tuple[list[int], dict]:
-    from sklearn.linear_model import lars_path
+def _lars_lasso_path(problem: FeatureSelection, max_iter: int, max_gram_bytes: int):
+    """scikit-learn's LARS-lasso path ``(alphas, coefs)`` of the centred problem (dense or sparse ``X``)."""
+    from sklearn.linear_model import lars_path, lars_path_gram
 
+    X, y = problem.X, problem.y
+    n, d = X.shape
+    yc = y - y.mean() if problem.fit_intercept else y
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate-path warnings: handled by the caller
+        if not is_sparse(X):
+            Xc = X - X.mean(axis=0) if problem.fit_intercept else X
+            alphas, _, coefs = lars_path(Xc, yc, method="lasso", max_iter=max_iter)
+            return alphas, coefs
+        if 8 * d * d > max_gram_bytes:
+            raise ValueError(
+                f"lasso on a sparse X ({sparse_description(X)}) runs LARS on the {d}×{d} Gram matrix, "
+                f"{8 * d * d / 2**20:.0f} MiB > max_gram_bytes={max_gram_bytes:,}; raise max_gram_bytes, or use "
+                "omp or greedy_forward, which need no Gram matrix"
+            )
+        mean = column_means(X) if problem.fit_intercept else np.zeros(d)
+        gram = sparse_centred_gram_columns(X, mean, np.arange(d))
+        xty = centred_transpose_product(X, mean, yc)
+        alphas, _, coefs = lars_path_gram(xty, gram, n_samples=n, method="lasso", max_iter=max_iter, copy_Gram=False)
+        return alphas, coefs
+
+
+def _lasso_squared(problem: FeatureSelection, max_gram_bytes: int) -> tuple[list[int], dict]:
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    if problem.fit_intercept:
-        Xc = X - X.mean(axis=0)
-        yc = y - y.mean()
-    else:
-        Xc, yc = X, y
     max_iter = 4 * k + 20
     while True:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # degenerate-path warnings: handled below
-            alphas, _, coefs = lars_path(Xc, yc, method="lasso", max_iter=max_iter)
+        alphas, coefs = _lars_lasso_path(problem, max_iter, max_gram_bytes)
         supports = [(coefs[:, i] + coefs[:, i + 1]) != 0 for i in range(len(alphas) - 1)]
         counts = [int(s.sum()) for s in supports]
         reached = any(c >= k for c in counts)
@@ -93,8 +126,10 @@ def _lasso_squared(problem: FeatureSelection) -> tuple[list[int], dict]:
         return selected, info
     # no segment with exactly k features: earliest entries, then correlation with the last residual
     last = coefs[:, -1]
-    residual = yc - Xc @ last
-    corr = np.abs(Xc.T @ residual)
+    mean = column_means(X) if problem.fit_intercept else np.zeros(d)
+    yc = y - y.mean() if problem.fit_intercept else y
+    residual = yc - (X @ last - mean @ last)
+    corr = np.abs(centred_transpose_product(X, mean, residual))
     score = np.where(entry < len(supports), np.inf, corr)
     order = np.lexsort((np.arange(d), -score, entry))
     selected = [int(j) for j in order[:k]]
@@ -129,9 +164,14 @@ def _lasso_logistic(problem: FeatureSelection, n_grid: int, seed: int) -> tuple[
     d = X.shape[1]
     # the path is that of the standardised columns (unit variance; liblinear/saga need
     # it), i.e. penalty sum_j std_j·|w_j| in the original units
-    scale = X.std(axis=0)
-    scale[scale == 0] = 1.0
-    Xs = (X - X.mean(axis=0)) / scale if problem.fit_intercept else X / scale
+    if is_sparse(X):  # scaled, not centred: centring would fill the zeros (the intercept absorbs the shift)
+        scale = np.sqrt(sparse_centred_sq_norms(X, column_means(X)) / X.shape[0])
+        scale[scale == 0] = 1.0
+        Xs = X @ sp.diags_array(1.0 / scale)
+    else:
+        scale = X.std(axis=0)
+        scale[scale == 0] = 1.0
+        Xs = (X - X.mean(axis=0)) / scale if problem.fit_intercept else X / scale
     c_min = l1_min_c(Xs, y, loss="log", fit_intercept=problem.fit_intercept)
     path: list[tuple[float, np.ndarray]] = []
 
@@ -184,7 +224,7 @@ def _lasso_logistic(problem: FeatureSelection, n_grid: int, seed: int) -> tuple[
     kinds=(FeatureSelection,),
     description="baseline: support of the l1 path (scikit-learn lars_path / l1 logistic) with k features",
 )
-def lasso(problem: FeatureSelection, *, n_grid: int = 40, seed: int = 0) -> Result:
+def lasso(problem: FeatureSelection, *, n_grid: int = 40, seed: int = 0, max_gram_bytes: int = 2**30) -> Result:
     """Select the ``k`` features of the ℓ1 path at the strongest penalty with ``k`` active.
 
     Parameters
@@ -195,6 +235,9 @@ def lasso(problem: FeatureSelection, *, n_grid: int = 40, seed: int = 0) -> Resu
         ``[c_min, 10⁴·c_min]`` scanned before bisection.
     seed : int
         Logistic loss only: ``random_state`` of the ``saga`` solver (multiclass).
+    max_gram_bytes : int
+        Squared loss with a sparse ``X`` only: the largest ``d × d`` Gram matrix
+        (in bytes, 8 per entry) the LARS path may build; default 1 GiB (d ≈ 11585).
 
     Returns
     -------
@@ -207,8 +250,9 @@ def lasso(problem: FeatureSelection, *, n_grid: int = 40, seed: int = 0) -> Resu
     """
     n_grid = check_int(n_grid, "n_grid", low=2)
     seed = check_int(seed, "seed", low=0)
+    max_gram_bytes = check_int(max_gram_bytes, "max_gram_bytes", low=1)
     if problem.loss == "squared":
-        selected, info = _lasso_squared(problem)
+        selected, info = _lasso_squared(problem, max_gram_bytes)
     else:
         selected, info = _lasso_logistic(problem, n_grid, seed)
     fit = problem.refit(selected)

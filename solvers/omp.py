@@ -21,7 +21,9 @@ implementation never refits from scratch and never forms the residual:
   costs little more than one column and most later picks are then free.
 
 Centring for the intercept is done implicitly (``Xᶜᵀv = Xᵀv − μ·(1ᵀv)``); ``X``
-is never copied.
+is never copied. A scipy sparse ``X`` stays sparse: its Gram columns are sparse
+products ``Xᵀ X[:, F] − n·μ μ_Fᵀ`` (see :mod:`sparsesel.design_matrix`) and only
+the ``k`` selected columns are made dense, for the final residual.
 
 Selection, order and coefficients match scikit-learn's
 ``OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=...)``: like it,
@@ -38,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from sparsesel.design_matrix import column_means, is_sparse, sparse_centred_gram_columns
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -60,7 +63,7 @@ class _GramColumns:
 
     Parameters
     ----------
-    X : ndarray, shape (n, d)
+    X : ndarray or scipy sparse array, shape (n, d)
     mean : ndarray, shape (d,)
         Column means subtracted from ``X`` (zeros without intercept).
     full : bool
@@ -76,6 +79,8 @@ class _GramColumns:
         self.n_passes = 0
         if full:
             gram = X.T @ X
+            if is_sparse(gram):
+                gram = gram.toarray()
             if self.centred:
                 gram -= X.shape[0] * np.outer(mean, mean)
             self.store = gram
@@ -95,6 +100,10 @@ class _GramColumns:
     def compute(self, features: np.ndarray) -> None:
         """Compute and cache the Gram columns of ``features`` (one pass over ``X``)."""
         features = np.asarray(features, dtype=np.intp)
+        if is_sparse(self.X):
+            columns = sparse_centred_gram_columns(self.X, self.mean, features)
+            self._store(features, columns)
+            return
         block = self.X[:, features]
         if self.centred:
             block -= self.mean[features]
@@ -102,6 +111,9 @@ class _GramColumns:
             columns = self.X.T @ block - np.outer(self.mean, block.sum(axis=0))
         else:
             columns = self.X.T @ block
+        self._store(features, columns)
+
+    def _store(self, features: np.ndarray, columns: np.ndarray) -> None:
         self.n_passes += 1
         needed = self.size + features.size
         if needed > self.store.shape[1]:
@@ -134,7 +146,8 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
     ----------
     problem : FeatureSelection
         With ``loss="squared"``; ``fit_intercept`` centres ``X`` and ``y``
-        (implicitly) exactly as scikit-learn does.
+        (implicitly) exactly as scikit-learn does. ``X`` may be scipy sparse (it
+        is not densified).
     block_size : int
         Gram columns computed per pass over ``X`` when the next pick has none
         cached (the pick plus the strongest other candidates). ``1`` gives plain
@@ -171,7 +184,7 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
     if problem.fit_intercept:
-        mean = X.mean(axis=0)
+        mean = column_means(X)
         y_mean = float(y.mean())
     else:
         mean = np.zeros(d)
@@ -236,7 +249,7 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
         coef[:n_pursued] = solve_triangular(
             chol[:n_pursued, :n_pursued], z[:n_pursued], lower=True, trans="T", check_finite=False
         )
-    residual = yc - (X[:, selected] - mean[selected]) @ coef
+    residual = yc - (problem.columns(selected) - mean[selected]) @ coef
     objective = float(residual @ residual) / n
     intercept = float(y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
     return Result(

@@ -20,16 +20,16 @@ Two deliberate differences from the official code (google-research
   official code picks at the *start* of a phase, so its first pick comes from the
   untrained initial logits (the warm-up trains no logits);
 * the penalty ``(ridge/2)·Σ_{i∉S} ‖W_i‖²`` on the first-layer rows of the
-  unselected features. For the linear model this is the paper's regularised
-  linear Sequential Attention whose selection is that of Sequential LASSO and of
-  Orthogonal Matching Pursuit (OMP): with the softmax weights ``s`` the effective
-  coefficient of an unselected feature is ``u_i = s_i W_i`` and minimising the
-  penalty over the simplex gives ``(ridge/2)·(Σ|u_i|^{2/3})³``, a quasi-norm
-  whose ball is spiked at the coordinate axes. For a strong penalty the trained
-  attention concentrates on ``argmax_i |X_iᵀ r|`` where ``r`` is the residual of
-  the least-squares fit on the selected columns (the selected coefficients are
-  not penalised) — OMP's rule. The test suite checks this against
-  scikit-learn's ``OrthogonalMatchingPursuit``.
+  unselected features (0 for the MLP by default).
+
+The linear model (``model="linear"``) does not train by default
+(``inner="exact"``): each step solves the attention-weighted ridge problem in
+closed form at the re-initialised logits and picks the feature whose logit the
+exact gradient raises most — the paper's linear Sequential Attention with its
+inner problem solved to optimality, whose picks are OMP's in the limit
+``ridge → ∞`` (the default). The derivation, the conditions and what happens
+outside them are in :mod:`solvers.sequential_attention_exact`.
+``inner="adam"`` trains the linear model like the others (one pass of Adam).
 """
 
 from __future__ import annotations
@@ -44,8 +44,15 @@ from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
 from sparsesel.validation import check_choice, check_int
+from solvers.sequential_attention_exact import exact_linear_selection
 
 MODELS = ("linear", "logistic", "mlp")
+
+#: How the inner problem is solved: in closed form (linear model only) or by one pass of Adam.
+INNER = ("exact", "adam")
+
+#: Options that only the trained (``inner="adam"``) variants use.
+TRAINING_OPTIONS = ("epochs", "warmup", "lr", "batch_size")
 
 #: Defaults that depend on the model: (epochs, warm-up fraction, learning rate, ridge, batch size).
 #: The linear models are trained full batch, long enough per segment to be close to convergence
@@ -65,12 +72,13 @@ LOGIT_INIT_STD = 1e-5
 @register_solver(
     "sequential_attention",
     kinds=(FeatureSelection,),
-    description="Sequential Attention (ICLR 2023): one training pass, softmax attention picks one feature per segment (torch)",
+    description="Sequential Attention (ICLR 2023): linear model solved exactly (OMP's picks); logistic/MLP: one training pass, one pick per segment (torch)",
 )
 def sequential_attention(
     problem: FeatureSelection,
     *,
     model: str | None = None,
+    inner: str | None = None,
     epochs: int | None = None,
     warmup: float | None = None,
     hidden: int = 64,
@@ -95,6 +103,24 @@ def sequential_attention(
         classes, trained by cross-entropy) are linear predictors; ``"mlp"`` has one
         hidden ReLU layer of width ``hidden`` and works with both losses. Default:
         ``"linear"`` for ``loss="squared"``, ``"logistic"`` for ``loss="logistic"``.
+    inner : {"exact", "adam"}, optional
+        How the model's weights (the inner problem) are fitted. ``"exact"``
+        (linear model only, its default): at each step the attention-weighted
+        ridge problem is solved in closed form at the re-initialised, uniform
+        attention and the pick is the feature whose logit the exact gradient
+        raises most, ``argmax_j |x̃_jᵀ r_ridge|`` (see
+        :mod:`solvers.sequential_attention_exact`). With ``ridge=None`` (the limit
+        ``ridge → ∞``) the picks are exactly those of Orthogonal Matching Pursuit
+        on the columns the model sees (standardised unless ``standardize=False``),
+        in the same order, with exact ties going to the lowest index; a finite
+        ``ridge`` is OMP's pick when the gap between the two largest
+        ``|x̃_jᵀ r_S|`` exceeds ``2σ²/(σ² + n·ridge·m²)·‖A ᵀr_S‖₂`` (``m``
+        unselected features, ``A`` their columns projected off the selected ones,
+        ``σ = ‖A‖₂``) and may differ otherwise. ``epochs``, ``warmup``, ``lr``,
+        ``batch_size``, ``hidden``, ``weight_decay`` and ``seed`` do not apply
+        (the result is deterministic); options set anyway are listed in
+        ``info["unused_options"]``. ``"adam"``: one training pass of Adam with
+        the logits, as below (the only choice for the logistic and MLP models).
     epochs : int, optional
         Total number of passes over the data, warm-up included. They are cut into
         a dense warm-up and ``k`` equal segments (counted in optimiser steps); at
@@ -118,12 +144,17 @@ def sequential_attention(
     ridge : float, optional
         Strength of the penalty ``(ridge/2)·Σ_{i∉S}‖W_i‖²`` on the first-layer
         weights of the unselected features (selected features are not penalised),
-        added to the mean training loss. Default 1 for the linear models (the
-        regularised Sequential Attention whose picks equal OMP's), 0 for the MLP.
+        added to the mean training loss. ``inner="exact"``: ``None`` (default) is
+        the limit ``ridge → ∞`` (OMP's picks); a finite value must be > 0 (at 0 the
+        attention gets no gradient). ``inner="adam"``: default 1 for the linear
+        models, 0 for the MLP.
     standardize : bool
-        Train on columns scaled to mean 0 and variance 1 (constant columns are only
-        centred). The linear model then selects like OMP run on standardised
-        columns; with ``False`` the raw columns are used.
+        Work on columns scaled to unit variance (centred first when there is an
+        intercept; without one, scaled to unit root mean square; all-zero columns
+        are left alone). The exact linear model then picks like OMP run on these
+        standardised columns; with ``False`` the raw columns are used and the
+        picks are those of scikit-learn's ``OrthogonalMatchingPursuit`` on ``X``
+        itself.
     seed : int
         Seeds the ``torch.Generator`` used for the initial weights, the logits and
         the batch order. No global random state is read or changed.
@@ -147,19 +178,30 @@ def sequential_attention(
         softmax weights over the features unselected at pick ``j``, 0 for those
         already selected), ``model``, ``epochs``, ``warmup_steps``,
         ``steps_per_segment``, ``final_train_loss`` (mean loss of the last epoch)
-        and the resolved options.
+        and the resolved options. With ``inner="exact"``: ``trace`` has ``step``,
+        ``feature``, ``attention`` and ``correlation`` (``c`` of the pick; and
+        ``padded: True`` where the residual is orthogonal to every remaining
+        column, so the lowest-index unselected feature completes the selection);
+        ``info`` has ``correlations`` (array ``(k, d)``: ``c = X̃ᵀ r_ridge`` over
+        the candidates at each pick, 0 elsewhere), ``attention`` (the rows
+        ``c²/Σc²``: the logit gradient is ``−(c_j² − mean c²)/(n²·ridge·m²)``,
+        an affine function of it), ``inner``, ``ridge`` (``inf`` for the limit),
+        ``standardize`` and ``unused_options``.
 
     Raises
     ------
     ValueError
-        An unknown ``model``, a model that does not fit the loss, or an option out
-        of range (each message names the option).
+        An unknown ``model`` or ``inner``, a model that does not fit the loss,
+        ``inner="exact"`` with a model other than linear, ``ridge=0`` with
+        ``inner="exact"``, or an option out of range (each message names the option).
     TypeError
-        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``.
+        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``, or a
+        sparse ``X`` (the torch models need it dense).
     """
     options = _resolve_options(
         problem,
         model=model,
+        inner=inner,
         epochs=epochs,
         warmup=warmup,
         hidden=hidden,
@@ -172,6 +214,8 @@ def sequential_attention(
         num_threads=num_threads,
         progress=progress,
     )
+    if options["inner"] == "exact":
+        return _exact_result(problem, options)
     previous_threads = torch.get_num_threads()
     try:
         if options["num_threads"] is not None:
@@ -216,6 +260,7 @@ def _resolve_options(problem: FeatureSelection, **options: Any) -> dict[str, Any
     """Validate the options and fill the model-dependent defaults."""
     if not isinstance(problem, FeatureSelection):
         raise TypeError(f"sequential_attention expects a FeatureSelection, got {type(problem).__name__}")
+    problem.require_dense("sequential_attention")
     model = options["model"]
     if model is None:
         model = "linear" if problem.loss == "squared" else "logistic"
@@ -224,6 +269,14 @@ def _resolve_options(problem: FeatureSelection, **options: Any) -> dict[str, Any
         raise ValueError("model='linear' needs loss='squared'; use model='logistic' or 'mlp' for loss='logistic'")
     if model == "logistic" and problem.loss != "logistic":
         raise ValueError("model='logistic' needs loss='logistic'; use model='linear' or 'mlp' for loss='squared'")
+    inner = options["inner"]
+    inner = ("exact" if model == "linear" else "adam") if inner is None else check_choice(inner, "inner", INNER)
+    if inner == "exact" and model != "linear":
+        raise ValueError(
+            f"inner='exact' solves the linear model only; model={model!r} is trained (inner='adam')"
+        )
+    if inner == "exact":
+        return _resolve_exact_options(options)
     defaults = _DEFAULTS[model]
     k = problem.k
     epochs = options["epochs"]
@@ -260,6 +313,7 @@ def _resolve_options(problem: FeatureSelection, **options: Any) -> dict[str, Any
         )
     return {
         "model": model,
+        "inner": inner,
         "epochs": epochs,
         "warmup": warmup,
         "hidden": hidden,
@@ -272,6 +326,49 @@ def _resolve_options(problem: FeatureSelection, **options: Any) -> dict[str, Any
         "num_threads": num_threads,
         "progress": bool(options["progress"]),
     }
+
+
+def _resolve_exact_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options of the exact linear model; note the training options it does not use."""
+    ridge = options["ridge"]
+    if ridge is None:
+        ridge = math.inf
+    elif not (isinstance(ridge, (int, float, np.integer, np.floating)) and not isinstance(ridge, bool)
+              and float(ridge) == math.inf):
+        ridge = _check_float(ridge, "ridge", 0.0, None)
+        if ridge == 0.0:
+            raise ValueError(
+                "ridge must be > 0 with inner='exact' (at ridge=0 the weights absorb the attention and the "
+                "logits get no gradient); use ridge=None for the limit ridge -> inf (OMP's picks)"
+            )
+    if not isinstance(options["standardize"], (bool, np.bool_)):
+        raise TypeError(f"standardize must be a bool, got {options['standardize']!r}")
+    if not isinstance(options["progress"], (bool, np.bool_)):
+        raise TypeError(f"progress must be a bool, got {options['progress']!r}")
+    check_int(options["seed"], "seed", low=0)
+    unused = [name for name in TRAINING_OPTIONS if options[name] is not None]
+    unused += [name for name, default in (("hidden", 64), ("weight_decay", 0.0)) if options[name] != default]
+    return {
+        "model": "linear",
+        "inner": "exact",
+        "ridge": float(ridge),
+        "standardize": bool(options["standardize"]),
+        "unused_options": unused,
+    }
+
+
+def _exact_result(problem: FeatureSelection, options: dict[str, Any]) -> Result:
+    """The exact linear variant (:func:`solvers.sequential_attention_exact.exact_linear_selection`) as a Result."""
+    run = exact_linear_selection(problem, options["ridge"], options["standardize"])
+    selected = run["selected"]
+    info = {"attention": run["attention"], "correlations": run["correlations"], **options}
+    return Result(
+        selected=tuple(selected),
+        objective=problem.objective(selected),
+        status="feasible",
+        trace=tuple(run["trace"]),
+        info=info,
+    )
 
 
 class _AttentionTrainer:

@@ -63,6 +63,9 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
     #: Registered solver name used by :meth:`fit`.
     _solver: str = ""
 
+    #: Sparse formats ``fit`` accepts as they are (scikit-learn's ``accept_sparse``); False: dense only.
+    _accept_sparse: tuple[str, ...] | bool = False
+
     def _loss_for(self, y: np.ndarray) -> str:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -80,7 +83,9 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
             ``n_features_in_``.
         """
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2, y_numeric=False)
+        X, y = validate_data(
+            self, X, y, accept_sparse=self._accept_sparse, dtype=np.float64, ensure_min_samples=2, y_numeric=False
+        )
         loss = self._loss_for(y)
         if loss == "logistic":
             self.classes_, y_fit = np.unique(y, return_inverse=True)
@@ -110,11 +115,15 @@ class _SolverSelector(SelectorMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        tags.input_tags.sparse = bool(self._accept_sparse)
         return tags
 
 
 class OMPSelector(_SolverSelector):
     """Select ``k`` features by Orthogonal Matching Pursuit (sparsesel solver ``"omp"``).
+
+    ``X`` may be a scipy sparse matrix or array (CSR, CSC or COO): it is not
+    densified (the centring for the intercept is implicit).
 
     Parameters
     ----------
@@ -140,6 +149,7 @@ class OMPSelector(_SolverSelector):
     """
 
     _solver = "omp"
+    _accept_sparse = ("csr", "csc", "coo")
 
     def __init__(self, k: int | float = 0.5, *, fit_intercept: bool = True) -> None:
         self.k = k
@@ -162,8 +172,13 @@ class SequentialAttentionSelector(_SolverSelector):
         labels (binary or multiclass, at most ``max(2, n/2)`` classes) and the
         squared loss otherwise.
     model : {"linear", "logistic", "mlp"} or None, default=None
-        The trained predictor; ``None`` means linear for the squared loss and
-        logistic for the logistic loss.
+        The predictor; ``None`` means linear for the squared loss and logistic
+        for the logistic loss.
+    inner : {"exact", "adam"} or None, default=None
+        ``"exact"`` (the linear model's default) solves the linear model's inner
+        problem in closed form: its picks are OMP's on the standardised columns
+        (with ``ridge=None``); ``"adam"`` trains the model with the attention
+        logits. ``None``: the solver's default for the model.
     epochs, warmup, hidden, lr, batch_size, weight_decay, ridge, standardize, seed, num_threads, progress
         Forwarded to the ``sequential_attention`` solver (see its documentation;
         ``None`` means the solver's model-dependent default).
@@ -193,6 +208,7 @@ class SequentialAttentionSelector(_SolverSelector):
         **_SolverSelector._parameter_constraints,
         "loss": [StrOptions({"auto", "squared", "logistic"})],
         "model": [StrOptions({"linear", "logistic", "mlp"}), None],
+        "inner": [StrOptions({"exact", "adam"}), None],
         "epochs": [Interval(Integral, 1, None, closed="left"), None],
         "warmup": [Interval(Real, 0, 1, closed="left"), None],
         "hidden": [Interval(Integral, 1, None, closed="left")],
@@ -212,6 +228,7 @@ class SequentialAttentionSelector(_SolverSelector):
         *,
         loss: str = "auto",
         model: str | None = None,
+        inner: str | None = None,
         epochs: int | None = None,
         warmup: float | None = None,
         hidden: int = 64,
@@ -228,6 +245,7 @@ class SequentialAttentionSelector(_SolverSelector):
         self.k = k
         self.loss = loss
         self.model = model
+        self.inner = inner
         self.epochs = epochs
         self.warmup = warmup
         self.hidden = hidden
@@ -253,6 +271,7 @@ class SequentialAttentionSelector(_SolverSelector):
     def _solver_options(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "inner": self.inner,
             "epochs": self.epochs,
             "warmup": self.warmup,
             "hidden": self.hidden,

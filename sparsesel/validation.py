@@ -38,6 +38,46 @@ def as_finite_array(value: Any, name: str, ndim: int | tuple[int, ...] | None = 
     return array
 
 
+def as_finite_sparse(value: Any, name: str) -> Any:
+    """Return a scipy sparse ``value`` as a fresh, read-only CSC float64 array, checking it.
+
+    The copy is canonical (sorted indices, duplicates summed) and explicit zeros
+    are dropped; its ``data``, ``indices`` and ``indptr`` are read-only, so
+    nothing downstream can change the problem's data.
+
+    Parameters
+    ----------
+    value : scipy.sparse matrix or array, shape (n, d)
+        The user's input; it is copied, never modified.
+    name : str
+        The field name used in error messages.
+
+    Returns
+    -------
+    scipy.sparse.csc_array, shape (n, d)
+    """
+    import scipy.sparse as sp
+
+    if value.ndim != 2:
+        raise ValueError(f"{name} must have 2 dimension(s), got shape {value.shape}")
+    if np.issubdtype(value.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real; got complex values (pass the real part explicitly, e.g. {name}.real)")
+    if not (np.issubdtype(value.dtype, np.number) or value.dtype == np.bool_):
+        raise TypeError(f"{name} must be numeric; got a sparse matrix of dtype {value.dtype}")
+    if 0 in value.shape:
+        raise ValueError(f"{name} is empty (shape {value.shape})")
+    array = sp.csc_array(value, dtype=np.float64, copy=True)
+    array.sum_duplicates()
+    array.sort_indices()
+    array.eliminate_zeros()
+    bad = int(np.size(array.data) - np.count_nonzero(np.isfinite(array.data)))
+    if bad:
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    for part in (array.data, array.indices, array.indptr):
+        part.setflags(write=False)
+    return array
+
+
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:
     """Check that ``value`` is an integer (not a bool) within ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -6,4 +6,11 @@ The problem kind is :class:`sparsesel.Attribution`; its solvers
 package does not import torch-heavy submodules; import them by name
 (``sparsesel.attribution.sic``, ``.models``, ``.baselines``, ``.paths``, ``.imputation``,
 ``.selection_scores``: the retrained and masked-model scores of selected tabular columns).
+
+:func:`attribute` is the Captum-style entry point: a batch ``(B, ...)`` in, attributions
+of the same shape out (:mod:`sparsesel.attribution.functional`).
 """
+
+from sparsesel.attribution.functional import attribute
+
+__all__ = ["attribute"]

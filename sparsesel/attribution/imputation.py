@@ -45,10 +45,10 @@ class ShepardImputer:
 
     Parameters
     ----------
-    x : Tensor, shape (C, H, W) or (H, W)
-        The input image.
+    x : Tensor, shape (C, H, W) or (H, W), or (B, C, H, W) or (B, H, W) with ``batched=True``
+        The input image, or a batch of ``B`` images.
     prior : Tensor, shape of ``x``
-        What fills pixels far from every present one (the problem's baseline).
+        What fills pixels far from every present one (the problem's baseline; one per image).
     anchors : ndarray of bool, shape (H, W) or (D, H, W)
         Pixels always present (``u = max(w, anchors)``); with ``D`` anchor sets
         (draws), each row of a call picks its own (``draws`` argument).
@@ -56,19 +56,33 @@ class ShepardImputer:
         Exponent ``p`` of the kernel ``d^−p`` (distances in pixels); ``p = 2``.
     prior_weight : float
         ``λ``: weight of ``prior`` relative to a present pixel at distance 1.
+    batched : bool
+        ``x`` and ``prior`` hold a batch of images; each row of a call says which
+        image it fills (``examples`` argument).
     """
 
     def __init__(self, x: torch.Tensor, prior: torch.Tensor, anchors: np.ndarray, *, power: float = 2.0,
-                 prior_weight: float = 1e-3) -> None:
-        if x.ndim not in (2, 3):
-            raise ValueError(f"imputation needs an image x of shape (H, W) or (C, H, W), got {tuple(x.shape)}")
+                 prior_weight: float = 1e-3, batched: bool = False) -> None:
+        image_ndim = x.ndim - int(batched)
+        if image_ndim not in (2, 3):
+            expected = "(B, H, W) or (B, C, H, W)" if batched else "(H, W) or (C, H, W)"
+            raise ValueError(f"imputation needs an image x of shape {expected}, got {tuple(x.shape)}")
+        if prior.shape != x.shape:
+            raise ValueError(f"prior has shape {tuple(prior.shape)}, x has {tuple(x.shape)}; they must match")
         if not power > 0:
             raise ValueError(f"power must be > 0, got {power}")
         if not prior_weight > 0:
             raise ValueError(f"prior_weight must be > 0, got {prior_weight}")
-        self.x = x if x.ndim == 3 else x.unsqueeze(0)
-        self.prior = (prior if prior.ndim == 3 else prior.unsqueeze(0)).to(self.x.dtype)
-        self.shape = tuple(x.shape)
+        images = x if batched else x.unsqueeze(0)
+        priors = prior if batched else prior.unsqueeze(0)
+        if image_ndim == 2:
+            images, priors = images.unsqueeze(1), priors.unsqueeze(1)
+        self.batched = batched
+        self.images = images  # (B, C, H, W)
+        self.priors = priors.to(images.dtype)
+        self.x = images[0]
+        self.prior = self.priors[0]
+        self.shape = tuple(x.shape[1:]) if batched else tuple(x.shape)
         channels, height, width = self.x.shape
         anchors = np.asarray(anchors, dtype=bool)
         if anchors.shape[-2:] != (height, width) or anchors.ndim not in (2, 3):
@@ -91,10 +105,13 @@ class ShepardImputer:
         full = torch.fft.irfft2(spectrum, s=self.fft_shape)
         return full[..., self.height - 1 : 2 * self.height - 1, self.width - 1 : 2 * self.width - 1]
 
-    def __call__(self, weights: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
-        """Images ``(B, *x.shape)`` for pixel weights ``(B, H·W)`` in ``[0, 1]`` (differentiable in ``weights``).
+    def __call__(self, weights: torch.Tensor, draws: torch.Tensor | None = None,
+                 examples: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``(N, *image shape)`` for pixel weights ``(N, H·W)`` in ``[0, 1]`` (differentiable in ``weights``).
 
-        ``draws``: int tensor ``(B,)``, the anchor set of each row (default: the first).
+        ``draws``: int tensor ``(N,)``, the anchor set of each row (default: the first).
+        ``examples``: int tensor ``(N,)``, the image of the batch each row fills (``batched=True``;
+        default: the first).
         """
         if weights.ndim != 2 or weights.shape[1] != self.height * self.width:
             raise ValueError(f"weights must have shape (B, {self.height * self.width}), got {tuple(weights.shape)}")
@@ -106,9 +123,18 @@ class ShepardImputer:
                 raise ValueError(f"draws must be {batch} integers in [0, {n_sets}) (one anchor set per row), "
                                  f"got {draws.tolist()}")
         anchors = self.anchors[0] if draws is None else self.anchors[draws]
+        if examples is None:
+            x, prior = self.x, self.prior
+        else:
+            examples = torch.as_tensor(examples)
+            n_images = self.images.shape[0]
+            if examples.shape != (batch,) or examples.dtype.is_floating_point or bool(
+                    ((examples < 0) | (examples >= n_images)).any()):
+                raise ValueError(f"examples must be {batch} integers in [0, {n_images}) (one image per row)")
+            x, prior = self.images[examples], self.priors[examples]
         u = torch.maximum(weights.to(self.x.dtype), anchors).reshape(batch, 1, self.height, self.width)
-        numerator = self._convolve(u * self.x.unsqueeze(0))
+        numerator = self._convolve(u * x)
         denominator = self._convolve(u)
-        background = (numerator + self.prior_weight * self.prior) / (denominator + self.prior_weight)
-        images = u * self.x + (1.0 - u) * background
+        background = (numerator + self.prior_weight * prior) / (denominator + self.prior_weight)
+        images = u * x + (1.0 - u) * background
         return images.reshape((batch, *self.shape))

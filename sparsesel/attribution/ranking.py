@@ -30,7 +30,7 @@ def ranking_result(
     status: str = "feasible",
     trace: tuple = (),
     extra: dict[str, Any] | None = None,
-    objective: float | None = None,
+    objective: float | np.ndarray | None = None,
 ) -> Result:
     """A Result selecting the first ``problem.k`` features of ``order``.
 
@@ -39,17 +39,33 @@ def ranking_result(
     ``rank_scores`` (``n − position``, shaped like ``attribution``) and
     ``gradient_evaluations``. ``objective`` is ``G(selected)``, computed here
     unless the caller already has it.
+
+    For a batched problem ``attribution`` and ``order`` are ``(B, n_features)``,
+    ``objective`` (if given) holds the ``B`` values ``G_b(S_b)``, and the Result
+    has the batched form documented in :class:`~sparsesel.problems.attribution.Attribution`:
+    ``selected`` a tuple of ``B`` tuples, ``objective`` their sum, ``info["objectives"]``
+    the ``B`` values, ``info`` maps with a leading axis ``B``.
     """
     order = np.asarray(order, dtype=np.int64)
-    selected = tuple(int(i) for i in order[: problem.k])
+    batched = getattr(problem, "batched", False)
+    if batched:
+        selected: tuple = tuple(tuple(int(i) for i in row[: problem.k]) for row in order)
+        scores = np.stack([rank_scores(row) for row in order])
+    else:
+        selected = tuple(int(i) for i in order[: problem.k])
+        scores = rank_scores(order)
     info: dict[str, Any] = {
         "attribution": problem.to_map(np.asarray(attribution, dtype=np.float64)),
         "order": order,
-        "rank_scores": problem.to_map(rank_scores(order)),
+        "rank_scores": problem.to_map(scores),
         "gradient_evaluations": int(gradient_evaluations),
     }
     if extra:
         info.update(extra)
-    if objective is None:
+    if batched:
+        values = problem.example_objectives(selected) if objective is None else np.asarray(objective, dtype=np.float64)
+        info["objectives"] = values
+        objective = float(values.sum())
+    elif objective is None:
         objective = problem.objective(list(selected))
     return Result(selected=selected, objective=objective, status=status, trace=trace, info=info)

@@ -106,6 +106,8 @@ def check_outputs(checkpoint: Path, outputs: list[tuple[str, Path]], force: bool
 def run(args: argparse.Namespace) -> int:
     from sparsesel.blocks import parse_block_shape
 
+    if args.checkpoint.is_dir():
+        raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     density = args.density

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+
+# the value, not an import of sparsesel.data (building the parser must not import numpy/torch)
+DEFAULT_MAX_PIXELS = 8192 * 8192
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,15 +15,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "restore",
         help="restore an image file with a trained network",
         description=(
-            "Run the network stored in CHECKPOINT (written by `sparsesel train`, or an official "
-            "UHDformer release) on IMAGE and write the result to OUT. The image may have any size. "
+            "Run the network stored in CHECKPOINT (written by `sparsesel train`, `compress` or `prune`, or an "
+            "official UHDformer release) on IMAGE and write the result to OUT. The image may have any size. "
             "The harmonizer also needs --mask (the foreground, white on black)."
         ),
     )
-    parser.add_argument("image", type=Path, help="input image file (PNG, JPEG, TIFF ...)")
+    parser.add_argument("image", type=Path,
+                        help="input image file (PNG, JPEG, TIFF, ...; 8/16-bit, grey, palette, CMYK, float TIFF in [0, 1]; "
+                             "EXIF orientation applied, alpha dropped)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="network file")
-    parser.add_argument("--out", required=True, type=Path, help="output image file; the suffix picks the format (never one of the inputs)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output image file, 8 bits per channel (never one of the inputs); the suffix picks the "
+                             "format: .png, .tif, .bmp, .ppm, .webp (lossless) or .jpg (lossy)")
     parser.add_argument("--mask", type=Path, default=None, help="foreground mask image (harmonizer only)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                        help=f"refuse images with more than N pixels, checked before decoding (default {DEFAULT_MAX_PIXELS:,} "
+                             "= 8192x8192)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     parser.set_defaults(func=run)
@@ -29,31 +40,56 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from sparsesel.data.images import read_image, write_image
-    from sparsesel.nets.zoo import load_net
+    from sparsesel.data.image_files import output_format, read_image, write_image
+    from sparsesel.nets.checkpoint_checks import finite_or_explain
+    from sparsesel.compress.apply import load_compressed
     from sparsesel.training.losses import predict
 
     from sparsesel.outputs import check_output_file
 
     check_output_file(args.out, inputs={"IMAGE": args.image, "--checkpoint": args.checkpoint, "--mask": args.mask}, force=args.force)
+    output_format(args.out)  # an unknown suffix is refused before any work
+    if args.max_pixels < 1:
+        raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be positive, got {args.threads}")
         torch.set_num_threads(args.threads)
-    image = read_image(args.image)
-    model, info = load_net(args.checkpoint)
+    image = read_image(args.image, max_pixels=args.max_pixels)
+    model, info = load_compressed(args.checkpoint)  # any network file of sparsesel.nets, compressed or not
     net = info["net"]
     batch = {"input": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]}
     if net == "harmonizer":
         if args.mask is None:
             raise ValueError("the harmonizer needs --mask (the foreground of the composite)")
-        mask = read_image(args.mask).mean(axis=2)
+        mask = read_image(args.mask, max_pixels=args.max_pixels).mean(axis=2)
         if mask.shape != image.shape[:2]:
             raise ValueError(f"--mask has size {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
         batch["mask"] = torch.from_numpy((mask > 0.5).astype(np.float32))[None, None]
     elif args.mask is not None:
         raise ValueError(f"--mask is only used by the harmonizer, not by {net}")
-    output = predict(net, model, batch).clamp(0.0, 1.0)[0].permute(1, 2, 0).numpy()
+    try:
+        output = predict(net, model, batch)
+    except (MemoryError, RuntimeError) as exc:
+        reason = _out_of_memory(exc)
+        if reason is None:
+            raise
+        raise ValueError(
+            f"not enough memory to run {net} on the {image.shape[1]}x{image.shape[0]} image {args.image} ({reason}); "
+            "use a smaller image (or a machine with more memory)"
+        ) from None
+    finite_or_explain(output, model, str(args.checkpoint))
+    output = output.clamp(0.0, 1.0)[0].permute(1, 2, 0).numpy()
     write_image(args.out, output, force=args.force)
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}, {net})")
     return 0
+
+
+def _out_of_memory(exc: BaseException) -> str | None:
+    """A one-line reason if ``exc`` is the allocator giving up, else ``None``."""
+    if isinstance(exc, MemoryError):
+        return "MemoryError"
+    text = str(exc).strip()
+    if re.search(r"can't allocate memory|out of memory|not enough memory", text, re.IGNORECASE):
+        return text.splitlines()[0]
+    return None

@@ -18,8 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a restoration network on degraded bundled images",
         description=(
             "Train NET on TASK (synthetic degradations of the images bundled with scikit-image and "
-            "scikit-learn) with AdamW + cosine annealing; writes OUT (the network), OUT.json (how it "
-            "was made, held-out PSNR/SSIM) and, while running, OUT.state (resumable with --resume)."
+            "scikit-learn) with NET's training recipe (uhdformer, csattn, harmonizer: AdamW lr 5e-4, "
+            "weight decay 1e-3, cosine annealing; tshrnet: the official Adam lr 1e-4, betas (0.5, 0.999), "
+            "constant rate); writes OUT (the network), OUT.json (how it was made, held-out PSNR/SSIM) "
+            "and, while running, OUT.state (resumable with --resume)."
         ),
     )
     parser.add_argument("net", metavar="NET", help=f"network: one of {', '.join(NETS)}")
@@ -31,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override a network config field (JSON value), e.g. --option width=16; repeatable")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--patch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=1e-3)
-    parser.add_argument("--eta-min", type=float, default=1e-7, help="final learning rate of the cosine schedule")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: NET's recipe)")
+    parser.add_argument("--weight-decay", type=float, default=None, help="weight decay (default: NET's recipe)")
+    parser.add_argument("--eta-min", type=float, default=None,
+                        help="final learning rate of a cosine schedule (default: NET's recipe)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between saves of OUT.state")
     parser.add_argument("--eval-count", type=int, default=8, help="held-out patches to score at the end (0: none)")

@@ -178,15 +178,25 @@ def load_compressed(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]
         missing = [k for k in ("net", "config", "plan", "state_dict") if k not in payload]
         if missing:
             raise ValueError(f"{path}: {FORMAT} checkpoint lacks the keys {missing}")
-        model = zoo.build_net(payload["net"], dict(payload["config"]))
-        for op in _plan_structure(payload["plan"]):
-            replay_factorization(model, **op["args"])
-        state = payload["state_dict"]
-        zoo._check_state(model, state, f"{path}: weights do not match the compressed {payload['net']}")
-        model.load_state_dict(state, strict=True)
-        model.compress_plan = payload["plan"]
-        model.eval()
-        return model, {"net": payload["net"], "config": dict(payload["config"]), "meta": dict(payload.get("meta", {})), "plan": payload["plan"]}
+        plan = payload["plan"]
+        try:
+            edits = _plan_structure(plan)
+        except (TypeError, KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{path}: 'plan' is not a compression plan (layers with name, factorization, ranks): {exc!r}") from None
+
+        def replay(model: nn.Module) -> None:
+            for op in edits:
+                replay_factorization(model, **op["args"])
+
+        config = payload["config"]
+        settings = {**config, "plan": [op["args"] for op in edits]} if isinstance(config, dict) else config
+        model = zoo.build_from_checkpoint(path, payload["net"], config, payload["state_dict"], edits=replay, settings=settings,
+                                          state_field="state_dict")
+        model.compress_plan = plan
+        meta = payload.get("meta", {})
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: 'meta' must be a dict, got {type(meta).__name__}")
+        return model, {"net": payload["net"], "config": dict(config), "meta": dict(meta), "plan": plan}
     model, info = zoo.load_net(path)
     plan = info.get("meta", {}).get("compress_plan")
     if plan is not None:

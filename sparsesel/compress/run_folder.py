@@ -92,7 +92,7 @@ def prepare(out: str | os.PathLike, checkpoint: str | os.PathLike, *, force: boo
     """
     out, checkpoint = Path(out), Path(checkpoint)
     if checkpoint.is_dir():
-        raise ValueError(f"checkpoint {checkpoint} is a folder, not a network file")
+        raise ValueError(f"checkpoint {checkpoint} is a directory, not a checkpoint file")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     check_output_folder(out, inputs={"checkpoint": checkpoint}, files=OUTPUT_FILES, force=True)

@@ -8,7 +8,8 @@ evaluation (:mod:`sparsesel.data.metrics`).
 
 from __future__ import annotations
 
-from sparsesel.data.images import IMAGE_SPLITS, bundled_image_names, load_bundled_image, load_split, read_image, write_image
+from sparsesel.data.image_files import read_image, write_image
+from sparsesel.data.images import IMAGE_SPLITS, bundled_image_names, load_bundled_image, load_split
 from sparsesel.data.metrics import fmse, fpsnr, psnr, rgb_to_y, ssim
 
 __all__ = [

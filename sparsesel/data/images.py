@@ -1,4 +1,4 @@
-"""Colour images that scikit-image and scikit-learn ship inside their wheels, and image file I/O.
+"""Colour images that scikit-image and scikit-learn ship inside their wheels.
 
 No image is ever downloaded: the files are read straight from the installed packages'
 data folders (``skimage/data`` holds the "legacy" images bundled with every release;
@@ -16,13 +16,11 @@ stays together in ``train`` so that no near-duplicate leaks into ``test``).
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from sparsesel.atomic import write_atomic
+from sparsesel.data.image_files import read_image, write_image  # re-exported: image file I/O lives there
 
 __all__ = [
     "IMAGE_SPLITS",
@@ -118,40 +116,3 @@ def load_split(split: str) -> list[np.ndarray]:
     if split not in IMAGE_SPLITS:
         raise ValueError(f"split must be one of {tuple(IMAGE_SPLITS)}, got {split!r}")
     return [load_bundled_image(name) for name in IMAGE_SPLITS[split]]
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``(H, W, 3)`` float32 RGB in ``[0, 1]`` (grey and alpha are converted)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as handle:
-            image = np.asarray(handle.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, SyntaxError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return image
-
-
-def write_image(path: str | os.PathLike, image: np.ndarray, *, force: bool = False) -> Path:
-    """Write ``image`` (``(H, W, 3)`` or ``(H, W)``, floats in ``[0, 1]``) as an 8-bit file, atomically.
-
-    The format follows the suffix (``.png``, ``.jpg``, ``.tif`` ...). An existing file is
-    refused unless ``force``.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite it")
-    array = np.asarray(image, dtype=np.float64)
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
-        raise ValueError(f"image must have shape (H, W) or (H, W, 3), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError("image contains NaN or infinite values")
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    pixels = np.clip(np.round(array * 255.0), 0, 255).astype(np.uint8)
-    suffix = path.suffix.lower() or ".png"
-    image_format = Image.registered_extensions().get(suffix)
-    if image_format is None:
-        raise ValueError(f"unknown file extension: {suffix}")  # Pillow's own wording
-    return write_atomic(path, lambda stream: Image.fromarray(pixels).save(stream, format=image_format), force=True)

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from typing import Any
 import torch
 
 from sparsesel.atomic import write_atomic
+from sparsesel.nets.checkpoint_checks import build_checked, read_checkpoint_file
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
 
 __all__ = [
@@ -72,35 +71,11 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
     FileNotFoundError
         The file does not exist.
     ValueError
-        The file is truncated or corrupt, or holds objects other than tensors
-        and plain containers (a pickle that could run code is refused unread).
+        The file is a directory, empty, not a torch file, truncated or corrupt, or holds objects
+        other than tensors and plain containers (a pickle that could run code is refused unread);
+        see :func:`sparsesel.nets.checkpoint_checks.read_checkpoint_file`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # torch's note on pickle protocols
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        blocked = re.search(r"GLOBAL ([\w.]+)", text)
-        if blocked:
-            raise ValueError(
-                f"refused to load checkpoint {path}: it references the Python object {blocked.group(1)} "
-                "(unpickling it could run code); only tensors and plain containers are allowed"
-            ) from None
-        detail = re.search(r"(Unsupported [^\n]*)", text)
-        raise ValueError(
-            f"refused to load checkpoint {path}: not a plain tensor checkpoint (corrupt, or a pickle using "
-            f"content that weights_only loading does not allow, which could run code): {detail.group(1) if detail else text.splitlines()[0]}"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, OSError, ... for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ValueError(
-            f"cannot read checkpoint {path}: not a valid torch checkpoint (truncated or corrupt?): "
-            f"{type(exc).__name__}: {first}"
-        ) from None
+    return read_checkpoint_file(path)
 
 
 def _check_plain(value: Any, where: str) -> None:
@@ -427,28 +402,6 @@ def _strip_prefix(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(state)
 
 
-def _load_strict(model: UHDformer, state: Mapping[str, torch.Tensor], name: str, official: bool) -> None:
-    expected = model.state_dict()
-    show = (lambda k: _map_key(k, "official") or k) if official else (lambda k: k)  # noqa: E731
-    missing = [show(k) for k in expected if k not in state]
-    unexpected = [show(k) for k in state if k not in expected]
-    problems = []
-    if missing:
-        problems.append(f"missing key(s): {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected key(s): {_short(unexpected)}")
-    wrong = [
-        f"{show(k)}: checkpoint {tuple(v.shape)} vs network {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    if wrong:
-        problems.append("wrong shape(s): " + "; ".join(wrong[:12]) + (f"; ... ({len(wrong)} in all)" if len(wrong) > 12 else ""))
-    if problems:
-        raise ValueError(f"{name} does not fit UHDformer({model.config}): " + "; ".join(problems))
-    model.load_state_dict(dict(state), strict=True)
-
-
 def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
     """Build a :class:`UHDformer` in eval mode from an already loaded checkpoint object.
 
@@ -482,6 +435,9 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
         state = obj
     if not isinstance(state, Mapping) or not state:
         raise ValueError(f"{name}: no state dict found")
+    not_names = [repr(k) for k in state if not isinstance(k, str)]
+    if not_names:
+        raise ValueError(f"{name}: tensor names must be strings, got {_short(not_names)}")
     not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"{name}: entries that are not tensors: {_short(not_tensors)}")
@@ -492,10 +448,23 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
     elif not any(k.startswith("stem.") for k in state):
         raise ValueError(f"{name}: no UHDformer parameters found (neither 'enter.0.weight' nor 'stem.weight'); keys: {_short(list(state))}")
     if config is None:
-        config = infer_uhdformer_config(state, name)
-    model = UHDformer(config)
-    _apply_structure(model, structure, name)
-    _load_strict(model, state, name, official)
+        try:
+            config = infer_uhdformer_config(state, name)
+        except (TypeError, IndexError, ArithmeticError) as exc:
+            raise ValueError(f"{name}: cannot infer the UHDformer configuration from its tensors: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+    if not isinstance(structure, list):
+        raise ValueError(f"{name}: 'structure' must be a list of edits, got {type(structure).__name__}")
+
+    def build() -> UHDformer:
+        model = UHDformer(config)
+        _apply_structure(model, structure, name)
+        return model
+
+    show = (lambda k: _map_key(k, "official") or k) if official else str  # noqa: E731
+    settings = {**config.to_dict(), **({"structure": structure} if structure else {})}
+    model = build_checked(build, state, name=name, settings=settings, show=show, network="UHDformer")
     return model.eval()
 
 

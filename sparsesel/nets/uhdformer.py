@@ -528,6 +528,18 @@ class CMTGroup(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _unit_interval(image: np.ndarray) -> np.ndarray:
+    """A numpy image as float32 in its own units: unsigned integers over their type's maximum, bools 0/1,
+    floats as they are; signed integers are refused (no bit depth says what they mean)."""
+    if image.dtype == np.bool_:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    if image.dtype.kind == "u":
+        return np.ascontiguousarray(image, dtype=np.float32) / np.float32(np.iinfo(image.dtype).max)
+    if image.dtype.kind == "f":
+        return np.ascontiguousarray(image, dtype=np.float32)
+    raise TypeError(f"restore expects a float, unsigned-integer or boolean numpy image, got dtype {image.dtype}")
+
+
 def _tiles(height: int, width: int, step: int) -> list[tuple[int, int, int, int]]:
     return [
         (r0, min(r0 + step, height), c0, min(c0 + step, width))
@@ -805,7 +817,8 @@ class UHDformer(nn.Module):
         Parameters
         ----------
         image : torch.Tensor of shape (3, H, W) or (B, 3, H, W), or numpy array of shape (H, W, 3)
-            Values in [0, 1] (a ``uint8`` numpy image is scaled by 1/255).
+            Values in [0, 1]; an unsigned-integer numpy image is scaled by its type's maximum
+            (``uint8`` by 1/255, ``uint16`` by 1/65535), a boolean one read as 0/1.
         clamp : bool
             Clip the result to [0, 1].
 
@@ -817,8 +830,7 @@ class UHDformer(nn.Module):
         if is_numpy:
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"restore expects an (H, W, 3) numpy image, got shape {image.shape}")
-            scale = 1.0 / 255.0 if image.dtype == np.uint8 else 1.0
-            tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) * scale).permute(2, 0, 1)[None]
+            tensor = torch.from_numpy(_unit_interval(image)).permute(2, 0, 1)[None]
         elif isinstance(image, torch.Tensor):
             if image.dim() not in (3, 4) or image.shape[-3] != 3:
                 raise ValueError(f"restore expects a (3, H, W) or (B, 3, H, W) tensor, got shape {tuple(image.shape)}")

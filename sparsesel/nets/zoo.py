@@ -27,8 +27,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import pickle
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,10 +36,12 @@ import torch
 from torch import nn
 
 from sparsesel.atomic import write_atomic
+from sparsesel.nets.checkpoint_checks import build_checked, read_checkpoint_file
 
 __all__ = [
     "FORMAT",
     "NetEntry",
+    "build_from_checkpoint",
     "build_net",
     "config_dict",
     "load_checkpoint_file",
@@ -192,53 +193,76 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str, meta: dict 
 
 
 def load_checkpoint_file(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` with clear errors for missing, corrupt or unsafe files."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
-        raise ValueError(
-            f"cannot read checkpoint {path} safely: it is not a plain tensor checkpoint (corrupt, or holding "
-            f"Python objects whose unpickling could run code; it was not unpickled). torch: {reason}"
-        ) from None
-    except PermissionError:  # readable by others, not by us: not a corrupt file
-        raise PermissionError(f"cannot read checkpoint {path}: permission denied") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read checkpoint {path}: it is corrupt or truncated ({str(exc).splitlines()[0]})") from None
+    """``torch.load(path, weights_only=True)`` with clear errors for missing, corrupt or unsafe files
+    (see :func:`sparsesel.nets.checkpoint_checks.read_checkpoint_file`)."""
+    return read_checkpoint_file(path)
 
 
-def _short(items: list[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > limit else ''}]"
+def _payload_dict(value: Any, field: str, path: str | os.PathLike) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{path}: {field!r} must be a dict with string keys, got {type(value).__name__}")
+    return value
 
 
-def _check_state(model: nn.Module, state: dict, what: str) -> None:
-    """Raise ``ValueError`` naming missing/unexpected keys and wrong shapes."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
-        for k, v in state.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys {_short(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shapes (file vs network) {_short(wrong)}")
-    if problems:
-        raise ValueError(f"{what}: " + "; ".join(problems))
+def build_from_checkpoint(
+    path: str | os.PathLike,
+    net: Any,
+    config: Any,
+    state: Any,
+    *,
+    edits: Callable[[nn.Module], None] | None = None,
+    settings: dict | None = None,
+    state_field: str = "params",
+) -> nn.Module:
+    """Network ``net`` of ``config`` (then ``edits(model)``) holding the tensors ``state``, all read from ``path``.
+
+    The configuration is checked against the stored tensors before the network is built
+    (:func:`sparsesel.nets.checkpoint_checks.build_checked`: a meta-device build first, shapes,
+    dtypes and values compared), so a file whose configuration asks for a network far larger than
+    its tensors is refused without allocating it.
+
+    Parameters
+    ----------
+    path : path-like
+        The file the pieces come from (named in every message).
+    net : str
+        A name of :func:`net_names`.
+    config : dict
+        Config fields of that network.
+    state : dict of str to torch.Tensor
+        The stored parameters and buffers.
+    edits : callable, optional
+        Structural edits replayed on the built network before the weights are loaded.
+    settings : dict, optional
+        What to show (and search for suspect sizes) in messages; default ``config``.
+    state_field : str
+        The file's key of ``state``, for messages.
+
+    Returns
+    -------
+    torch.nn.Module
+        In eval mode.
+    """
+    if not isinstance(net, str) or net not in _NETS:
+        raise ValueError(f"{path}: unknown network {net!r}; this code reads {net_names()}")
+    config = _payload_dict(config, "config", path)
+    state = _payload_dict(state, state_field, path)
+
+    def build() -> nn.Module:
+        model = build_net(net, dict(config))
+        if edits is not None:
+            edits(model)
+        return model
+
+    model = build_checked(build, state, name=str(path), settings=settings or config, network=net)
+    return model.eval()
 
 
 def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Load a network file written by :func:`save_net`, or an official UHDformer checkpoint.
+
+    Every file is read without running code, and its configuration is checked against its
+    tensors before the network is built (see :func:`build_from_checkpoint`).
 
     Returns
     -------
@@ -246,26 +270,35 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         In eval mode.
     info : dict
         ``{"net": name, "config": dict, "meta": dict}``.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Naming the file and what is wrong with it.
     """
     payload = load_checkpoint_file(path)
+    if isinstance(payload, dict) and payload.get("format") == "sparsesel.compress":
+        raise ValueError(f"{path} holds a compressed network (format 'sparsesel.compress'); load it with "
+                         "sparsesel.compress.load_compressed")
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         missing = [key for key in ("net", "config", "params") if key not in payload]
         if missing:
             raise ValueError(f"{path}: sparsesel.nets checkpoint lacks the keys {missing}")
-        name = payload["net"]
-        model = build_net(name, dict(payload["config"]))
-        state = payload["params"]
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise ValueError(f"{path}: 'params' must be a dict of tensors")
-        _check_state(model, state, f"{path}: weights do not match the {name} configuration")
-        model.load_state_dict(state, strict=True)
-        model.eval()
-        return model, {"net": name, "config": dict(payload["config"]), "meta": dict(payload.get("meta", {}))}
+        meta = _payload_dict(payload.get("meta", {}), "meta", path)
+        config = _payload_dict(payload["config"], "config", path)
+        if payload["net"] == "tshrnet":
+            config = {"value_space": "unit", **config}  # written before TSHRNet had the official value space
+        model = build_from_checkpoint(path, payload["net"], config, payload["params"])
+        return model, {"net": payload["net"], "config": dict(config), "meta": dict(meta)}
+    if isinstance(payload, dict) and any(str(k).removeprefix("module.") == "Cv0.conv.weight" for k in payload):
+        raise ValueError(
+            f"{path} is one U-Net of an official TSHRNet checkpoint (UNet<n>_<epoch>.pth); load the four files "
+            "with sparsesel.nets.load_tshrnet(folder)"
+        )
     # anything else: UHDformer (our format, the official release or a plain state dict);
     # its loader checks the keys and infers the configuration from the tensors
     from sparsesel.nets.checkpoints import uhdformer_from_checkpoint
 
     model = uhdformer_from_checkpoint(payload, name=str(path))
-    meta = dict(payload.get("meta", {})) if isinstance(payload, dict) else {}
-    return model, {"net": "uhdformer", "config": config_dict(model), "meta": meta}
-
+    meta = _payload_dict(payload.get("meta", {}), "meta", path) if isinstance(payload, dict) else {}
+    return model, {"net": "uhdformer", "config": config_dict(model), "meta": dict(meta)}

@@ -8,8 +8,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from sparsesel.design_matrix import dense_columns, is_sparse, sparse_description
 from sparsesel.problems.base import Problem
-from sparsesel.validation import as_finite_array, check_choice, check_index_set, check_int
+from sparsesel.validation import as_finite_array, as_finite_sparse, check_choice, check_index_set, check_int
+
+#: Solvers that take a scipy sparse ``X`` without densifying it (``FeatureSelection.require_dense`` names them).
+SPARSE_SOLVERS = ("omp", "greedy_forward", "lasso")
 
 LOSSES = ("squared", "logistic")
 
@@ -30,9 +34,12 @@ class FeatureSelection(Problem):
 
     Parameters
     ----------
-    X : array_like, shape (n, d)
-        Finite numeric design matrix. Copied as float64; the caller's array is
-        never modified.
+    X : array_like or scipy.sparse matrix/array, shape (n, d)
+        Finite numeric design matrix. Copied as float64 (a sparse ``X`` as a
+        read-only CSC array, never densified); the caller's array is never
+        modified. ``omp``, ``greedy_forward`` and ``lasso`` take a sparse ``X``
+        as it is (centring for the intercept is implicit); the other solvers
+        need a dense one and say so.
     y : array_like, shape (n,)
         Finite responses (``squared``) or class labels (``logistic``; numeric,
         at least two classes).
@@ -64,7 +71,7 @@ class FeatureSelection(Problem):
     kind: ClassVar[str] = "feature_selection"
 
     def __post_init__(self) -> None:
-        X = as_finite_array(self.X, "X", ndim=2)
+        X = as_finite_sparse(self.X, "X") if is_sparse(self.X) else as_finite_array(self.X, "X", ndim=2)
         y = as_finite_array(self.y, "y", ndim=(1, 2))
         if y.ndim == 2:
             if y.shape[1] != 1:
@@ -95,7 +102,8 @@ class FeatureSelection(Problem):
                 raise ValueError(
                     f"y has {classes.size} distinct values for {n} rows: loss='logistic' needs class labels"
                 )
-        X.setflags(write=False)
+        if not is_sparse(X):
+            X.setflags(write=False)
         y.setflags(write=False)
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
@@ -110,6 +118,31 @@ class FeatureSelection(Problem):
     @property
     def n_features(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def is_sparse(self) -> bool:
+        """Whether ``X`` is stored sparse (a scipy CSC array)."""
+        return is_sparse(self.X)
+
+    def columns(self, subset: Sequence[int]) -> np.ndarray:
+        """The columns ``X[:, subset]`` as a dense float64 array of shape ``(n, len(subset))``."""
+        return dense_columns(self.X, subset)
+
+    def require_dense(self, solver: str) -> np.ndarray:
+        """``X`` as a dense array, or a clear ``TypeError`` when it is sparse.
+
+        Parameters
+        ----------
+        solver : str
+            The solver's name, for the message.
+        """
+        if self.is_sparse:
+            raise TypeError(
+                f"solver {solver!r} needs a dense X, got a scipy sparse matrix ({sparse_description(self.X)}); "
+                f"use one of {', '.join(SPARSE_SOLVERS)}, which take sparse X without densifying it, or pass "
+                "X.toarray() if the dense array fits in memory"
+            )
+        return self.X
 
     def check_subset(self, subset: Sequence[int]) -> list[int]:
         """Validate a subset of column indices (distinct, in range) and return it as a list."""
@@ -134,12 +167,12 @@ class FeatureSelection(Problem):
         return float(self.refit(subset)["loss"])
 
     def _refit_squared(self, subset: list[int]) -> dict[str, Any]:
-        X, y = self.X, self.y
+        X, y = self.columns(subset), self.y
         if self.fit_intercept:
-            x_mean, y_mean = X[:, subset].mean(axis=0), y.mean()
+            x_mean, y_mean = X.mean(axis=0), y.mean()
         else:
             x_mean, y_mean = np.zeros(len(subset)), 0.0
-        Xs = X[:, subset] - x_mean
+        Xs = X - x_mean
         yc = y - y_mean
         if subset:
             coef, *_ = np.linalg.lstsq(Xs, yc, rcond=None)
@@ -153,8 +186,8 @@ class FeatureSelection(Problem):
         from sklearn.linear_model import LogisticRegression
         from sklearn.metrics import log_loss
 
-        X, y = self.X, self.y
-        n = X.shape[0]
+        y = self.y
+        n = self.n_samples
         classes = np.unique(y)
         if not subset:
             if self.fit_intercept:
@@ -167,7 +200,8 @@ class FeatureSelection(Problem):
         model = LogisticRegression(
             C=1.0 / (self.alpha * n), fit_intercept=self.fit_intercept, solver="newton-cholesky", max_iter=500, tol=1e-10
         )
-        model.fit(X[:, subset], y)
-        proba = model.predict_proba(X[:, subset])
+        Xs = self.columns(subset)
+        model.fit(Xs, y)
+        proba = model.predict_proba(Xs)
         coef = model.coef_[0] if classes.size == 2 else model.coef_
         return {"coef": coef, "intercept": model.intercept_, "loss": float(log_loss(y, proba, labels=model.classes_))}

@@ -1,14 +1,28 @@
 """Losses and per-network training recipes.
 
-A recipe is a list of :class:`TrainingStep`: each step owns a set of parameters (one
-optimizer and one learning-rate schedule each) and computes a loss on a batch. Plain
-restoration networks have one step; the GAN has a generator step and a discriminator step.
+A :class:`TrainingRecipe` (see :func:`training_recipe`) is a value object: its
+:class:`TrainingStep` list (each step owns a set of parameters, with one optimizer and one
+learning-rate schedule each, and computes a loss on a batch; plain restoration networks have one
+step, the GAN a generator and a discriminator step), the :class:`OptimizerRecipe` every step
+uses, the weights of the loss terms and where it all comes from. The trainer
+(:mod:`sparsesel.training.trainer`) reads it.
+
+========== ====================================================================================
+network    recipe
+========== ====================================================================================
+uhdformer  AdamW lr 5e-4, betas (0.9, 0.99), weight decay 1e-3, cosine to 1e-7; L1 + 0.1·FFT-L1
+csattn     UHDformer's optimizer; L1 + 0.1·FFT-L1 at every output scale
+tshrnet    the official one: Adam lr 1e-4, betas (0.5, 0.999), no weight decay, constant rate;
+           five MSEs of weight 1 in the official value space (:func:`~sparsesel.nets.tshrnet.tshrnet_loss`)
+harmonizer UHDformer's optimizer for both steps; the generator and discriminator losses
+========== ====================================================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +30,21 @@ from torch import nn
 
 from sparsesel.nets.layers import reflect_pad_to_multiple
 
-__all__ = ["TrainingStep", "fft_l1_loss", "l1_fft_loss", "predict", "recipe"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OptimizerRecipe",
+    "TrainingRecipe",
+    "TrainingStep",
+    "fft_l1_loss",
+    "l1_fft_loss",
+    "predict",
+    "recipe",
+    "training_recipe",
+]
+
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULES = ("cosine", "constant")
 
 
 def fft_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -70,9 +98,13 @@ def _multiscale_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
 
 
 def _tshrnet_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
-    from sparsesel.nets.tshrnet import tshrnet_loss
+    from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS, TSHRNET_MIX_LOSS_WEIGHTS, tshrnet_loss_terms
 
-    return {"loss": tshrnet_loss(model(batch["input"]), batch)}
+    config = model.config
+    terms = tshrnet_loss_terms(model(batch["input"]), batch, value_space=config.value_space, stage_one=config.stage_one)
+    weights = TSHRNET_MIX_LOSS_WEIGHTS if config.stage_one == "direct" else TSHRNET_LOSS_WEIGHTS
+    total = sum(weights[name] * value for name, value in terms.items())
+    return {"loss": total, **terms}
 
 
 def _generator_step(model: nn.Module, batch: dict, cache: dict) -> dict:
@@ -89,21 +121,105 @@ def _discriminator_step(model: nn.Module, batch: dict, cache: dict) -> dict:
     return {"loss": discriminator_loss(model, cache["fake"], batch)}
 
 
-def recipe(net: str) -> list[TrainingStep]:
-    """The training steps of network ``net`` (see :mod:`sparsesel.nets.zoo`)."""
-    everything = lambda model: model.parameters()  # noqa: E731
+@dataclass(frozen=True)
+class OptimizerRecipe:
+    """The optimizer and learning-rate schedule of every step of a recipe.
+
+    Attributes
+    ----------
+    optimizer : {"adamw", "adam"}
+        ``torch.optim.AdamW`` or ``torch.optim.Adam``.
+    lr : float
+        Learning rate (the schedule's starting value).
+    betas : tuple of float
+        Adam's ``(beta1, beta2)``.
+    weight_decay : float
+        Decoupled (AdamW) or L2 (Adam) weight decay.
+    schedule : {"cosine", "constant"}
+        ``CosineAnnealingLR`` over the run down to ``eta_min``, or a constant rate.
+    eta_min : float
+        Final rate of the cosine schedule (unused by ``"constant"``).
+    """
+
+    optimizer: str
+    lr: float
+    betas: tuple[float, float]
+    weight_decay: float
+    schedule: str
+    eta_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How one network is trained (read by :func:`sparsesel.training.train`).
+
+    Attributes
+    ----------
+    steps : tuple of TrainingStep
+        Optimised in this order on every batch, each with its own optimizer and schedule.
+    optimizer : OptimizerRecipe
+        Settings of every step's optimizer (a :class:`~sparsesel.training.TrainConfig` may
+        override them).
+    loss_weights : mapping
+        ``{term: weight}`` of the main (or generator) loss, as documentation and for tests.
+    source : str
+        Where the recipe comes from.
+    """
+
+    steps: tuple[TrainingStep, ...]
+    optimizer: OptimizerRecipe
+    loss_weights: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
+
+
+#: UHDformer's official optimizer (``options/*.yml``), also used for CSAttn and the harmonizer
+UHDFORMER_OPTIMIZER = OptimizerRecipe("adamw", lr=5e-4, betas=(0.9, 0.99), weight_decay=1e-3, schedule="cosine", eta_min=1e-7)
+#: the official ``train_4_networks.py``: ``Adam(lr=1e-4, betas=(0.5, 0.999))``; its ``lr /= 10``
+#: every 10 epochs never reaches the optimizer, so the rate stays constant
+TSHRNET_OPTIMIZER = OptimizerRecipe("adam", lr=1e-4, betas=(0.5, 0.999), weight_decay=0.0, schedule="constant")
+
+
+def _everything(model: nn.Module) -> Iterable[nn.Parameter]:
+    return model.parameters()
+
+
+def training_recipe(net: str) -> TrainingRecipe:
+    """The :class:`TrainingRecipe` of network ``net`` (see :mod:`sparsesel.nets.zoo` and the module table)."""
     if net == "uhdformer":
-        return [TrainingStep("main", everything, _restoration_loss)]
+        return TrainingRecipe((TrainingStep("main", _everything, _restoration_loss),), UHDFORMER_OPTIMIZER,
+                              MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), "UHDformer (AAAI 2024) official options")
     if net == "csattn":
-        return [TrainingStep("main", everything, _multiscale_loss)]
+        return TrainingRecipe((TrainingStep("main", _everything, _multiscale_loss),), UHDFORMER_OPTIMIZER,
+                              MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), "UHDformer's recipe at every output scale")
     if net == "tshrnet":
-        return [TrainingStep("main", everything, _tshrnet_loss)]
+        from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS
+
+        return TrainingRecipe(
+            (TrainingStep("main", _everything, _tshrnet_loss),), TSHRNET_OPTIMIZER, MappingProxyType(dict(TSHRNET_LOSS_WEIGHTS)),
+            "fu123456/TSHRNet train_4_networks.py (official: batch 16 of 256x256 for 100 epochs); "
+            "stage_one='direct' networks use train_4_networks_mix.py's four MSEs (TSHRNET_MIX_LOSS_WEIGHTS)",
+        )
     if net == "harmonizer":
-        return [
-            TrainingStep("generator", lambda model: model.generator.parameters(), _generator_step),
-            TrainingStep("discriminator", lambda model: model.discriminator.parameters(), _discriminator_step),
-        ]
+        return TrainingRecipe(
+            (
+                TrainingStep("generator", lambda model: model.generator.parameters(), _generator_step),
+                TrainingStep("discriminator", lambda model: model.discriminator.parameters(), _discriminator_step),
+            ),
+            UHDFORMER_OPTIMIZER,
+            source="sparsesel.nets.harmonization generator_loss / discriminator_loss with UHDformer's optimizer",
+        )
     raise ValueError(f"no training recipe for network {net!r}")
+
+
+def recipe(net: str) -> list[TrainingStep]:
+    """The training steps of network ``net`` (``training_recipe(net).steps`` as a list)."""
+    return list(training_recipe(net).steps)
 
 
 @torch.no_grad()

@@ -1,9 +1,11 @@
 """A small, resumable trainer for the restoration networks of :mod:`sparsesel.nets.zoo`.
 
-* AdamW + cosine annealing per training step (one optimizer for plain networks, generator
-  and discriminator optimizers for the GAN), as in UHDformer's recipe (lr 5e-4, weight decay
-  1e-3, betas (0.9, 0.99), cosine down to ``eta_min``).
-* Losses from :func:`sparsesel.training.losses.recipe` (UHDformer: L1 + 0.1·FFT-L1).
+* The network's :func:`~sparsesel.training.losses.training_recipe`: its steps (one optimizer
+  for plain networks, generator and discriminator optimizers for the GAN), their losses and
+  the optimizer settings — UHDformer's (AdamW lr 5e-4, weight decay 1e-3, betas (0.9, 0.99),
+  cosine down to ``eta_min`` 1e-7) for UHDformer, CSAttn and the harmonizer, the official
+  one for TSHRNet (Adam lr 1e-4, betas (0.5, 0.999), constant rate). Any optimizer setting of
+  :class:`TrainConfig` left ``None`` comes from the recipe.
 * Data: :class:`sparsesel.data.datasets.PairedPatchDataset`; batch ``t`` holds samples
   ``t·B … t·B + B − 1``, each a pure function of ``(seed, index)``, so a resumed run sees the
   same batches as an uninterrupted one.
@@ -36,12 +38,16 @@ from sparsesel.atomic import write_atomic, write_text_atomic
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
-from sparsesel.training.losses import predict, recipe
+from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, predict, training_recipe
 
-__all__ = ["TrainConfig", "evaluate", "state_path", "train"]
+__all__ = ["TrainConfig", "evaluate", "make_optimizers", "state_path", "train"]
 
 # fields whose change makes a saved state unusable for resuming
-_RESUME_KEYS = ("net", "task", "preset", "net_options", "steps", "batch_size", "patch_size", "lr", "weight_decay", "betas", "eta_min", "seed")
+_RESUME_KEYS = (
+    "net", "task", "preset", "net_options", "steps", "batch_size", "patch_size",
+    "optimizer", "lr", "weight_decay", "betas", "schedule", "eta_min", "seed",
+)
+_OPTIMIZER_FIELDS = ("optimizer", "lr", "betas", "weight_decay", "schedule", "eta_min")
 
 
 @dataclass(frozen=True)
@@ -62,8 +68,16 @@ class TrainConfig:
         Optimisation steps (iterations).
     batch_size, patch_size : int
         Patches per step and their side in pixels.
-    lr, weight_decay, betas, eta_min : float
-        AdamW and cosine-schedule settings.
+    optimizer : {"adamw", "adam"} or None
+        Optimizer class of every step.
+    lr, weight_decay, betas, eta_min : float or None
+        Optimizer and cosine-schedule settings.
+    schedule : {"cosine", "constant"} or None
+        Learning-rate schedule.
+
+    The six optimizer settings default to ``None``: the network's recipe
+    (:func:`sparsesel.training.losses.training_recipe`), resolved when the config is made
+    (``config.lr`` etc. then hold the values used).
     seed : int
         Fixes the initial weights and every sample.
     checkpoint_every : int
@@ -81,10 +95,12 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 4
     patch_size: int = 128
-    lr: float = 5e-4
-    weight_decay: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.99)
-    eta_min: float = 1e-7
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    betas: tuple[float, float] | None = None
+    schedule: str | None = None
+    eta_min: float | None = None
     seed: int = 0
     checkpoint_every: int = 50
     eval_count: int = 8
@@ -95,6 +111,14 @@ class TrainConfig:
         entry = zoo.net_entry(self.net)
         if self.task not in entry.tasks:
             raise ValueError(f"task {self.task!r} is not one of {self.net}'s tasks {entry.tasks}")
+        defaults = training_recipe(self.net).optimizer
+        for name in _OPTIMIZER_FIELDS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, getattr(defaults, name))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.preset not in zoo.PRESETS:
             raise ValueError(f"preset must be one of {zoo.PRESETS}, got {self.preset!r}")
         if not isinstance(self.net_options, dict):
@@ -139,13 +163,29 @@ def _build(config: TrainConfig) -> torch.nn.Module:
         return zoo.build_net(config.net, config.preset, **config.net_options)
 
 
-def _optimizers(config: TrainConfig, model: torch.nn.Module) -> tuple[list, list, list]:
-    steps = recipe(config.net)
+def make_optimizers(config: TrainConfig, model: torch.nn.Module) -> tuple[list, list, list]:
+    """The recipe's steps of ``config.net`` and, per step, its optimizer and learning-rate schedule.
+
+    Returns
+    -------
+    steps : list of TrainingStep
+    optimizers : list of torch.optim.Optimizer
+        ``Adam`` or ``AdamW`` (``config.optimizer``) over the step's parameters, with
+        ``config.lr``, ``config.betas`` and ``config.weight_decay``.
+    schedules : list of torch.optim.lr_scheduler.LRScheduler
+        ``CosineAnnealingLR`` over ``config.steps`` down to ``config.eta_min``, or a constant
+        rate (``ConstantLR`` with factor 1).
+    """
+    steps = list(training_recipe(config.net).steps)
+    optimizer_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
     optimizers, schedules = [], []
     for step in steps:
-        optimizer = torch.optim.AdamW(list(step.parameters(model)), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        optimizer = optimizer_class(list(step.parameters(model)), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         optimizers.append(optimizer)
-        schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.eta_min))
+        if config.schedule == "cosine":
+            schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.eta_min))
+        else:
+            schedules.append(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0))
     return steps, optimizers, schedules
 
 
@@ -237,7 +277,7 @@ def train(
         torch.set_num_threads(config.threads)
     try:
         model = _build(config)
-        steps, optimizers, schedules = _optimizers(config, model)
+        steps, optimizers, schedules = make_optimizers(config, model)
         start, history = 0, []
         if resume:
             state = zoo.load_checkpoint_file(state_file)

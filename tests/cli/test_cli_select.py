@@ -54,11 +54,25 @@ def test_select_npz(tmp_path, capsys):
         (["--data", "builtin:diabetes", "--k", "11"], "k must be <= 10, got 11"),
         (["--data", "builtin:diabetes", "--k", "2", "--solver", "xyz"], "unknown solver 'xyz'"),
         (["--data", "missing.csv", "--k", "2"], "missing.csv does not exist"),
+        (["--data", "builtin:diabetes", "--k", "2", "--solver", "omp", "--seed", "0"],
+         "--seed: solver 'omp' takes no seed (it is deterministic); drop --seed, or use a solver that takes one: "
+         "lasso, sequential_attention"),
+        (["--data", "missing.csv", "--k", "2", "--solver", "greedy_forward", "--seed", "1"],
+         "--seed: solver 'greedy_forward' takes no seed"),
     ],
 )
 def test_select_bad_input_exits_2_with_message(argv, message, capsys):
     assert main(["select", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("solver", ["lasso", "sequential_attention"])
+def test_select_seed_goes_to_the_solvers_that_take_one(solver, capsys):
+    argv = ["select", "--data", "builtin:diabetes", "--k", "3", "--solver", solver, "--json"]
+    assert main([*argv, "--seed", "3"]) == 0
+    seeded = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    assert len(seeded["selected"]) == 3 and seeded["solver"] == solver
 
 
 def test_select_csv_with_text_cell(tmp_path, capsys):

@@ -116,12 +116,12 @@ def test_unsafe_or_broken_checkpoints_are_refused(tmp_path):
     payload["params"].pop("enter.weight")
     payload["params"]["extra.weight"] = torch.zeros(1)
     torch.save(payload, tmp_path / "keys.pt")
-    with pytest.raises(ValueError, match=r"missing keys \[enter.weight\]; unexpected keys \[extra.weight\]"):
+    with pytest.raises(ValueError, match=r"keys\.pt does not fit csattn: missing key\(s\): enter.weight; unexpected key\(s\): extra.weight"):
         zoo.load_net(tmp_path / "keys.pt")
     payload = torch.load(good, weights_only=True)
     payload["config"]["width"] = 16
     torch.save(payload, tmp_path / "shape.pt")
-    with pytest.raises(ValueError, match=r"do not match the csattn configuration: wrong shapes .*enter.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
+    with pytest.raises(ValueError, match=r"shape\.pt does not fit csattn: the configuration's width=16 .*enter.weight: checkpoint \(8, 3, 3, 3\) vs network \(16, 3, 3, 3\)"):
         zoo.load_net(tmp_path / "shape.pt")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         zoo.load_net(tmp_path / "missing.pt")
