@@ -124,7 +124,7 @@ COMMANDS = [
         lambda i, out: ["attribute", "--model", str(i["model"]), "--image", str(i["image"]), "--k", "5", "--solver", "gradient",
                         "--out", str(out)],
         lambda out: [out / "heatmap.png", out / "attribution.json"],
-        ("sparsesel.commands.attribute", "_load_model"),
+        ("sparsesel.commands.attribute", "load_model"),
         ("heatmap.png", "attribution.json"),
     ),
     Command(
@@ -161,7 +161,7 @@ COMMANDS = [
         lambda d: {"image": _write(d / "inputs" / "img.png", png_bytes()), "checkpoint": _write(d / "inputs" / "model.pt", uhdformer_bytes())},
         lambda i, out: ["restore", str(i["image"]), "--checkpoint", str(i["checkpoint"]), "--out", str(out), "--threads", "1"],
         lambda out: [out],
-        ("sparsesel.data.images", "read_image"),
+        ("sparsesel.data.image_files", "read_image"),
     ),
     Command(
         "train", "file",
