@@ -37,7 +37,7 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
         lexicographically first subset. ``info["n_subsets"]`` counts the subsets
         (per example). A batched problem is solved example by example (its objective
         is separable) and gives the batched form: ``selected`` one subset per example,
-        ``objective`` and ``bound`` the sum of the per-example optima,
+        ``objective``, ``lower_bound`` and ``upper_bound`` the sum of the per-example optima,
         ``info["objectives"]`` the optima.
     """
     max_subsets = check_int(max_subsets, "max_subsets", low=1)
@@ -55,9 +55,10 @@ def brute_force_attribution(problem: Attribution, *, max_subsets: int = 200_000,
     info = {"n_subsets": total, "attribution": problem.to_map(indicator if problem.batched else indicator[0])}
     if problem.batched:
         info["objectives"] = values
-        return Result(selected=selected, objective=float(values.sum()), bound=float(values.sum()), status="optimal",
-                      info=info)
-    return Result(selected=selected[0], objective=float(values[0]), bound=float(values[0]), status="optimal", info=info)
+        optimum = float(values.sum())
+        return problem.result(selected, objective=optimum, lower_bound=optimum, upper_bound=optimum, status="optimal", **info)
+    optimum = float(values[0])
+    return problem.result(selected[0], objective=optimum, lower_bound=optimum, upper_bound=optimum, status="optimal", **info)
 
 
 def _best_subset(problem: Attribution, example: int, batch_size: int) -> tuple[float, tuple[int, ...]]:

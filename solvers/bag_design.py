@@ -25,10 +25,12 @@ def formula(problem: BagDesign) -> Result:
     info = {"risks": risks, "rhos": {k: p.rho for k, p in predictions.items()}}
     chosen = problem.choose(risks)
     if chosen is None:
-        return Result((), math.nan, status="infeasible", trace=trace, info=info | {"message": "no bag size meets risk_target"})
+        return problem.result((), status="infeasible", trace=trace, message="no bag size meets risk_target", **info)
     best = predictions[chosen]
     info.update(rho=best.rho, bias2=best.bias2, variance=best.variance, privacy_noise=best.privacy_noise)
-    return Result((chosen,), best.excess_risk, status="optimal", trace=trace, info=info)
+    # without a risk target the choice minimises the objective over the candidates: proven optimal
+    bounds = {} if problem.risk_target is not None else {"lower_bound": best.excess_risk, "upper_bound": best.excess_risk}
+    return problem.result((chosen,), status="optimal", objective=best.excess_risk, trace=trace, **bounds, **info)
 
 
 @register_solver(
@@ -68,5 +70,5 @@ def simulation(problem: BagDesign, *, n_reps: int = 10, seed: int = 0) -> Result
     chosen = problem.choose({k: v[0] for k, v in simulated.items()})
     info = {"simulated": simulated, "n_reps": n_reps}
     if chosen is None:
-        return Result((), math.nan, status="infeasible", trace=tuple(trace), info=info | {"message": "no bag size meets risk_target"})
-    return Result((chosen,), problem.objective(chosen), status="feasible", trace=tuple(trace), info=info)
+        return problem.result((), status="infeasible", trace=trace, message="no bag size meets risk_target", **info)
+    return problem.result((chosen,), status="feasible", trace=trace, **info)

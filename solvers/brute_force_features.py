@@ -7,7 +7,8 @@ objective (training loss of the refit model) is returned with
 For ``loss="squared"`` the subsets are scored in vectorised batches from the
 centred Gram matrix: ``RSS(S) = ‖yᶜ‖² − bₛᵀ G_SS⁻¹ bₛ`` with ``b = Xᶜᵀyᶜ``
 (batched Cholesky solves; singular ``G_SS`` fall back to a least-squares
-refit). Subsets whose score is within a relative ``1e-9`` of the best are then
+refit), on the columns and response divided by powers of two near their
+magnitudes (``problem.scaling``: exact, so any column scale works). Subsets whose score is within a relative ``1e-9`` of the best are then
 re-scored with :meth:`FeatureSelection.objective` and the best of those wins,
 so the answer does not hinge on rounding in the batched formula. For
 ``loss="logistic"`` every subset is refit with :meth:`FeatureSelection.objective`.
@@ -44,8 +45,9 @@ def _batched_rss(gram: np.ndarray, xty: np.ndarray, yy: float, subsets: np.ndarr
         singular = np.any(diagonal**2 <= 1e-10 * scale, axis=1)
     except np.linalg.LinAlgError:
         singular = np.ones(len(subsets), dtype=bool)
-    for i in np.flatnonzero(singular):
-        rss[i] = problem.objective(subsets[i].tolist()) * problem.n_samples
+    for i in np.flatnonzero(singular):  # the refit's loss, in the scaled units of the batch
+        loss = problem.objective(subsets[i].tolist())
+        rss[i] = math.ldexp(loss, -2 * problem.scaling.y_exponent) * problem.n_samples
     return rss
 
 
@@ -99,11 +101,10 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
     subsets: list[np.ndarray] = []
     try:
         if problem.loss == "squared":
-            X, y = problem.X, problem.y
-            if problem.fit_intercept:
-                Xc, yc = X - X.mean(axis=0), y - y.mean()
-            else:
-                Xc, yc = X, y
+            # scaled columns and response (powers of two, exact): no overflow at any scale
+            scaling = problem.scaling
+            Xc = scaling.scaled_columns(problem.X, np.arange(d))
+            yc = scaling.scaled_response(problem.y)
             gram, xty, yy = Xc.T @ Xc, Xc.T @ yc, float(yc @ yc)
             while True:
                 batch = np.array(list(itertools.islice(combos, _BATCH)), dtype=np.intp).reshape(-1, k)
@@ -137,9 +138,8 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
         winner = near[0]
     selected = [int(j) for j in all_subsets[winner]]
     fit = problem.refit(selected)
-    return Result(
-        selected=tuple(selected),
-        objective=float(fit["loss"]),
-        status="optimal",
-        info={"n_subsets": count, "coef": fit["coef"], "intercept": fit["intercept"]},
+    optimum = float(fit["loss"])
+    return problem.result(
+        tuple(selected), objective=optimum, lower_bound=optimum, upper_bound=optimum, status="optimal",
+        n_subsets=count, coef=fit["coef"], intercept=fit["intercept"],
     )

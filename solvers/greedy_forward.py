@@ -13,7 +13,10 @@ lowest column index.
   direction ``u`` (the picked column, re-orthogonalised twice against the
   previous ones) gives ``p = Xᶜᵀ u`` (one pass over ``X``), then
   ``‖q‖² −= p²``, ``Xᶜᵀ r −= p·(uᵀ r)`` and ``r −= u·(uᵀ r)``. Cost per step
-  ``O(n·d + n·|S|)``; no refit.
+  ``O(n·d + n·|S|)``; no refit. All of it runs on the columns and the response
+  divided by powers of two near their magnitudes (``problem.scaling``): exact,
+  so columns of magnitude ``1e±200`` (mixed with ordinary ones) pick as in exact
+  arithmetic.
 * ``loss="logistic"`` — every candidate is refit with
   :meth:`FeatureSelection.refit` (``k·d`` logistic fits in all; slow for wide
   data, ``progress=True`` shows a bar). No warm start: the refit is the
@@ -23,17 +26,18 @@ lowest column index.
   The squared-loss path is a few BLAS products per step and gains nothing from
   ``n_jobs`` (BLAS already uses the cores).
 
-A scipy sparse ``X`` stays sparse: the correlations and the update ``Xᶜᵀu`` are
-sparse products with implicit centring, the centred column norms are summed
-over the stored entries (:mod:`sparsesel.design_matrix`), and only the picked
-columns are made dense.
+A scipy sparse ``X`` stays sparse: its columns are divided by their powers of
+two as ``X·diag(1/scale)`` (same sparsity pattern), the correlations and the
+update ``Xₛᵀu`` are sparse products with implicit centring by the scaled means,
+the centred column norms are summed over the stored entries
+(:mod:`sparsesel.design_matrix`), and only the picked columns are made dense.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from sparsesel.design_matrix import column_means, is_sparse, sparse_centred_sq_norms
+from sparsesel.design_matrix import dense_columns, is_sparse, sparse_centred_sq_norms
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -49,11 +53,11 @@ TIE_TOL = 1e-12
 _ROW_BLOCK = 4096
 
 
-def _centred_sq_norms(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Column sums of ``(X − mean)²``, by row blocks (no full centred copy)."""
+def _centred_sq_norms(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Column sums of ``((X − mean)/scale)²``, by row blocks (no full centred copy)."""
     out = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _ROW_BLOCK):
-        block = X[start : start + _ROW_BLOCK] - mean
+        block = (X[start : start + _ROW_BLOCK] - mean) / scale
         out += np.einsum("ij,ij->j", block, block)
     return out
 
@@ -67,10 +71,22 @@ def _lowest_best(gain: np.ndarray) -> int:
 def _greedy_squared(problem: FeatureSelection) -> tuple[list[int], list[dict]]:
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    mean = column_means(X) if problem.fit_intercept else np.zeros(d)
-    residual = y - y.mean() if problem.fit_intercept else y.copy()
-    corr = X.T @ residual - mean * residual.sum()  # Xᶜᵀ r
-    norms0 = sparse_centred_sq_norms(X, mean) if is_sparse(X) else _centred_sq_norms(X, mean)  # ‖xᶜ_j‖²
+    # on the columns and response divided by powers of two (problem.scaling): the gains
+    # (rᵀxᶜⱼ)²/‖qⱼ‖² do not depend on column scales, and nothing overflows or underflows
+    scaling = problem.scaling
+    residual = scaling.scaled_response(y)
+    if is_sparse(X):
+        # X·diag(1/scale) keeps X's sparsity pattern; centring stays implicit with the scaled means
+        X, mean = scaling.scaled_sparse(X)
+        scale = np.ones(d)
+        norms0 = sparse_centred_sq_norms(X, mean)  # ‖xₛ_j‖², over the stored entries
+    else:
+        mean, scale = scaling.x_mean, scaling.x_scale
+        norms0 = _centred_sq_norms(X, mean, scale)  # ‖xₛ_j‖²
+    # constant columns centre to exactly 0; the rounding of Xᵀr − μ·Σr (1e184 for a column of 1e200) is dropped
+    constant = scaling.x_spread == 0
+    corr = (X.T @ residual - mean * residual.sum()) / scale  # Xₛᵀ r
+    corr[constant] = 0.0
     norms = norms0.copy()  # ‖q_j‖²: part orthogonal to the selected columns
     basis = np.empty((n, k), order="F")  # orthonormal directions u_1..u_t
     available = norms0 > 0.0
@@ -89,20 +105,22 @@ def _greedy_squared(problem: FeatureSelection) -> tuple[list[int], list[dict]]:
         selected.append(pick)
         available[pick] = False
         if usable[pick]:
-            u = problem.columns([pick])[:, 0] - mean[pick]
+            u = (dense_columns(X, [pick])[:, 0] - mean[pick]) / scale[pick]
             for _ in range(2):  # classical Gram-Schmidt, twice ("twice is enough")
                 if t:
                     u -= basis[:, :t] @ (basis[:, :t].T @ u)
             u /= np.linalg.norm(u)
             basis[:, t] = u
-            p = X.T @ u - mean * u.sum()  # Xᶜᵀ u
+            p = (X.T @ u - mean * u.sum()) / scale  # Xₛᵀ u
+            p[constant] = 0.0
             step = float(u @ residual)
             residual -= step * u
             corr -= step * p
             norms -= p * p
         else:
             basis[:, t] = 0.0
-        trace.append({"step": t + 1, "feature": pick, "objective": float(residual @ residual) / n})
+        loss = scaling.unscale_squared(float(residual @ residual) / n)
+        trace.append({"step": t + 1, "feature": pick, "objective": loss})
     return selected, trace
 
 

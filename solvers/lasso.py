@@ -22,12 +22,16 @@ the problem's own refit loss on them (not the penalised fit).
   what these solvers need), so the penalty is ``Σ_j std_j·|w_j|`` in the
   original units. ``info["C"]`` is the ``C`` found.
 
-A scipy sparse ``X`` is not densified. Squared loss: the same LARS path is run
-from the centred Gram matrix ``XᵀX − n·μμᵀ`` and ``Xᶜᵀyᶜ`` (sparse products;
-``lars_path_gram``), which needs ``d × d`` floats (``max_gram_bytes``) but never
-``n × d``. Logistic loss: the columns are scaled by their standard deviation
-but not centred (centring would fill the zeros; the intercept absorbs the
-shift), ``liblinear`` and ``saga`` taking the sparse matrix as it is.
+Both losses first divide the columns by powers of two (``problem.scaling``;
+exact), so that columns of magnitude ``1e±200`` neither overflow nor underflow.
+
+A scipy sparse ``X`` is not densified: it is scaled as ``X·diag(1/s)`` (same
+sparsity pattern). Squared loss: the same LARS path is run from the centred
+Gram matrix ``XₛᵀXₛ − n·μₛμₛᵀ`` and ``Xₛᶜᵀyₛ`` (sparse products, scaled means
+``μₛ``; ``lars_path_gram``), which needs ``d × d`` floats (``max_gram_bytes``)
+but never ``n × d``. Logistic loss: the columns are scaled by their standard
+deviation but not centred (centring would fill the zeros; the intercept absorbs
+the shift), ``liblinear`` and ``saga`` taking the sparse matrix as it is.
 
 When no penalty gives exactly ``k`` features (the path stops early, e.g.
 ``n < d``, or the count jumps over ``k``), the ``k`` earliest entries are taken,
@@ -38,18 +42,20 @@ residual; ``info["exact_k"]`` is then ``False``.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from sparsesel.design_matrix import (
     centred_transpose_product,
     column_means,
     is_sparse,
+    scale_sparse_columns,
     sparse_centred_gram_columns,
     sparse_centred_sq_norms,
     sparse_description,
 )
+from sparsesel.problems.column_scaling import column_scaling
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -71,38 +77,62 @@ def _order_by_entry(features: np.ndarray, entry: np.ndarray, tiebreak: np.ndarra
     return [int(j) for j in features[keys]]
 
 
-def _lars_lasso_path(problem: FeatureSelection, max_iter: int, max_gram_bytes: int):
-    """scikit-learn's LARS-lasso path ``(alphas, coefs)`` of the centred problem (dense or sparse ``X``)."""
+def _scaled_centred_design(problem: FeatureSelection, x_common: float, max_gram_bytes: int) -> tuple[Any, np.ndarray]:
+    """``(D, m)`` with ``(X − x_mean)/x_common = D − 1·mᵀ``: dense ``D`` already centred (``m = 0``), or sparse.
+
+    A sparse ``X`` is divided by ``x_common`` as ``X·diag(1/x_common)`` (same sparsity pattern;
+    constant columns emptied, see :meth:`~sparsesel.problems.column_scaling.ColumnScaling.scaled_sparse`)
+    and stays uncentred: ``m`` holds the scaled means.
+    """
+    X, d = problem.X, problem.n_features
+    scaling = problem.scaling
+    if not is_sparse(X):
+        return (X - scaling.x_mean) / x_common, np.zeros(d)
+    if 8 * d * d > max_gram_bytes:
+        raise ValueError(
+            f"lasso on a sparse X ({sparse_description(X)}) runs LARS on the {d}×{d} Gram matrix, "
+            f"{8 * d * d / 2**20:.0f} MiB > max_gram_bytes={max_gram_bytes:,}; raise max_gram_bytes, or use "
+            "omp or greedy_forward, which need no Gram matrix"
+        )
+    return scaling.scaled_sparse(X, np.full(d, x_common))
+
+
+def _lars_lasso_path(design: Any, mean: np.ndarray, yc: np.ndarray, max_iter: int):
+    """scikit-learn's LARS-lasso path ``(alphas, coefs)`` of ``D − 1·mᵀ`` and ``yc``.
+
+    Dense ``D`` (``m = 0``): ``lars_path`` on it. Sparse ``D``: ``lars_path_gram`` on the
+    centred Gram matrix ``DᵀD − n·m mᵀ`` (sparse products; LARS overwrites it, so it is
+    made afresh for every call) and ``(D − 1mᵀ)ᵀ yc``.
+    """
     from sklearn.linear_model import lars_path, lars_path_gram
 
-    X, y = problem.X, problem.y
-    n, d = X.shape
-    yc = y - y.mean() if problem.fit_intercept else y
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate-path warnings: handled by the caller
-        if not is_sparse(X):
-            Xc = X - X.mean(axis=0) if problem.fit_intercept else X
-            alphas, _, coefs = lars_path(Xc, yc, method="lasso", max_iter=max_iter)
+        if not is_sparse(design):
+            alphas, _, coefs = lars_path(design, yc, method="lasso", max_iter=max_iter)
             return alphas, coefs
-        if 8 * d * d > max_gram_bytes:
-            raise ValueError(
-                f"lasso on a sparse X ({sparse_description(X)}) runs LARS on the {d}×{d} Gram matrix, "
-                f"{8 * d * d / 2**20:.0f} MiB > max_gram_bytes={max_gram_bytes:,}; raise max_gram_bytes, or use "
-                "omp or greedy_forward, which need no Gram matrix"
-            )
-        mean = column_means(X) if problem.fit_intercept else np.zeros(d)
-        gram = sparse_centred_gram_columns(X, mean, np.arange(d))
-        xty = centred_transpose_product(X, mean, yc)
+        n, d = design.shape
+        gram = sparse_centred_gram_columns(design, mean, np.arange(d))
+        xty = centred_transpose_product(design, mean, yc)
         alphas, _, coefs = lars_path_gram(xty, gram, n_samples=n, method="lasso", max_iter=max_iter, copy_Gram=False)
         return alphas, coefs
 
 
 def _lasso_squared(problem: FeatureSelection, max_gram_bytes: int) -> tuple[list[int], dict]:
-    X, y, k = problem.X, problem.y, problem.k
-    n, d = X.shape
+    y, k = problem.y, problem.k
+    d = problem.n_features
+    # The lasso path depends on the columns' relative scales, not on a common factor:
+    # X and y are divided by powers of two (exact) so that nothing overflows, and the
+    # penalties and coefficients are mapped back (alpha ∝ x_common·y_scale).
+    scaling = problem.scaling
+    x_common = float(np.max(scaling.x_scale))
+    design, mean = _scaled_centred_design(problem, x_common, max_gram_bytes)
+    yc = scaling.scaled_response(y)
+    alpha_unit = x_common * scaling.y_scale
+    coef_unit = scaling.y_scale / x_common
     max_iter = 4 * k + 20
     while True:
-        alphas, coefs = _lars_lasso_path(problem, max_iter, max_gram_bytes)
+        alphas, coefs = _lars_lasso_path(design, mean, yc, max_iter)
         supports = [(coefs[:, i] + coefs[:, i + 1]) != 0 for i in range(len(alphas) - 1)]
         counts = [int(s.sum()) for s in supports]
         reached = any(c >= k for c in counts)
@@ -116,24 +146,22 @@ def _lasso_squared(problem: FeatureSelection, max_gram_bytes: int) -> tuple[list
         features = np.flatnonzero(supports[i])
         middle = (coefs[:, i] + coefs[:, i + 1]) / 2
         selected = _order_by_entry(features, entry, np.abs(middle))
-        alpha = float((alphas[i] + alphas[i + 1]) / 2)
+        alpha = float((alphas[i] + alphas[i + 1]) / 2) * alpha_unit
         info = {
             "alpha": alpha,
-            "alpha_range": (float(alphas[i + 1]), float(alphas[i])),
-            "lasso_coef": middle[selected],
+            "alpha_range": (float(alphas[i + 1]) * alpha_unit, float(alphas[i]) * alpha_unit),
+            "lasso_coef": middle[selected] * coef_unit,
             "exact_k": True,
         }
         return selected, info
     # no segment with exactly k features: earliest entries, then correlation with the last residual
     last = coefs[:, -1]
-    mean = column_means(X) if problem.fit_intercept else np.zeros(d)
-    yc = y - y.mean() if problem.fit_intercept else y
-    residual = yc - (X @ last - mean @ last)
-    corr = np.abs(centred_transpose_product(X, mean, residual))
+    residual = yc - (design @ last - mean @ last)
+    corr = np.abs(centred_transpose_product(design, mean, residual))
     score = np.where(entry < len(supports), np.inf, corr)
     order = np.lexsort((np.arange(d), -score, entry))
     selected = [int(j) for j in order[:k]]
-    return selected, {"alpha": None, "alpha_range": None, "lasso_coef": last[selected], "exact_k": False}
+    return selected, {"alpha": None, "alpha_range": None, "lasso_coef": last[selected] * coef_unit, "exact_k": False}
 
 
 def _fit_l1_logistic(X: np.ndarray, y: np.ndarray, C: float, fit_intercept: bool, seed: int) -> np.ndarray:
@@ -164,14 +192,19 @@ def _lasso_logistic(problem: FeatureSelection, n_grid: int, seed: int) -> tuple[
     d = X.shape[1]
     # the path is that of the standardised columns (unit variance; liblinear/saga need
     # it), i.e. penalty sum_j std_j·|w_j| in the original units
+    # (X − mean)/std computed as ((X − mean)/2^e)/std(…): exact scaling first, so that the
+    # variances of columns of magnitude 1e±200 neither overflow nor underflow
+    centring = problem.scaling if problem.fit_intercept else column_scaling(X, None, fit_intercept=False)
     if is_sparse(X):  # scaled, not centred: centring would fill the zeros (the intercept absorbs the shift)
-        scale = np.sqrt(sparse_centred_sq_norms(X, column_means(X)) / X.shape[0])
+        Xs, _ = centring.scaled_sparse(X)  # X·diag(2^-e): same sparsity pattern
+        scale = np.sqrt(sparse_centred_sq_norms(Xs, column_means(Xs)) / X.shape[0])
         scale[scale == 0] = 1.0
-        Xs = X @ sp.diags_array(1.0 / scale)
+        Xs = scale_sparse_columns(Xs, 1.0 / scale)
     else:
-        scale = X.std(axis=0)
+        Xs = (X - centring.x_mean) / centring.x_scale
+        scale = np.sqrt(np.mean((Xs - Xs.mean(axis=0)) ** 2, axis=0))
         scale[scale == 0] = 1.0
-        Xs = (X - X.mean(axis=0)) / scale if problem.fit_intercept else X / scale
+        Xs /= scale
     c_min = l1_min_c(Xs, y, loss="log", fit_intercept=problem.fit_intercept)
     path: list[tuple[float, np.ndarray]] = []
 

@@ -21,9 +21,14 @@ implementation never refits from scratch and never forms the residual:
   costs little more than one column and most later picks are then free.
 
 Centring for the intercept is done implicitly (``Xᶜᵀv = Xᵀv − μ·(1ᵀv)``); ``X``
-is never copied. A scipy sparse ``X`` stays sparse: its Gram columns are sparse
-products ``Xᵀ X[:, F] − n·μ μ_Fᵀ`` (see :mod:`sparsesel.design_matrix`) and only
-the ``k`` selected columns are made dense, for the final residual.
+is never copied. Every quantity is that of the columns and the response divided
+by powers of two near their magnitudes (``problem.scaling``): exact scalings, so
+ordinary data round as without them, while columns of magnitude ``1e±200``
+(alone or mixed with ordinary ones) neither overflow nor underflow. A scipy
+sparse ``X`` stays sparse: its columns are scaled as ``X·diag(1/scale)`` (same
+sparsity pattern), its Gram columns are sparse products ``Xₛᵀ Xₛ[:, F] − n·μₛ μₛ_Fᵀ``
+with the scaled means ``μₛ`` (see :mod:`sparsesel.design_matrix`), and only the
+``k`` selected columns are made dense, for the final residual.
 
 Selection, order and coefficients match scikit-learn's
 ``OrthogonalMatchingPursuit(n_nonzero_coefs=k, fit_intercept=...)``: like it,
@@ -40,7 +45,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from sparsesel.design_matrix import column_means, is_sparse, sparse_centred_gram_columns
+from sparsesel.design_matrix import centred_transpose_product, is_sparse, sparse_centred_gram_columns
+from sparsesel.problems.column_scaling import ColumnScaling
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -57,39 +63,53 @@ CORRELATION_TOL = 1e-12
 
 STRATEGIES = ("auto", "columns", "gram")
 
+_ROW_BLOCK = 4096
+
 
 class _GramColumns:
-    """Columns of the centred Gram matrix ``Xᶜᵀ Xᶜ``, computed in blocks on demand.
+    """Columns of the Gram matrix ``Xₛᵀ Xₛ`` of the scaled design, computed in blocks on demand.
+
+    ``Xₛ = (X − mean) / scale`` (see :mod:`sparsesel.problems.column_scaling`; ``scale``
+    holds powers of two, so ``Xₛᵀ Xₛ = D⁻¹ Xᶜᵀ Xᶜ D⁻¹`` exactly, without overflow).
 
     Parameters
     ----------
     X : ndarray or scipy sparse array, shape (n, d)
-    mean : ndarray, shape (d,)
-        Column means subtracted from ``X`` (zeros without intercept).
+        A sparse ``X`` is scaled once (``X·diag(1/scale)``, same sparsity pattern) and
+        centred implicitly with the scaled means.
+    scaling : ColumnScaling
+        The problem's centring (``x_mean``, zeros without intercept) and scales (``x_scale``).
     full : bool
-        Compute the whole Gram matrix at once (one symmetric product) instead.
+        Compute the whole Gram matrix at once (row blocks of ``Xₛ``) instead.
     """
 
-    def __init__(self, X: np.ndarray, mean: np.ndarray, full: bool) -> None:
+    def __init__(self, X: np.ndarray, scaling: ColumnScaling, full: bool) -> None:
         self.X = X
-        self.mean = mean
-        self.centred = bool(np.any(mean))
+        self.mean = scaling.x_mean
+        self.inverse_scale = 1.0 / scaling.x_scale
+        self.centred = bool(np.any(self.mean))
+        self.sparse = scaling.scaled_sparse(X) if is_sparse(X) else None
         d = X.shape[1]
         self.slot = np.full(d, -1, dtype=np.intp)
         self.n_passes = 0
         if full:
-            gram = X.T @ X
-            if is_sparse(gram):
-                gram = gram.toarray()
-            if self.centred:
-                gram -= X.shape[0] * np.outer(mean, mean)
-            self.store = gram
+            self.store = self._full_gram()
             self.slot[:] = np.arange(d)
             self.size = d
             self.n_passes = 1
         else:
             self.store = np.empty((d, 0))
             self.size = 0
+
+    def _full_gram(self) -> np.ndarray:
+        X, d = self.X, self.X.shape[1]
+        if self.sparse is not None:
+            return sparse_centred_gram_columns(*self.sparse, np.arange(d))
+        gram = np.zeros((d, d))
+        for start in range(0, X.shape[0], _ROW_BLOCK):
+            block = (X[start : start + _ROW_BLOCK] - self.mean) * self.inverse_scale
+            gram += block.T @ block
+        return gram
 
     def has(self, j: int) -> bool:
         return bool(self.slot[j] >= 0)
@@ -100,17 +120,19 @@ class _GramColumns:
     def compute(self, features: np.ndarray) -> None:
         """Compute and cache the Gram columns of ``features`` (one pass over ``X``)."""
         features = np.asarray(features, dtype=np.intp)
-        if is_sparse(self.X):
-            columns = sparse_centred_gram_columns(self.X, self.mean, features)
-            self._store(features, columns)
+        if self.sparse is not None:
+            self._store(features, sparse_centred_gram_columns(*self.sparse, features))
             return
         block = self.X[:, features]
         if self.centred:
             block -= self.mean[features]
+        block *= self.inverse_scale[features]
+        if self.centred:
             # Xᶜᵀ bᶜ = Xᵀ bᶜ − μ (1ᵀ bᶜ); 1ᵀ bᶜ is ~0 but removing it keeps rounding low.
             columns = self.X.T @ block - np.outer(self.mean, block.sum(axis=0))
         else:
             columns = self.X.T @ block
+        columns *= self.inverse_scale[:, None]
         self._store(features, columns)
 
     def _store(self, features: np.ndarray, columns: np.ndarray) -> None:
@@ -123,6 +145,24 @@ class _GramColumns:
         self.store[:, self.size : needed] = columns
         self.slot[features] = np.arange(self.size, needed)
         self.size = needed
+
+
+def _strongest(magnitude: np.ndarray, eligible: np.ndarray, scale: np.ndarray, relative_scale: np.ndarray) -> int:
+    """OMP's pick: the eligible ``j`` of largest ``|xᶜⱼᵀ r| = scaleⱼ·magnitudeⱼ`` (common factors dropped); -1 if none.
+
+    ``magnitude`` holds the scaled correlations ``|xₛⱼᵀ rₛ|``; ``relative_scale`` is
+    ``scale / max(scale)`` (exact powers of two). Where that product underflows for every
+    eligible column (scales over 300 orders of magnitude apart), logarithms decide.
+    """
+    if not np.any(eligible):
+        return -1
+    score = np.where(eligible, magnitude * relative_scale, -1.0)
+    pick = int(np.argmax(score))
+    if score[pick] == 0.0:
+        with np.errstate(divide="ignore"):
+            log_score = np.where(eligible, np.log2(magnitude) + np.log2(scale), -np.inf)
+        pick = int(np.argmax(log_score))
+    return pick
 
 
 def _use_full_gram(n: int, d: int, k: int, strategy: str) -> bool:
@@ -183,37 +223,45 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
 
     X, y, k = problem.X, problem.y, problem.k
     n, d = X.shape
-    if problem.fit_intercept:
-        mean = column_means(X)
-        y_mean = float(y.mean())
+    # Everything below runs on the scaled columns Xₛ = (X − mean)/scale and response
+    # yₛ = (y − ȳ)/y_scale (powers of two: exact, no overflow at any column scale).
+    # OMP's pick |xᶜⱼᵀ r| = scaleⱼ·y_scale·|xₛⱼᵀ rₛ| keeps its unscaled meaning.
+    scaling = problem.scaling
+    mean, scale = scaling.x_mean, scaling.x_scale
+    relative_scale = scale / np.max(scale)  # powers of two <= 1: exact
+    yc = scaling.scaled_response(y)
+    gram = _GramColumns(X, scaling, full=_use_full_gram(n, d, k, strategy))
+    if gram.sparse is not None:
+        xty = centred_transpose_product(*gram.sparse, yc)  # Xₛᵀ yₛ (constant columns exactly 0)
     else:
-        mean = np.zeros(d)
-        y_mean = 0.0
-    yc = y - y_mean
-    xty = X.T @ yc - mean * yc.sum()  # Xᶜᵀ yᶜ
+        xty = (X.T @ yc - mean * yc.sum()) / scale  # Xₛᵀ yₛ
+    # constant (or all-zero) columns centre to exactly zero: they never lower the loss, and the
+    # rounding of Xᵀy − μ·Σy for a constant column of 1e200 (~1e184) must not count as a correlation
+    constant = scaling.x_spread == 0
+    xty[constant] = 0.0
     yy = float(yc @ yc)
 
-    gram = _GramColumns(X, mean, full=_use_full_gram(n, d, k, strategy))
     projections = np.empty((d, k), order="F")  # W = G[:, S] L⁻ᵀ
     chol = np.zeros((k, k))  # lower-triangular Cholesky factor of G[S, S]
-    z = np.zeros(k)  # L⁻¹ Xᶜᵀyᶜ[S]; the residual sum of squares is ‖yᶜ‖² − ‖z‖²
+    z = np.zeros(k)  # L⁻¹ Xₛᵀyₛ[S]; the residual sum of squares is ‖yₛ‖² − ‖z‖²
     selected: list[int] = []
     trace: list[dict] = []
-    blocked = np.zeros(d, dtype=bool)  # selected, or dependent on the selected
-    corr = xty.copy()  # Xᶜᵀ r, r the current residual
-    corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))
+    blocked = constant.copy()  # selected, dependent on the selected, or constant
+    corr = xty.copy()  # Xₛᵀ rₛ, rₛ the current (scaled) residual
+    corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))  # per column, in scaled units
 
     while len(selected) < k:
         t = len(selected)
-        score = np.abs(corr)
-        score[blocked] = -1.0
-        pick = int(np.argmax(score))
-        if score[pick] <= corr_floor or score[pick] <= 0.0:
+        magnitude = np.abs(corr)
+        eligible = ~blocked & (magnitude > corr_floor)
+        pick = _strongest(magnitude, eligible, scale, relative_scale)
+        if pick < 0:
             break  # the residual is orthogonal to every remaining column
         if not gram.has(pick):
             # the pick and the strongest other candidates without a cached column
+            score = np.where(eligible, magnitude * relative_scale, -1.0)
             order = np.argsort(-score, kind="stable")[: 4 * block_size]
-            others = [j for j in order if j != pick and not gram.has(j) and score[j] > corr_floor]
+            others = [j for j in order if j != pick and not gram.has(j) and eligible[j]]
             gram.compute(np.array([pick, *others[: block_size - 1]]))
         column = gram.column(pick)
         diagonal = float(column[pick])
@@ -231,7 +279,7 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
         selected.append(pick)
         blocked[pick] = True
         rss = max(yy - float(z[: t + 1] @ z[: t + 1]), 0.0)
-        trace.append({"step": t + 1, "feature": pick, "objective": rss / n})
+        trace.append({"step": t + 1, "feature": pick, "objective": scaling.unscale_squared(rss / n)})
 
     n_pursued = len(selected)
     if n_pursued < k:  # no remaining column lowers the loss: complete the selection
@@ -242,16 +290,19 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
                 break
             if j not in chosen:
                 selected.append(j)
-                trace.append({"step": len(selected), "feature": j, "objective": rss / n, "padded": True})
+                trace.append(
+                    {"step": len(selected), "feature": j, "objective": scaling.unscale_squared(rss / n), "padded": True}
+                )
 
-    coef = np.zeros(k)
+    coef_scaled = np.zeros(k)
     if n_pursued:
-        coef[:n_pursued] = solve_triangular(
+        coef_scaled[:n_pursued] = solve_triangular(
             chol[:n_pursued, :n_pursued], z[:n_pursued], lower=True, trans="T", check_finite=False
         )
-    residual = yc - (problem.columns(selected) - mean[selected]) @ coef
-    objective = float(residual @ residual) / n
-    intercept = float(y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
+    residual = yc - scaling.scaled_columns(X, selected) @ coef_scaled
+    objective = scaling.unscale_squared(float(residual @ residual) / n)
+    coef = scaling.unscale_coef(coef_scaled, selected)
+    intercept = float(scaling.y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
     return Result(
         selected=tuple(selected),
         objective=objective,

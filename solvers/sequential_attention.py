@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sparsesel.problems.column_scaling import column_scaling
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -150,11 +151,16 @@ def sequential_attention(
         models, 0 for the MLP.
     standardize : bool
         Work on columns scaled to unit variance (centred first when there is an
-        intercept; without one, scaled to unit root mean square; all-zero columns
-        are left alone). The exact linear model then picks like OMP run on these
-        standardised columns; with ``False`` the raw columns are used and the
-        picks are those of scikit-learn's ``OrthogonalMatchingPursuit`` on ``X``
-        itself.
+        intercept; without one, ``inner="exact"`` scales them to unit root mean
+        square; constant or all-zero columns are left at 0). The columns are
+        first divided by powers of two near their magnitudes (exact), so columns
+        of magnitude ``1e±200`` standardise without overflow. The exact linear
+        model then picks like OMP run on these standardised columns; with
+        ``False`` the raw columns are used and the picks are those of
+        scikit-learn's ``OrthogonalMatchingPursuit`` on ``X`` itself (at any
+        column scale with ``ridge=None``). With ``inner="adam"`` and ``False``, a
+        training whose loss ends no lower than it started (Adam's steps cannot
+        fit columns of magnitudes far from 1) is refused with a ``ValueError``.
     seed : int
         Seeds the ``torch.Generator`` used for the initial weights, the logits and
         the batch order. No global random state is read or changed.
@@ -224,6 +230,7 @@ def sequential_attention(
         selected, trace, attention, final_loss = trainer.run()
     finally:
         torch.set_num_threads(previous_threads)
+    _check_training_progress(problem, options, trainer.initial_loss, final_loss)
     info = {
         "attention": attention,
         "final_train_loss": final_loss,
@@ -238,6 +245,41 @@ def sequential_attention(
         trace=tuple(trace),
         info=info,
     )
+
+
+def _check_training_progress(problem: FeatureSelection, options: dict[str, Any], initial: float, final: float) -> None:
+    """Refuse picks made by a training that diverged (or, on raw columns, never moved).
+
+    A non-finite final loss is always refused. With ``standardize=False`` a final loss not
+    below the first step's is refused too: Adam's steps (``lr`` in the raw units) cannot
+    fit columns whose magnitudes are far from 1, and the attention then picks noise.
+    """
+    diverged = not math.isfinite(final)
+    stalled = not options["standardize"] and initial > 0 and final >= initial * (1 - 1e-9)
+    if not (diverged or stalled):
+        return
+    spread = float(np.max(problem.scaling.x_spread))
+    what = "diverged" if diverged or final > initial else "made no progress"
+    remedy = (
+        "use standardize=True (the default) or rescale X" if not options["standardize"] else "lower lr"
+    )
+    raise ValueError(
+        f"sequential_attention: training {what} (training loss {initial:.3g} at the first step, {final:.3g} "
+        f"at the end) on columns of X spread over up to {spread:.1e}: {remedy}"
+    )
+
+
+def _standardized(X: np.ndarray) -> np.ndarray:
+    """Columns of ``X`` (n, d) centred and scaled to unit variance; constant columns only centred.
+
+    The centred columns are first divided by powers of two near their magnitudes (exact), so
+    the variances neither overflow nor underflow for columns of magnitude ``1e±200``.
+    """
+    scaling = column_scaling(X, None, fit_intercept=True)
+    X = (X - scaling.x_mean) / scaling.x_scale
+    std = X.std(axis=0)
+    std[std == 0] = 1.0
+    return X / std
 
 
 def _check_float(value: Any, name: str, low: float, high: float | None = None, *, low_open: bool = False,
@@ -387,18 +429,17 @@ class _AttentionTrainer:
 
         X = np.array(problem.X, dtype=np.float64)
         if options["standardize"]:
-            scale = X.std(axis=0)
-            scale[scale == 0] = 1.0
-            X = (X - X.mean(axis=0)) / scale
+            X = _standardized(X)
         self.X = torch.as_tensor(np.ascontiguousarray(X), dtype=self.dtype)
         self.n, self.d = X.shape
         self.fit_intercept = problem.fit_intercept
 
         if problem.loss == "squared":
-            y = np.asarray(problem.y, dtype=np.float64)
             # Centring is the intercept's job; scaling only sets the units (the picks do not depend on it).
-            y_scale = y.std() if y.std() > 0 else 1.0
-            y = (y - y.mean()) / y_scale if problem.fit_intercept else y / max(np.sqrt(np.mean(y * y)), 1e-300)
+            # problem.scaling first divides by a power of two (exact), so no square overflows.
+            y = problem.scaling.scaled_response(np.asarray(problem.y, dtype=np.float64))
+            root_mean_square = float(np.sqrt(np.mean(y * y)))
+            y = y / root_mean_square if root_mean_square > 0 else y
             self.y = torch.as_tensor(y, dtype=self.dtype)
             self.n_outputs = 1
             self.loss_fn = self._squared_loss
@@ -411,6 +452,7 @@ class _AttentionTrainer:
         self._init_parameters(options["hidden"])
         self.logits = torch.zeros(self.d, dtype=self.dtype, requires_grad=True)
         self.selected_mask = torch.zeros(self.d, dtype=torch.bool)
+        self.initial_loss = float("nan")  # training loss at the first optimiser step
 
         batch_size = options["batch_size"]
         self.batch_size = None if batch_size is None or batch_size >= self.n else batch_size
@@ -516,6 +558,8 @@ class _AttentionTrainer:
                         self.logits.grad = None  # the warm-up trains the model only
                     self.optimizer.step()
                     loss_sum += float(loss.detach()) * (x.shape[0] / self.n)
+                    if step == 0:
+                        self.initial_loss = float(loss.detach())
                     step += 1
                     bar.update(1)
                     if not dense and len(selected) < self.k and step >= self._segment_end(len(selected)):

@@ -34,15 +34,28 @@ Equivalently ``c = λ'(AᵀA + λ'I)⁻¹ Aᵀ r_S``.
   not OMP's correlation.
 * **ridge = 0** exactly: ``β`` absorbs the attention, ``f`` does not depend on
   ``w`` and its gradient is 0 — no information; refused.
+
+Column scales: everything is computed on the columns and the response divided
+by powers of two near their magnitudes (``problem.scaling``), and the
+correlations are mapped back exactly. On ordinary data this rounds exactly as
+the unscaled computation; columns of magnitude ``1e±200`` (all of them, or
+mixed with ordinary ones) neither overflow nor underflow. Raw columns
+(``standardize=False``) with a finite ridge: where ``n·ridge·m²`` exceeds the
+squared column scale beyond float64's range the ridge is the limit ``ridge →
+∞`` (OMP's pick), as it rounds in float64; column scales more than ~1e144
+apart, or a ridge negligible next to the squared columns (below float64's
+normal range: the limit ``ridge → 0``), are refused with a ``ValueError``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from sparsesel.problems.column_scaling import power_of_two_scale
 from sparsesel.problems.feature_selection import FeatureSelection
 
 #: Correlations below this fraction of the largest initial one count as zero: the
@@ -54,29 +67,49 @@ CORRELATION_TOL = 1e-12
 DEPENDENCE_TOL = 1e-10
 
 
-def working_design(problem: FeatureSelection, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The design ``X̃`` and response the exact linear model sees.
+@dataclass(frozen=True)
+class WorkingDesign:
+    """The design ``X̃`` and response the exact linear model sees, divided by powers of two.
+
+    The model's design is ``X̃ = X·diag(column_unit)`` and its response ``ỹ = y·y_unit``
+    (both factors exact powers of two).
+
+    Attributes
+    ----------
+    X : ndarray, shape (n, d)
+        Scaled columns: standardised (``column_unit = 1``), or the centred columns divided by
+        ``problem.scaling.x_scale`` (entries in ``(-1, 1)``).
+    y : ndarray, shape (n,)
+        ``(y − ȳ)/y_scale`` (``ȳ = 0`` without an intercept).
+    column_unit : ndarray, shape (d,)
+    y_unit : float
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    column_unit: np.ndarray
+    y_unit: float
+
+
+def working_design(problem: FeatureSelection, standardize: bool) -> WorkingDesign:
+    """The design ``X̃`` and response the exact linear model sees (scaled, see :class:`WorkingDesign`).
 
     With an intercept, ``X`` and ``y`` are centred (the unpenalised intercept,
     profiled out). With ``standardize`` the columns are then divided by their
     standard deviation (with an intercept) or root mean square (without), so
     every non-constant column has ``‖x̃_j‖² = n``; all-zero columns are left at 0.
-
-    Returns
-    -------
-    X : ndarray, shape (n, d)
-    y : ndarray, shape (n,)
+    The centred columns are divided by powers of two first (exact), so the
+    standard deviations neither overflow nor underflow at any column scale.
     """
-    X = np.array(problem.X, dtype=np.float64)
-    y = np.array(problem.y, dtype=np.float64)
-    if problem.fit_intercept:
-        X -= X.mean(axis=0)
-        y -= y.mean()
-    if standardize:
-        scale = np.sqrt(np.mean(X * X, axis=0))
-        scale[scale == 0] = 1.0
-        X /= scale
-    return X, y
+    scaling = problem.scaling
+    X = scaling.scaled_columns(problem.X, np.arange(problem.n_features))
+    y = scaling.scaled_response(np.asarray(problem.y, dtype=np.float64))
+    if not standardize:
+        return WorkingDesign(X, y, scaling.x_scale, scaling.y_scale)
+    scale = np.sqrt(np.mean(X * X, axis=0))
+    scale[scale == 0] = 1.0
+    X /= scale
+    return WorkingDesign(X, y, np.ones(problem.n_features), scaling.y_scale)
 
 
 def ridge_residual(residual: np.ndarray, projected: np.ndarray, strength: float) -> np.ndarray:
@@ -103,6 +136,75 @@ def ridge_residual(residual: np.ndarray, projected: np.ndarray, strength: float)
     return residual - projected @ np.linalg.solve(system, projected.T @ residual)
 
 
+#: Finite ridge on raw columns: column scales further apart than ``2**MAX_RIDGE_SCALE_EXPONENT``
+#: (~1e144) are refused (their squares, relative to the largest, would underflow in the ridge system).
+MAX_RIDGE_SCALE_EXPONENT = 480
+
+
+def _relative_strength(ridge: float, n: int, m: int, sigma: float) -> float:
+    """``λ'/σ² = n·ridge·m²/σ²``: ``inf`` for ``ridge = inf`` and where it overflows.
+
+    An overflow is the limit ``ridge → ∞`` in float64 terms: ``(I + AAᵀ/λ')⁻¹ r`` rounds to ``r``.
+    """
+    if math.isinf(ridge):
+        return math.inf
+    with np.errstate(over="ignore"):
+        return float(np.float64(n * ridge * m * m) / sigma / sigma)
+
+
+def _ridge_units(design: WorkingDesign, norms0: np.ndarray, ridge: float, n: int) -> tuple[float, np.ndarray]:
+    """``(σ, column_unit/σ)``: the common power of two ``σ = max column_unit`` and the relative units.
+
+    The ridge problem of the model's columns ``Â·column_unit`` is that of ``Â·(column_unit/σ)``
+    with strength ``λ'/σ²`` (an exact rescaling). Refuses, for a finite ridge, relative units
+    whose squares underflow, and a strength below float64's normal range (the limit
+    ``ridge → 0``, which ranks by least-squares coefficients, cannot be computed from it).
+    """
+    unit = design.column_unit
+    sigma = float(np.max(unit))
+    relative = unit / sigma  # powers of two <= 1: exact
+    if math.isinf(ridge) or sigma == 1.0:
+        return sigma, relative
+    used = norms0 > 0
+    smallest = float(np.min(unit[used])) if np.any(used) else sigma
+    exponent_gap = math.frexp(sigma)[1] - math.frexp(smallest)[1]  # log2(σ / smallest unit), exactly
+    if exponent_gap > MAX_RIDGE_SCALE_EXPONENT or _relative_strength(ridge, n, 1, sigma) < 1e-290:
+        raise ValueError(
+            f"sequential_attention (inner='exact', standardize=False, ridge={ridge:g}): the columns of X spread "
+            f"over scales {smallest:.1e} to {sigma:.1e}; the ridge problem in X's raw units leaves float64 "
+            "(scales more than 1e144 apart, or a ridge negligible next to the squared columns): use "
+            "standardize=True, ridge=None (OMP's picks, any scale), or rescale X"
+        )
+    return sigma, relative
+
+
+def _strongest(magnitude: np.ndarray, relative: np.ndarray, floor: float) -> int:
+    """Position of the largest ``|c| ∝ magnitude·relative`` among magnitudes above ``floor``; -1 if none.
+
+    ``magnitude`` holds ``|c|`` in each column's own scaled units (``floor`` is in those units, as
+    in ``solvers/omp.py``); exact ties go to the first position. Where every product underflows
+    (column scales over 300 orders of magnitude apart), logarithms decide.
+    """
+    eligible = (magnitude > floor) & (magnitude > 0.0)
+    if not np.any(eligible):
+        return -1
+    score = np.where(eligible, magnitude * relative, -1.0)
+    pick = int(np.argmax(score))
+    if score[pick] == 0.0:
+        with np.errstate(divide="ignore"):
+            pick = int(np.argmax(np.where(eligible, np.log2(magnitude) + np.log2(relative), -np.inf)))
+    return pick
+
+
+def _ridge_residual_scaled(
+    residual: np.ndarray, projected: np.ndarray, free: np.ndarray, relative: np.ndarray, strength: float
+) -> np.ndarray:
+    """:func:`ridge_residual` of the free columns in the model's units divided by ``σ`` (strength ``λ'/σ²``)."""
+    if math.isinf(strength):
+        return residual.copy()
+    return ridge_residual(residual, projected[:, free] * relative[free], strength)
+
+
 def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize: bool) -> dict[str, Any]:
     """Run ``problem.k`` steps of exact linear Sequential Attention (see the module docstring).
 
@@ -122,14 +224,22 @@ def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize:
         ``step``, ``feature``, ``attention`` = ``c_pick²/Σ c²``, ``correlation`` =
         ``c_pick``, and ``padded`` when no remaining column correlates with the
         residual), ``correlations`` (ndarray ``(k, d)``: ``c`` at each step, 0 on
-        selected and dependent columns) and ``attention`` (ndarray ``(k, d)``:
-        the rows ``c²/Σ c²``; the negative logit gradient is an affine function
-        of this row, so its argmax is the pick).
+        selected and dependent columns; in the units of ``X̃`` and ``y``) and
+        ``attention`` (ndarray ``(k, d)``: the rows ``c²/Σ c²``; the negative logit
+        gradient is an affine function of this row, so its argmax is the pick).
+
+    Raises
+    ------
+    ValueError
+        ``standardize=False`` with a finite ridge on columns whose scales cannot share
+        one float64 ridge system (see :data:`MAX_RIDGE_SCALE_EXPONENT`).
     """
-    X, y = working_design(problem, standardize)
+    design = working_design(problem, standardize)
+    X, y = design.X, design.y
     n, d = X.shape
     k = problem.k
     norms0 = np.einsum("ij,ij->j", X, X)
+    sigma, relative = _ridge_units(design, norms0, ridge, n)
     basis = np.empty((n, 0))
     projected = X.copy()  # A: the columns projected off the selected ones (updated by one rank-one step per pick)
     residual = y.copy()  # r_S: least-squares residual on the selected columns
@@ -147,23 +257,29 @@ def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize:
         unselected = [j for j in range(d) if j not in selected]
         m = len(unselected)  # the softmax runs over every unselected feature
         if free.size:
-            r_ridge = ridge_residual(residual, projected[:, free], n * ridge * m * m)
-            correlations = X[:, free].T @ r_ridge
+            strength = _relative_strength(ridge, n, m, sigma)
+            r_ridge = _ridge_residual_scaled(residual, projected, free, relative, strength)
+            scaled = X[:, free].T @ r_ridge  # c = scaled·column_unit·y_unit
         else:
-            correlations = np.zeros(0)
+            scaled = np.zeros(0)
+        magnitude = np.abs(scaled)
         if floor is None:
-            floor = CORRELATION_TOL * float(np.max(np.abs(correlations), initial=0.0))
-        score = np.abs(correlations)
-        if score.size and float(score.max()) > floor and float(score.max()) > 0.0:
-            pick = int(free[int(np.argmax(score))])  # exact ties: the lowest index, as in scikit-learn
+            floor = CORRELATION_TOL * float(np.max(magnitude, initial=0.0))
+        position = _strongest(magnitude, relative[free], floor)
+        if position >= 0:
+            pick = int(free[position])  # exact ties: the lowest index, as in scikit-learn
             padded = False
         else:  # the residual is orthogonal to every remaining column: no pick lowers the loss
             pick = unselected[0]
             padded = True
-        rows_c[step, free] = correlations
-        energy = float(correlations @ correlations)
+        score = magnitude * relative[free]  # |c| / (σ·y_unit): exact
+        with np.errstate(over="ignore"):
+            rows_c[step, free] = scaled * design.column_unit[free] * design.y_unit
+        top = float(power_of_two_scale(np.array([np.max(score, initial=0.0)]))[0])
+        normalised = score / top  # exact: c²/Σc² is unchanged
+        energy = float(normalised @ normalised)
         if energy > 0:
-            rows_a[step, free] = correlations**2 / energy
+            rows_a[step, free] = normalised**2 / energy
         else:
             rows_a[step, unselected] = 1.0 / m
         entry: dict[str, Any] = {

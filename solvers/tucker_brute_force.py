@@ -45,4 +45,5 @@ def brute_force(problem: SpectralRankProblem, *, max_shapes: int = 2_000_000) ->
         i = int(np.argmin(obj))
         if obj[i] < best_obj:
             best, best_obj = tuple(int(v) for v in shapes[i]), float(obj[i])
-    return ranks_result(problem, best, status="optimal", bound=problem.objective(best), shapes_enumerated=count)
+    optimum = problem.objective(best)
+    return ranks_result(problem, best, status="optimal", lower_bound=optimum, upper_bound=optimum, shapes_enumerated=count)

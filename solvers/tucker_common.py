@@ -10,22 +10,25 @@ import numpy as np
 
 from sparsesel.problems.core_shape import CoreShape, SpectralRankProblem
 from sparsesel.problems.tree_network_ranks import TreeNetworkRanks
-from sparsesel.result import Result
+from sparsesel.result import Guarantee, Result
 
 RANK_KINDS = (CoreShape, TreeNetworkRanks)
 
 
 def infeasible_result(problem: SpectralRankProblem) -> Result:
     """``status="infeasible"`` when even the all-ones decomposition exceeds the budget."""
-    return Result(selected=(), objective=math.nan, status="infeasible", info={"message": problem.infeasible_message(), "budget": problem.budget, "min_size": problem.min_size})
+    return problem.result((), status="infeasible", message=problem.infeasible_message(), budget=problem.budget, min_size=problem.min_size)
 
 
-def ranks_result(problem: SpectralRankProblem, ranks: Sequence[int], status: str = "feasible", bound: float | None = None, trace: Sequence[dict] = (), **info: Any) -> Result:
-    """A Result for ``ranks`` with the problem's standard ``info`` (size, bound, kept energy)."""
+def ranks_result(problem: SpectralRankProblem, ranks: Sequence[int], status: str = "feasible", trace: Sequence[dict] = (),
+                 lower_bound: float | None = None, upper_bound: float | None = None, guarantee: Guarantee | None = None,
+                 **info: Any) -> Result:
+    """A Result for ``ranks`` with the problem's standard ``info`` (size, relative error bound, kept energy)."""
     ranks = tuple(int(r) for r in ranks)
     details = problem.describe(ranks)
     details.update(info)
-    return Result(selected=ranks, objective=problem.objective(ranks), bound=bound, status=status, trace=tuple(trace), info=details)
+    return problem.result(ranks, status=status, trace=trace, lower_bound=lower_bound, upper_bound=upper_bound,
+                          guarantee=guarantee, **details)
 
 
 def group_size_slopes(problem: SpectralRankProblem) -> list[int]:

@@ -409,7 +409,7 @@ def ilp(
         non-widest groups exist, else CP-SAT.
     time_limit : float
         Seconds for CP-SAT. On time-out: ``status="time_limit"``, the best shape found, and
-        ``bound`` a proven lower bound on the optimal discarded energy (``info["gap"]``).
+        ``lower_bound`` a proven lower bound on the optimal discarded energy (``info["gap"]``).
     workers : int
         CP-SAT worker threads (1: deterministic).
     seed : int
@@ -421,7 +421,8 @@ def ilp(
     -------
     Result
         ``selected``: one rank per mode/edge; ``objective``: discarded energy;
-        ``bound``: lower bound on the optimal objective (equal to it when optimal).
+        ``lower_bound``: lower bound on the optimal objective, ``upper_bound`` the answer's
+        objective (equal when optimal).
     """
     check_surrogate_options(time_limit, workers, seed, max_candidates, enumeration_limit)
     if method not in METHODS:
@@ -431,7 +432,7 @@ def ilp(
     ranks, status, bound, info = solve_surrogate(
         problem, time_limit=time_limit, workers=workers, seed=seed, max_candidates=max_candidates, method=method, enumeration_limit=enumeration_limit
     )
-    result = ranks_result(problem, ranks, status=status, bound=bound, **info)
+    result = ranks_result(problem, ranks, status=status, lower_bound=bound, upper_bound=problem.objective(ranks), **info)
     if bound is not None:
         result.info["gap"] = result.objective - bound
     return result

@@ -11,7 +11,7 @@ from typing import Any
 
 from sparsesel.problems import FeatureSelection, Problem
 from sparsesel.registry import all_solvers, register_solver, solve, solver_options, solvers_for
-from sparsesel.result import STATUSES, Result
+from sparsesel.result import STATUSES, Guarantee, Result
 
 __version__ = "0.1.0"
 
@@ -23,6 +23,7 @@ _LAZY = {
     "BlockSparsification": "sparsesel.problems.block_sparsification",
     "Attribution": "sparsesel.problems.attribution",
     "BagDesign": "sparsesel.problems.bag_design",
+    "LayerAllocation": "sparsesel.problems.layer_allocation",
 }
 
 
@@ -34,6 +35,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FeatureSelection",
+    "Guarantee",
     "Problem",
     "Result",
     "STATUSES",

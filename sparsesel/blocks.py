@@ -196,6 +196,22 @@ def bake_masks(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
     return model
 
 
+def unmask(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` without its :class:`BlockMask` parametrizations, keeping the unmasked weights.
+
+    The inverse of :func:`apply_masks`: every parameter gets back the value the mask was applied
+    to (a model without masks is returned as a plain copy).
+    """
+    model = copy.deepcopy(model)
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module):
+            _own_class(module)
+            for attr in list(module.parametrizations.keys()):
+                if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
+                    parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+    return model
+
+
 def _own_class(module: nn.Module) -> None:
     """Give a parametrized module a class of its own before removing parametrizations.
 

@@ -54,15 +54,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt as exc:
         detail = str(exc)
-        print(f"sparsesel {args.command}: interrupted" + (f"; {detail}" if detail else ""), file=sys.stderr)
+        print(f"sparsesel {args.command}: interrupted" + (f"; {one_line(detail)}" if detail else ""), file=sys.stderr)
         return 130
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: missing, existing, unreadable, unwritable, over-long paths
         from sparsesel.outputs import describe_os_error
 
         message = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        one_line = " ".join(line.strip() for line in message.splitlines() if line.strip())
-        print(f"sparsesel {args.command}: error: {one_line}", file=sys.stderr)
+        print(f"sparsesel {args.command}: error: {one_line(message)}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """``message`` with every non-printable character (newlines, controls in a file name) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
 
 
 def resume_command(args: argparse.Namespace) -> str:

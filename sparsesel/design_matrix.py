@@ -9,6 +9,11 @@ itself stays sparse and only the columns a caller asks for become dense:
 * ``Xᶜᵀ Xᶜ[:, F] = Xᵀ X[:, F] − n·μ μ_Fᵀ`` (a sparse product, ``d × |F|`` dense);
 * ``‖xᶜ_j‖² = Σ_{i: x_ij ≠ 0} (x_ij − μ_j)² + (n − nnz_j)·μ_j²`` (exact: no
   cancellation, unlike ``Σx² − nμ²``).
+
+Dividing the columns by powers of two (:func:`scale_sparse_columns`, for
+:mod:`sparsesel.problems.column_scaling`) is ``X·diag(1/s)``: the stored entries
+are scaled in place of a copy, the sparsity pattern is shared, and the same
+algebra then runs on the scaled columns and the scaled means ``μ/s``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,43 @@ def is_sparse(X: Any) -> bool:
 def column_means(X: Any) -> np.ndarray:
     """Column means ``μ``, shape ``(d,)``, of a dense or sparse ``(n, d)`` design."""
     return np.asarray(X.mean(axis=0), dtype=np.float64).ravel()
+
+
+def column_extremes(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Column maxima and minima, each of shape ``(d,)``, of a dense or sparse ``(n, d)`` design.
+
+    For a sparse ``X`` the implicit zeros count (a column with one is at least 0 and at most 0).
+    """
+    if not is_sparse(X):
+        return X.max(axis=0), X.min(axis=0)
+    return _dense_row(X.max(axis=0)), _dense_row(X.min(axis=0))
+
+
+def _dense_row(value: Any) -> np.ndarray:
+    """A ``(d,)`` float64 array from a sparse or dense reduction of shape ``(d,)`` or ``(1, d)``."""
+    if is_sparse(value):
+        value = value.toarray()
+    return np.asarray(value, dtype=np.float64).ravel()
+
+
+def scale_sparse_columns(X: Any, factor: np.ndarray) -> Any:
+    """``X·diag(factor)`` for a sparse ``X``: a CSC array with the same sparsity pattern.
+
+    Parameters
+    ----------
+    X : scipy sparse matrix or array, shape (n, d)
+    factor : ndarray, shape (d,)
+        One factor per column; powers of two make the scaling exact (barring underflow).
+
+    Returns
+    -------
+    scipy.sparse.csc_array, shape (n, d)
+        New ``data`` (``nnz`` floats); ``indices`` and ``indptr`` are shared with a CSC ``X``.
+    """
+    csc = X if isinstance(X, sp.csc_array) and X.has_canonical_format else sp.csc_array(X)
+    data = np.repeat(np.asarray(factor, dtype=np.float64), np.diff(csc.indptr))  # the factor of each entry
+    data *= csc.data
+    return sp.csc_array((data, csc.indices, csc.indptr), shape=csc.shape, copy=False)
 
 
 def centred_transpose_product(X: Any, mean: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -42,7 +42,8 @@ def load_table(spec: str, target: str | None = None) -> Table:
     Raises
     ------
     ValueError
-        Unknown builtin name, missing target column/key, non-numeric cells, a
+        Unknown builtin name, missing target column/key, repeated column names
+        (CSV header, NPZ ``feature_names``), non-numeric cells, a
         path that is not a regular file, a CSV that is not UTF-8 text, an NPZ
         file that is not a readable NumPy archive.
     FileNotFoundError
@@ -86,6 +87,7 @@ def _load_csv(path: Path, target: str | None) -> Table:
     if len(rows) < 2:
         raise ValueError(f"{path} needs a header row and at least one data row")
     header, body = rows[0], rows[1:]
+    _refuse_duplicate_names(header, f"{path.name}'s header")
     if target is None:
         raise ValueError(f"--target is required for CSV data; columns of {path.name}: {', '.join(header)}")
     if target not in header:
@@ -137,4 +139,17 @@ def _load_npz(path: Path, target: str | None) -> Table:
     X = np.asarray(X)
     if names is None:
         names = tuple(f"x{i}" for i in range(X.shape[1] if X.ndim == 2 else 0))
+    else:
+        _refuse_duplicate_names(list(names), f"{path.name}'s feature_names")
     return Table(X, np.asarray(y), names, key, False)
+
+
+def _refuse_duplicate_names(names: list[str], where: str) -> None:
+    """Refuse repeated column names: a name must pick one column (the target, a selected feature)."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    repeated = [name for name, count in seen.items() if count > 1]
+    if repeated:
+        shown = ", ".join(f"{name!r} ({seen[name]} times)" for name in repeated)
+        raise ValueError(f"{where} repeats column name(s) {shown}; every column needs its own name")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,16 @@ def as_finite_sparse(value: Any, name: str) -> Any:
     for part in (array.data, array.indices, array.indptr):
         part.setflags(write=False)
     return array
+
+
+#: ``--threads`` / ``threads`` above this many per CPU are refused: torch starts every one of them
+#: (20,000 made libgomp abort the process on a 2-core machine; 4,096 still ran).
+MAX_THREADS_PER_CPU = 8
+
+
+def max_threads() -> int:
+    """The largest thread count accepted for torch on this machine (``MAX_THREADS_PER_CPU`` per CPU)."""
+    return MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
 
 
 def check_int(value: Any, name: str, low: int | None = None, high: int | None = None) -> int:

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epsilon", type=float, default=None, help="label-DP budget; omitted: exact aggregates")
     parser.add_argument(
         "--clip", default=None,
-        help="LO,HI clipping range of responses for DP (default: the training range, which is not itself private)",
+        help="LO,HI clipping range of responses for DP, with --epsilon only (regression; default: the training "
+             "range, which is not itself private)",
     )
     parser.add_argument("--test-size", type=float, default=0.3, help="held-out fraction (default 0.3)")
     parser.add_argument("--seed", type=int, default=0)
@@ -63,16 +64,24 @@ def _parse_rho(text: str) -> float | str:
     return value
 
 
-def _parse_clip(text: str | None, y: np.ndarray) -> tuple[tuple[float, float], bool]:
+def _parse_clip(text: str | None, epsilon: float | None) -> tuple[float, float] | None:
+    """The ``--clip LO,HI`` range (finite, ``LO < HI``), checked before any work; ``None`` if not given."""
     if text is None:
-        return (float(y.min()), float(y.max())), True
+        return None
+    if epsilon is None:
+        raise ValueError(
+            f"--clip {text} needs --epsilon: it is the clipping range of the label-DP mechanism, and without "
+            "--epsilon the aggregates are exact (nothing is clipped)"
+        )
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
         raise ValueError(f"--clip must be LO,HI, got {text!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"--clip needs finite LO,HI, got {text!r}")
     if not lo < hi:
         raise ValueError(f"--clip needs LO < HI, got {text!r}")
-    return (lo, hi), False
+    return lo, hi
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +103,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--epsilon must be > 0, got {args.epsilon}")
     if not 0 < args.test_size < 1:
         raise ValueError(f"--test-size must be in (0, 1), got {args.test_size}")
+    if args.alpha is not None and not 0 <= args.alpha < float("inf"):
+        raise ValueError(f"--alpha must be a finite number >= 0, got {args.alpha}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     rho = _parse_rho(args.rho)
+    clip = _parse_clip(args.clip, args.epsilon)
     name = args.data.removeprefix("builtin:").replace("/", "_").replace(".", "_")
     out = Path(args.out or f"aggregate_{name}_k{args.bag_size}.png")
     data_file = None if args.data.startswith("builtin:") else args.data
@@ -110,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
     classification = table.is_classification if args.task == "auto" else args.task == "classification"
     if classification:
         _check_class_labels(y, table.target_name)
+        if clip is not None:
+            raise ValueError(
+                "--clip applies to regression responses; classification releases label proportions, "
+                "which the label-DP mechanism does not clip: drop --clip"
+            )
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=args.test_size, random_state=args.seed, stratify=y if classification else None
     )
@@ -133,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
         if args.epsilon is None:
             y_agg = agg.aggregate_responses(y_tr, bags)
         else:
-            clip, derived = _parse_clip(args.clip, y_tr)
+            derived = clip is None
+            if derived:
+                clip = (float(y_tr.min()), float(y_tr.max()))
             release = agg.private_aggregates(y_tr, bags, epsilon=args.epsilon, clip=clip, seed=args.seed)
             y_agg, privacy = release.values, release.guarantee()
             if derived:

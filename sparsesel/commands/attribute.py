@@ -140,6 +140,8 @@ def check_arguments(args: argparse.Namespace) -> tuple[ModelSpec, dict]:
             raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.target is not None and args.target < 0:
         raise ValueError(f"--target must be >= 0, got {args.target}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if args.target_channel is not None and args.target_channel < 0:
         raise ValueError(f"--target-channel must be >= 0, got {args.target_channel}")
     image_flags = [flag for flag, value in (("--target-region", args.target_region),
@@ -210,7 +212,7 @@ def greedy_options(args: argparse.Namespace, method: str) -> dict:
                              f"steps; raise --steps to {draws} or lower --anchor-draws")
     ranked = args.ranked
     if ranked is not None:
-        if ranked <= 0:
+        if not 0 < ranked < float("inf"):  # NaN too
             raise ValueError(f"--ranked must be a fraction in (0, 1] or a count >= k, got {ranked}")
         if ranked > 1:
             if not float(ranked).is_integer():

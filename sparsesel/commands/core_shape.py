@@ -127,7 +127,16 @@ def _check_output(args: argparse.Namespace) -> None:
     check_output_file(args.output, label="--output", inputs=inputs, force=args.force)
 
 
+def _check_solver_numbers(args: argparse.Namespace) -> None:
+    """``--epsilon`` in (0, 1] and ``--time-limit`` > 0 (``inf``: none), refused before any work."""
+    if args.epsilon is not None and not 0 < args.epsilon <= 1:
+        raise ValueError(f"--epsilon must be in (0, 1], got {args.epsilon}")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise ValueError(f"--time-limit must be > 0 seconds (inf for none), got {args.time_limit}")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_solver_numbers(args)
     if args.output:  # refuse before any work
         _check_output(args)
     X, label = load_tensor_argument(args.tensor)
@@ -152,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         "size": result.info.get("size"),
         "discarded_energy": result.objective,
         "relative_error_bound": result.info.get("relative_error_bound"),
-        "bound": result.bound,
+        "lower_bound": result.lower_bound,
+        "upper_bound": result.upper_bound,
+        "guarantee": result.guarantee,
         "seconds": result.wall_time,
     }
     if args.tree is not None:
@@ -181,8 +192,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"solver {result.solver}: status {result.status}, {result.wall_time:.3g} s")
     print(f"ranks {tuple(result.selected)}  size {report['size']}")
     print(f"discarded energy {result.objective:.6g}  relative error bound {report['relative_error_bound']:.6g}")
-    if result.bound is not None:
-        print(f"bound {result.bound:.6g}")
+    if result.lower_bound is not None:
+        print(f"optimal discarded energy >= {result.lower_bound:.6g} (proven)")
+    if result.guarantee is not None:
+        print(f"guarantee: {result.guarantee}")
     if "true_relative_error" in report:
         print(f"true squared relative error {report['true_relative_error']:.6g}")
     return 0

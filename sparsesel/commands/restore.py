@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.nets.checkpoint_checks import finite_or_explain
     from sparsesel.compress.apply import load_compressed
     from sparsesel.training.losses import predict
+    from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
 
     from sparsesel.outputs import check_output_file
 
@@ -52,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")
     if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be positive, got {args.threads}")
+        if not 1 <= args.threads <= max_threads():
+            raise ValueError(f"--threads must be between 1 and {max_threads()} ({MAX_THREADS_PER_CPU} per CPU), got {args.threads}")
         torch.set_num_threads(args.threads)
     image = read_image(args.image, max_pixels=args.max_pixels)
     model, info = load_compressed(args.checkpoint)  # any network file of sparsesel.nets, compressed or not

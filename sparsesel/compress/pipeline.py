@@ -82,7 +82,7 @@ def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: A
     """Refuse bad arguments of :func:`compress_checkpoint` before any work (and before ``out`` is touched)."""
     from sparsesel.compress.plan import METHODS, _resolve_budget
     from sparsesel.data.datasets import TASKS
-    from sparsesel.validation import check_int
+    from sparsesel.validation import check_int, max_threads
 
     _resolve_budget(budget, 1)  # the type and range checks of plan(); the size check needs the model
     for point in curve:
@@ -99,7 +99,7 @@ def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: A
     check_int(latency_size, "latency_size", low=1)
     check_int(latency_repeats, "latency_repeats", low=0)
     if threads is not None:
-        check_int(threads, "threads", low=1)
+        check_int(threads, "threads", low=1, high=max_threads())
 
 
 def compress_checkpoint(

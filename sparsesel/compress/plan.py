@@ -18,19 +18,23 @@ HOOI error that :func:`~sparsesel.compress.apply.apply` initialises with), for a
 tail energy of the singular values (exact, Eckart-Young), for ``k`` blocks the energy of the
 dropped blocks (exact).
 
-``method="packing"`` chooses one option per layer to minimise a summed per-layer objective under
-the global budget -- a multiple-choice knapsack (:func:`solve_multiple_choice_knapsack`), solved
-exactly by dynamic programming over the integer parameter budget (numba), or for MAC budgets by
-OR-tools CP-SAT (objectives scaled to integers with a step of ``2^-k`` of the largest possible
-total, so the optimum is exact up to that rounding; a time limit). Without calibration data the objective is the predicted
+The allocation is the core's :class:`~sparsesel.problems.layer_allocation.LayerAllocation` (one
+option per layer, summed error minimised within the budget: a multiple-choice knapsack), solved
+with :func:`sparsesel.solve`; ``method`` names the solver. ``method="packing"`` solves it exactly:
+solver ``dp`` (dynamic programming over the integer parameter budget, numba) when the table has
+at most :data:`DP_CELLS` cells, else ``cp_sat`` (OR-tools; MAC budgets; errors scaled to integers
+with a step of ``2^-40`` of the largest possible total, so the optimum is exact up to that rounding;
+a time limit); ``Plan.solver["name"]`` is the solver that produced the plan. Without calibration data the objective is the predicted
 relative weight error. With calibration inputs (degraded images of the task) the knapsack is
 solved for three surrogates of the output damage -- the measured output MSE of each layer's
 truncation (:func:`output_distortions`), a first-order noise sensitivity times the weight error
 (:func:`noise_sensitivities`), and the weight error -- and the plan whose compressed network
 changes the calibration outputs least is kept (the errors of different layers do not add up
-exactly, so the surrogates are checked on data; all candidates are recorded in ``Plan.solver``). ``"uniform"`` keeps the same fraction of every rank and
-``"energy"`` the same fraction of every unfolding's spectral energy, each at the largest fraction
-that fits. Depthwise/grouped convolutions, other layer types and the layers matched by
+exactly, so the surrogates are checked on data; all candidates are recorded in ``Plan.solver``).
+The rules ``"uniform"`` (the same fraction of every rank) and ``"energy"`` (the same fraction of
+every unfolding's spectral energy), each at the largest fraction that fits, are the solvers of
+those names on the levels :func:`option_levels` gives every option; ``"greedy"`` is the
+convex-hull greedy. Depthwise/grouped convolutions, other layer types and the layers matched by
 ``exclude`` are left untouched and listed in :attr:`Plan.skipped`.
 
 A :class:`Plan` is plain data: :meth:`Plan.to_json` / :meth:`Plan.from_json` round-trip it, and a
@@ -50,7 +54,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
@@ -59,6 +62,8 @@ from torch import nn
 from sparsesel.atomic import write_text_atomic
 from sparsesel.compress.factorized import block_norms, factorized_params, linear_block_shape
 from sparsesel.compress.network_io import example_input, network_output
+from sparsesel.problems.layer_allocation import LayerAllocation
+from sparsesel.result import Result
 from sparsesel.tensors.tucker import HosvdErrorTable
 
 __all__ = [
@@ -68,14 +73,18 @@ __all__ = [
     "Plan",
     "analyze",
     "plan",
-    "solve_multiple_choice_knapsack",
+    "allocation_problem",
+    "option_levels",
+    "rule_options",
+    "packing_solver",
 ]
 
-METHODS: tuple[str, ...] = ("packing", "uniform", "energy")
+#: ``packing`` (the exact solver that fits, see :func:`packing_solver`) or a LayerAllocation solver's name.
+METHODS: tuple[str, ...] = ("packing", "uniform", "energy", "dp", "cp_sat", "greedy")
 COSTS: tuple[str, ...] = ("params", "macs")
 PLAN_VERSION = 1
-_WEIGHT_BITS = 40
-_DP_CELLS = 100_000_000  # groups x (capacity + 1) up to which the knapsack is solved by dynamic programming (2 bytes each)
+#: Layers x (capacity + 1) up to which ``packing`` uses the dynamic program (2 bytes each), else CP-SAT.
+DP_CELLS = 100_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -643,229 +652,147 @@ def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes
 
 
 # ---------------------------------------------------------------------------
-# the multiple-choice knapsack
+# the allocation problem
 # ---------------------------------------------------------------------------
 
 
-def _pareto(costs: np.ndarray, errors: np.ndarray) -> np.ndarray:
-    """Indices of the options no other option dominates (cheaper-or-equal and lower-or-equal error)."""
-    order = np.lexsort((errors, costs))
-    kept, best = [], math.inf
-    for j in order:
-        if errors[j] < best:
-            kept.append(int(j))
-            best = errors[j]
-    return np.asarray(kept, dtype=np.int64)
+#: Slack of the rank rules: rank ``r`` of ``r_max`` reaches the fraction ``t`` when ``r >= t·r_max − 1e-9``,
+#: a kept energy ``k`` reaches ``t`` when ``k >= t − 1e-12`` (float noise in ``t·r_max`` and in cumulative sums).
+RANK_SLACK, ENERGY_SLACK = 1e-9, 1e-12
 
 
-def solve_multiple_choice_knapsack(
-    costs: Sequence[Sequence[int]],
-    errors: Sequence[Sequence[float]],
-    capacity: int,
-    *,
-    time_limit: float = 60.0,
-    seed: int = 0,
-    workers: int = 1,
-    algorithm: str = "auto",
-) -> tuple[list[int], dict[str, Any]]:
-    """Choose one option per group minimising the summed error with summed cost ``<= capacity``.
+def rule_options(layer: LayerAnalysis) -> list[tuple[str, tuple[int, ...] | None]]:
+    """The menu plus the Tucker-2 rank pairs it leaves off (``R_in > R_out·area`` or the reverse) that
+    cost less than the dense layer: the rank rules ``uniform`` and ``energy`` may take them (the exact
+    solvers never would: they add parameters and no accuracy)."""
+    options = list(layer.options)
+    if layer.kind != "tucker2":
+        return options
+    area = int(np.prod(layer.shape[2:]))
+    listed = set(options)
+    for r_out in range(1, layer.max_ranks[0] + 1):
+        for r_in in range(1, layer.max_ranks[1] + 1):
+            option = ("tucker2", (r_out, r_in))
+            if option not in listed and factorized_params(layer.shape, "tucker2", option[1], layer.bias) < layer.dense_params:
+                options.append(option)
+    return options
 
-    Dominated options are removed first (that never changes the optimum). Two exact algorithms:
 
-    * ``"dp"`` -- dynamic programming over the integer capacity (numba), exact in floating
-      point, ``O(options x capacity)`` time and ``O(groups x capacity)`` memory; the choice for
-      parameter budgets (capacities up to a few million);
-    * ``"cp_sat"`` -- OR-tools CP-SAT: one Boolean per option, exactly one per group, the integer
-      cost constraint exact, errors scaled to integers ``round(S * e)`` with ``S`` a power of two
-      such that every total stays below ``2^40``; stops at ``time_limit`` (status
-      ``"time_limit"``, the best allocation found). Used for MAC budgets (capacities ~1e10).
+def option_levels(layer: LayerAnalysis, options: Sequence[tuple[str, Any]] | None = None) -> dict[str, np.ndarray]:
+    """The per-option levels the rule solvers read (see :class:`~sparsesel.problems.layer_allocation.LayerAllocation`).
 
-    ``"auto"`` takes ``dp`` when ``groups x (capacity + 1) <= 1e8`` (200 MB of back-pointers),
-    else ``cp_sat``.
+    ``rank_fraction``: the smallest ``(r + 1e-9) / r_max`` over the option's ranks (so the rule
+    ``uniform`` at threshold ``t`` takes the ranks ``max(1, ⌈t·r_max − 1e-9⌉)``); ``kept_energy``:
+    the smallest kept fraction of spectral energy (``+ 1e-12``) over its unfoldings (so ``energy``
+    takes, per unfolding, the fewest ranks keeping ``t − 1e-12``; a mode without energy counts as
+    fully kept). Both are capped at 1. The dense option has level 1 on both scales, block-sparse
+    options NaN (they are not on these scales). The slacks (:data:`RANK_SLACK`, :data:`ENERGY_SLACK`)
+    keep the plans of the rank rules these solvers replaced. ``options``: default ``layer.options``.
+    """
+    options = layer.options if options is None else options
+    kept_fraction = []
+    for spectrum, m in zip(layer.spectra, layer.max_ranks):
+        energy = np.asarray(spectrum[:m], dtype=np.float64) ** 2
+        total = float(energy.sum())
+        kept_fraction.append(np.cumsum(energy) / total if total > 0 else np.ones(len(energy)))
+    rank_fraction, kept_energy = np.full(len(options), np.nan), np.full(len(options), np.nan)
+    for j, (factorization, ranks) in enumerate(options):
+        if factorization == "dense":
+            rank_fraction[j] = kept_energy[j] = 1.0
+        elif factorization == layer.kind:
+            rank_fraction[j] = min(1.0, min((int(r) + RANK_SLACK) / m for r, m in zip(ranks, layer.max_ranks)))
+            kept_energy[j] = min(1.0, min(float(k[int(r) - 1]) + ENERGY_SLACK for r, k in zip(ranks, kept_fraction)))
+    return {"rank_fraction": rank_fraction, "kept_energy": kept_energy}
+
+
+def allocation_problem(layers: list[LayerAnalysis], capacity: int, cost: str,
+                       errors: Sequence[np.ndarray] | None = None,
+                       menus: Sequence[Sequence[tuple[str, Any]]] | None = None) -> LayerAllocation:
+    """The :class:`~sparsesel.problems.layer_allocation.LayerAllocation` of ``layers`` within ``capacity``.
 
     Parameters
     ----------
-    costs : list of int sequences, one per group
-    errors : list of float sequences, aligned with ``costs`` (non-negative)
+    layers : list of LayerAnalysis
     capacity : int
-    algorithm : {"auto", "dp", "cp_sat"}
-
-    Returns
-    -------
-    choice : list of int
-        The chosen option index of every group.
-    info : dict
-        ``status`` ("optimal" or "time_limit"), ``objective`` (summed float error),
-        ``cost``, ``algorithm``, ``options``, ``wall_time`` (and ``scale`` for CP-SAT).
-
-    Raises
-    ------
-    ValueError
-        If even the cheapest option of every group exceeds ``capacity``.
+        What the planned layers may cost together, in the unit of ``cost``.
+    cost : {"params", "macs"}
+    errors : list of ndarray, optional
+        The error of every option per layer (default: :meth:`LayerAnalysis.option_objectives`).
+    menus : list of option lists, optional
+        Other menus than ``layer.options`` (e.g. :func:`rule_options`); their costs and errors
+        (:meth:`LayerAnalysis.objective_of`) are computed here. ``selected[l]`` indexes ``menus[l]``.
     """
-    from ortools.sat.python import cp_model
-
-    began = time.perf_counter()
-    costs = [np.asarray(c, dtype=np.int64) for c in costs]
-    errors = [np.asarray(e, dtype=np.float64) for e in errors]
-    if len(costs) != len(errors) or any(len(c) != len(e) or len(c) == 0 for c, e in zip(costs, errors)):
-        raise ValueError("costs and errors must be aligned, non-empty per group")
-    if any(np.any(e < 0) or not np.all(np.isfinite(e)) for e in errors):
-        raise ValueError("errors must be finite and non-negative")
-    minimum = int(sum(int(c.min()) for c in costs))
-    if minimum > capacity:
-        raise ValueError(f"infeasible: the cheapest choice costs {minimum} > capacity {capacity}")
-    fronts = [_pareto(c, e) for c, e in zip(costs, errors)]
-    if algorithm not in ("auto", "dp", "cp_sat"):
-        raise ValueError(f"algorithm must be 'auto', 'dp' or 'cp_sat', got {algorithm!r}")
-    small_fronts = max(len(f) for f in fronts) < np.iinfo(np.int16).max
-    if algorithm == "dp" and not small_fronts:
-        raise ValueError("algorithm='dp' supports at most 32766 undominated options per group; use 'cp_sat'")
-    if algorithm == "dp" and len(costs) * (int(capacity) + 1) > 10 * _DP_CELLS:
-        raise ValueError(f"algorithm='dp' would need {len(costs)} x {int(capacity) + 1} back-pointers "
-                         f"(over {10 * _DP_CELLS:.0e}; 2 bytes each); use 'cp_sat' or 'auto'")
-    if algorithm == "dp" or (algorithm == "auto" and small_fronts and len(costs) * (int(capacity) + 1) <= _DP_CELLS):
-        choice = _knapsack_dp([costs[g][f] for g, f in enumerate(fronts)], [errors[g][f] for g, f in enumerate(fronts)], int(capacity))
-        choice = [int(front[j]) for front, j in zip(fronts, choice)]
-        return choice, {
-            "status": "optimal", "algorithm": "dp",
-            "objective": float(sum(errors[g][j] for g, j in enumerate(choice))),
-            "cost": int(sum(costs[g][j] for g, j in enumerate(choice))),
-            "options": int(sum(len(f) for f in fronts)), "wall_time": time.perf_counter() - began,
-        }
-    worst = float(sum(float(errors[g][f].max()) for g, f in enumerate(fronts)))
-    scale_exp = _WEIGHT_BITS - (math.frexp(worst)[1] if worst > 0 else 0)
-    scale = 2.0**scale_exp
-    model = cp_model.CpModel()
-    variables, weights = [], []
-    total_cost, total_error = [], []
-    for g, front in enumerate(fronts):
-        xs = [model.NewBoolVar(f"x{g}_{j}") for j in front]
-        model.AddExactlyOne(xs)
-        variables.append(xs)
-        w = [int(round(errors[g][j] * scale)) for j in front]
-        weights.append(w)
-        total_cost += [int(costs[g][j]) * x for j, x in zip(front, xs)]
-        total_error += [wj * x for wj, x in zip(w, xs)]
-    model.Add(sum(total_cost) <= int(capacity))
-    model.Minimize(sum(total_error))
-    # hint: the cheapest option everywhere (always feasible)
-    for g, front in enumerate(fronts):
-        cheapest = int(np.argmin(costs[g][front]))
-        for k, x in enumerate(variables[g]):
-            model.AddHint(x, k == cheapest)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = float(time_limit)
-    solver.parameters.num_workers = int(workers)
-    solver.parameters.random_seed = int(seed)
-    status = solver.Solve(model)
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        raise RuntimeError(f"CP-SAT found no allocation (status {solver.StatusName(status)})")
-    choice = []
-    for g, front in enumerate(fronts):
-        picked = [k for k, x in enumerate(variables[g]) if solver.Value(x)]
-        choice.append(int(front[picked[0]]))
-    info = {
-        "status": "optimal" if status == cp_model.OPTIMAL else "time_limit",
-        "algorithm": "cp_sat",
-        "objective": float(sum(errors[g][j] for g, j in enumerate(choice))),
-        "cost": int(sum(costs[g][j] for g, j in enumerate(choice))),
-        "scale": f"2^{scale_exp}",
-        "bound_scaled": float(solver.BestObjectiveBound()),
-        "options": int(sum(len(f) for f in fronts)),
-        "wall_time": time.perf_counter() - began,
-    }
-    return choice, info
+    if menus is None:
+        costs = [layer.params if cost == "params" else layer.macs for layer in layers]
+        errors = [layer.option_objectives() for layer in layers] if errors is None else errors
+    else:
+        costs = [[_layer_cost(layer, option, cost) for option in menu] for layer, menu in zip(layers, menus)]
+        errors = [menu_objectives(layer, menu) for layer, menu in zip(layers, menus)]
+    levels = [option_levels(layer, None if menus is None else menu) for layer, menu in zip(layers, menus or layers)]
+    return LayerAllocation(costs, errors, capacity, names=[layer.name for layer in layers], units=[cost],
+                           levels={key: [lv[key] for lv in levels] for key in ("rank_fraction", "kept_energy")})
 
 
-def _knapsack_dp(costs: list[np.ndarray], errors: list[np.ndarray], capacity: int) -> list[int]:
-    """Exact multiple-choice knapsack by dynamic programming over ``0..capacity`` (numba)."""
-    offsets = np.concatenate([[0], np.cumsum([len(c) for c in costs])]).astype(np.int64)
-    return [int(j) for j in _knapsack_dp_kernel(np.concatenate(costs).astype(np.int64),
-                                                np.concatenate(errors).astype(np.float64), offsets, int(capacity))]
+def menu_objectives(layer: LayerAnalysis, menu: Sequence[tuple[str, Any]]) -> np.ndarray:
+    """:meth:`LayerAnalysis.objective_of` of every option of ``menu`` (the analysed menu's values where listed)."""
+    known = dict(zip(layer.options, layer.option_objectives()))
+    return np.array([known[o] if o in known else layer.objective_of(*o) for o in menu], dtype=np.float64)
 
 
-@numba.njit(cache=False)
-def _knapsack_dp_kernel(costs, errors, offsets, capacity):  # pragma: no cover - compiled
-    groups = len(offsets) - 1
-    best = np.zeros(capacity + 1)  # best[c]: least error of the groups so far with cost <= c
-    picks = np.zeros((groups, capacity + 1), dtype=np.int16)
-    for g in range(groups):
-        new = np.full(capacity + 1, np.inf)
-        for j in range(offsets[g], offsets[g + 1]):
-            cost, error = costs[j], errors[j]
-            for c in range(cost, capacity + 1):
-                value = best[c - cost] + error
-                if value < new[c]:
-                    new[c] = value
-                    picks[g, c] = np.int16(j - offsets[g])
-        best = new
-    choice = np.empty(groups, dtype=np.int64)
-    c = capacity
-    for g in range(groups - 1, -1, -1):
-        j = picks[g, c]
-        choice[g] = j
-        c -= costs[offsets[g] + j]
-    return choice
+def packing_solver(problem: LayerAllocation) -> str:
+    """The exact solver ``method="packing"`` uses: ``dp`` up to :data:`DP_CELLS` back-pointers, else ``cp_sat``."""
+    return "dp" if problem.n_layers * (int(problem.capacity[0]) + 1) <= DP_CELLS else "cp_sat"
 
 
-# ---------------------------------------------------------------------------
-# baselines' rank rules
-# ---------------------------------------------------------------------------
+def _solver_record(result: Result) -> dict[str, Any]:
+    """What :attr:`Plan.solver` keeps of an allocation's result (JSON-ready, ``cost`` in the plan's unit)."""
+    record = {"name": result.solver, "status": result.status, "objective": result.objective,
+              "lower_bound": result.lower_bound, "upper_bound": result.upper_bound, "wall_time": result.wall_time}
+    for key, value in result.info.items():
+        if key == "cost":
+            value = next(iter(value.values()))
+        if key != "capacity":
+            record[key] = value
+    return record
 
 
-def _uniform_option(layer: LayerAnalysis, fraction: float) -> tuple[str, tuple[int, ...] | None]:
-    ranks = tuple(max(1, min(m, math.ceil(fraction * m - 1e-9))) for m in layer.max_ranks)
-    return _cheaper_or_dense(layer, ranks)
+def _allocate(model: nn.Module, layers: list[LayerAnalysis], capacity: int, cost: str, method: str, *,
+              calibration: torch.Tensor | None, time_limit: float, seed: int) -> tuple[list, dict[str, Any]]:
+    """Solve the allocation: ``(option of every layer, Plan.solver record)``.
 
+    ``packing`` (or a named exact solver) solves one problem per error surrogate (with
+    calibration data: measured output MSE, noise sensitivity x weight error, weight error) and
+    keeps the choice whose compressed network changes the calibration outputs least; a rule
+    (``uniform``, ``energy``) or ``greedy`` solves the problem of :meth:`LayerAnalysis.option_objectives`.
+    """
+    import sparsesel
 
-def _energy_option(layer: LayerAnalysis, threshold: float) -> tuple[str, tuple[int, ...] | None]:
-    ranks = []
-    for spectrum, m in zip(layer.spectra, layer.max_ranks):
-        energy = spectrum[:m] ** 2
-        total = float(energy.sum())
-        if total <= 0:
-            ranks.append(1)
-            continue
-        kept = np.cumsum(energy) / total
-        ranks.append(int(min(m, np.searchsorted(kept, threshold - 1e-12) + 1)))
-    return _cheaper_or_dense(layer, tuple(ranks))
-
-
-def _cheaper_or_dense(layer: LayerAnalysis, ranks: tuple[int, ...]) -> tuple[str, tuple[int, ...] | None]:
-    if factorized_params(layer.shape, layer.kind, ranks, layer.bias) >= layer.dense_params:
-        return ("dense", None)
-    return (layer.kind, ranks)
-
-
-def _layer_cost(layer: LayerAnalysis, option, cost: str) -> int:
-    factorization, ranks = option
-    if cost == "macs":
-        return layer.macs_of(factorization, ranks)
-    return factorized_params(layer.shape, factorization, ranks, layer.bias)
-
-
-def _bisect(rule, layers: list[LayerAnalysis], capacity: int, cost: str, low: float, high: float):
-    """Largest parameter ``t`` in ``[low, high]`` whose per-layer options fit ``capacity`` (monotone rule)."""
-    def total(t):
-        options = [rule(layer, t) for layer in layers]
-        return sum(_layer_cost(layer, o, cost) for layer, o in zip(layers, options)), options
-
-    fits, options = total(low)
-    if fits > capacity:
-        return None
-    best = options
-    top_cost, top = total(high)
-    if top_cost <= capacity:
-        return top
-    for _ in range(60):
-        mid = 0.5 * (low + high)
-        value, opts = total(mid)
-        if value <= capacity:
-            low, best = mid, opts
-        else:
-            high = mid
-    return best
+    if method not in ("packing", "dp", "cp_sat"):
+        menus = [rule_options(layer) for layer in layers] if method in ("uniform", "energy") else [layer.options for layer in layers]
+        problem = allocation_problem(layers, capacity, cost, menus=menus)
+        result = sparsesel.solve(problem, method)
+        if result.status == "infeasible":
+            raise ValueError(f"the budget is too small for the {method} rule: {result.info.get('message')}")
+        return [menu[j] for menu, j in zip(menus, result.selected)], _solver_record(result)
+    surrogates = []
+    if all(layer.objective is not None for layer in layers):
+        surrogates.append(("measured output MSE", [layer.objective for layer in layers]))
+    if all(layer.sensitivity is not None for layer in layers):
+        surrogates.append(("noise sensitivity x weight error", [layer.sensitivity * layer.errors for layer in layers]))
+    surrogates.append(("relative weight error", [layer.errors for layer in layers]))
+    if calibration is None:
+        surrogates = surrogates[:1]
+    candidates = []
+    for label, objectives in surrogates:
+        problem = allocation_problem(layers, capacity, cost, objectives)
+        solver = packing_solver(problem) if method == "packing" else method
+        options = {"time_limit": time_limit, "seed": seed} if solver == "cp_sat" else {}
+        result = sparsesel.solve(problem, solver, **options)
+        chosen = [layer.options[j] for layer, j in zip(layers, result.selected)]
+        mse = calibration_mse(model, layers, chosen, calibration) if len(surrogates) > 1 else None
+        candidates.append(({"surrogate": label, "calibration_mse": mse, **_solver_record(result)}, chosen))
+    best, options = min(candidates, key=lambda c: c[0]["calibration_mse"] if c[0]["calibration_mse"] is not None else 0.0)
+    return options, {**best, "candidates": [record for record, _ in candidates]}
 
 
 # ---------------------------------------------------------------------------
@@ -900,6 +827,13 @@ def model_macs(model: nn.Module, image_size: Sequence[int]) -> int:
         return count(copy.deepcopy(model).to("meta"), x.to("meta"))
     except (RuntimeError, NotImplementedError, TypeError, ValueError):
         return count(model, x)
+
+
+def _layer_cost(layer: LayerAnalysis, option, cost: str) -> int:
+    factorization, ranks = option
+    if cost == "macs":
+        return layer.macs_of(factorization, ranks)
+    return factorized_params(layer.shape, factorization, ranks, layer.bias)
 
 
 def _check_budget(budget: float | int, layers: list[LayerAnalysis], cost: str, cost_before: int) -> tuple[int, int]:
@@ -952,11 +886,14 @@ def plan(
         A fraction in ``(0, 1]`` of the whole network's cost (parameters, or MACs at
         ``image_size``), or an absolute cost (an integer > 1). The planned network's total
         cost never exceeds it; parameters outside the planned layers count in full.
-    method : {"packing", "uniform", "energy"}
-        ``packing``: exact multiple-choice knapsack (dynamic programming, or CP-SAT for large
-        capacities) minimising the summed predicted
-        errors; ``uniform``: the same rank fraction in every layer; ``energy``: the same kept
-        spectral-energy fraction in every unfolding (each at the largest fraction that fits).
+    method : {"packing", "uniform", "energy", "dp", "cp_sat", "greedy"}
+        ``packing``: the exact multiple-choice knapsack minimising the summed predicted errors,
+        solved by ``dp`` (dynamic programming) or, for large capacities, ``cp_sat``
+        (:func:`packing_solver`); any other name is that solver of
+        :class:`~sparsesel.problems.layer_allocation.LayerAllocation`: ``uniform`` (the same
+        rank fraction in every layer), ``energy`` (the same kept spectral-energy fraction in
+        every unfolding), each at the largest fraction that fits, ``greedy`` (convex-hull
+        greedy), or an exact solver forced. ``Plan.solver["name"]`` names the solver used.
     cost : {"params", "macs"}
     image_size : (H, W), optional
         Needed for ``cost="macs"``.
@@ -996,34 +933,8 @@ def plan(
     cost_before = params_before if cost == "params" else model_macs(model, image_size)
     cap, fixed = _check_budget(budget, layers, cost, cost_before)
     capacity = cap - fixed
-    if method == "packing":
-        table = [layer.params if cost == "params" else layer.macs for layer in layers]
-        surrogates = []
-        if all(layer.objective is not None for layer in layers):
-            surrogates.append(("measured output MSE", [layer.objective for layer in layers]))
-        if all(layer.sensitivity is not None for layer in layers):
-            surrogates.append(("noise sensitivity x weight error", [layer.sensitivity * layer.errors for layer in layers]))
-        surrogates.append(("relative weight error", [layer.errors for layer in layers]))
-        if calibration is None:
-            surrogates = surrogates[:1]
-        candidates = []
-        for label, objectives in surrogates:
-            choice, info = solve_multiple_choice_knapsack(table, objectives, capacity, time_limit=time_limit, seed=seed)
-            opts = [layer.options[j] for layer, j in zip(layers, choice)]
-            mse = calibration_mse(model, layers, opts, calibration) if len(surrogates) > 1 else None
-            candidates.append({"surrogate": label, "calibration_mse": mse, **info, "choice": opts})
-        best = min(candidates, key=lambda c: (c["calibration_mse"] if c["calibration_mse"] is not None else 0.0))
-        options = best["choice"]
-        solver = {"name": "cp_sat_multiple_choice_knapsack", **{k: v for k, v in best.items() if k != "choice"},
-                  "candidates": [{k: v for k, v in c.items() if k != "choice"} for c in candidates]}
-    else:
-        rule = _uniform_option if method == "uniform" else _energy_option
-        low = 0.0
-        options = _bisect(rule, layers, capacity, cost, low, 1.0)
-        if options is None:  # the rule's smallest setting does not fit
-            raise ValueError(f"budget {budget!r} ({cap} {cost}) is too small for the {method} rule (rank 1 everywhere does not fit)")
-        solver = {"name": f"{method}_bisection", "status": "feasible",
-                  "objective": float(sum(layer.objective_of(*o) for layer, o in zip(layers, options)))}
+    options, solver = _allocate(model, layers, capacity, cost, method, calibration=calibration,
+                                time_limit=time_limit, seed=seed)
     planned = []
     for layer, (factorization, ranks) in zip(layers, options):
         planned.append(LayerPlan(

@@ -112,7 +112,8 @@ class Attribution(Problem):
     output: str = "raw"
     batched: bool = False
 
-    kind: ClassVar[str] = "attribution"
+    #: ``G(S)`` is maximised: the features that keep the target output highest.
+    sense: ClassVar[str] = "maximize"
 
     def __post_init__(self) -> None:
         if not callable(self.model):

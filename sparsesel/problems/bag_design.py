@@ -11,9 +11,9 @@ proportional regime (:mod:`sparsesel.aggregate.risk`, Gaussian linear model).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from sparsesel.problems.base import Problem
 from sparsesel.validation import check_choice, check_int
@@ -81,8 +81,6 @@ class BagDesign(Problem):
     bag_sizes: tuple[int, ...] | None = None
     risk_target: float | None = None
 
-    kind: ClassVar[str] = "bag_design"
-
     def __post_init__(self) -> None:
         from sparsesel.aggregate.privacy import check_clip, check_privacy
 
@@ -131,9 +129,17 @@ class BagDesign(Problem):
             epsilon=self.epsilon, clip=self.clip, delta=self.delta, mechanism=self.mechanism,
         )
 
-    def objective(self, bag_size: int) -> float:
-        """Predicted excess risk ``‖θ̂ - θ₀‖²`` at ``bag_size``."""
-        return float(self.predict(bag_size).excess_risk)
+    def objective(self, selected: Sequence[int] | int) -> float:
+        """Predicted excess risk ``‖θ̂ - θ₀‖²`` at the bag size ``selected = (k,)`` (a bare ``k`` is accepted).
+
+        The risk is minimised (:attr:`sense`); with ``risk_target`` the rule of :meth:`choose`
+        picks the largest bag meeting the target instead, and the objective reports its risk.
+        """
+        if isinstance(selected, Sequence):
+            if len(selected) != 1:
+                raise ValueError(f"selected must hold one bag size, (k,), got {tuple(selected)!r}")
+            (selected,) = selected
+        return float(self.predict(selected).excess_risk)
 
     def choose(self, risks: Mapping[int, float]) -> int | None:
         """Apply the problem's rule to risks per bag size: the minimiser (ties: larger

@@ -11,7 +11,7 @@ import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -135,8 +135,6 @@ class BlockSparsification(Problem):
     allocation: str = "per_layer"
     min_blocks: int = 100
 
-    kind: ClassVar[str] = "block_sparsification"
-
     def __post_init__(self) -> None:
         import torch
         from torch import nn
@@ -255,6 +253,7 @@ class BlockSparsification(Problem):
                 try:
                     self.loss_fn(out, targets)
                 except Exception as exc:  # noqa: BLE001 - any failure means the data do not fit
+                    _explain_class_labels_with_mse(self.loss, out, targets if all_targets is None else all_targets)
                     out_shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
                     target_shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
                     raise ValueError(f"model and data do not fit together: the loss fails on model output of shape "
@@ -441,17 +440,52 @@ class BlockSparsification(Problem):
                 removed += float(sq[~block_masks[n].bool()].sum())
         return removed / total if total > 0 else 0.0
 
-    def objective(self, block_masks: Mapping[str, Any], model: nn.Module | None = None) -> float:
-        """The objective of keeping ``block_masks`` (see the class docstring).
+    def objective(self, selected: Any, model: nn.Module | None = None) -> float:
+        """The objective of keeping the blocks ``selected`` (see the class docstring).
 
-        With data: mean loss of ``model`` (default: the problem's model) with the
-        masks applied. Without: :meth:`discarded_energy`.
+        Parameters
+        ----------
+        selected : tuple of (str, tuple of int) pairs, or mapping of str to bool tensor (R, C)
+            Exactly a ``Result.selected`` of this kind (kept flat block indices per prunable
+            weight), or block masks per weight.
+        model : nn.Module, optional
+            The weights the blocks are cut from; default: the problem's model. A solver that
+            trains returns its weights in ``result.info["model"]`` (masked): pass that model
+            (its masks are removed first, so its trained weights count) to get
+            ``result.objective``.
+
+        Returns
+        -------
+        float
+            With data: the mean loss of ``model`` with only the kept blocks. Without:
+            :meth:`discarded_energy`.
         """
-        from sparsesel.blocks import apply_masks
+        from sparsesel.blocks import apply_masks, unmask
 
+        block_masks = self.block_masks(selected)
+        model = self.model if model is None else unmask(model)
         if self.data is None:
             return self.discarded_energy(block_masks, model)
-        return self.evaluate(apply_masks(model if model is not None else self.model, self.masks(block_masks)))
+        return self.evaluate(apply_masks(model, self.masks(block_masks)))
+
+    def block_masks(self, selected: Any) -> dict[str, Any]:
+        """``(R, C)`` block masks of every prunable weight from a ``Result.selected`` (or block masks)."""
+        import torch
+
+        from sparsesel.blocks import block_mask_from_indices
+
+        if isinstance(selected, Mapping):
+            pairs = {str(n): torch.as_tensor(m).bool() for n, m in selected.items()}
+        else:
+            try:
+                pairs = {str(n): block_mask_from_indices(kept, self._grids[n]) for n, kept in selected}
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(f"selected must be (parameter name, kept block indices) pairs of the prunable "
+                                 f"weights {list(self.params)}: {exc}") from None
+        missing = [n for n in self.params if n not in pairs]
+        if missing:
+            raise ValueError(f"selected has no blocks for the prunable weight(s) {missing}")
+        return {n: pairs[n] for n in self.params}
 
     def make_result(self, block_masks: Mapping[str, Any], model: nn.Module, *, status: str = "feasible",
                     trace: Sequence[dict] = (), info: Mapping[str, Any] | None = None) -> Any:
@@ -462,8 +496,6 @@ class BlockSparsification(Problem):
         import torch
 
         from sparsesel.blocks import apply_masks, bake_masks, block_indices, resolve
-        from sparsesel.result import Result
-
         block_masks = {n: block_masks[n].bool().clone() for n in self.params}
         budget = self.budget()
         kept = {n: int(block_masks[n].sum()) for n in self.params}
@@ -511,7 +543,7 @@ class BlockSparsification(Problem):
         }
         extra.update(info or {})
         selected = tuple((n, block_indices(block_masks[n])) for n in self.params)
-        return Result(selected=selected, objective=objective, status=status, trace=tuple(trace), info=extra)
+        return self.result(selected, objective=objective, status=status, trace=trace, **extra)
 
 
 def check_finite_batch(inputs: Any, targets: Any, where: str) -> None:
@@ -571,6 +603,27 @@ def _float_dtype(model: Any) -> Any:
         if param.dtype.is_floating_point:
             return param.dtype
     return torch.float32
+
+
+def _explain_class_labels_with_mse(loss: Any, output: Any, targets: Any) -> None:
+    """Raise a ``ValueError`` with a hint when ``loss='mse'`` meets integer class labels for a multi-output model.
+
+    Does nothing in any other case (the caller then reports the shape mismatch itself).
+    """
+    import torch
+
+    if loss != "mse" or not (isinstance(output, torch.Tensor) and isinstance(targets, torch.Tensor)):
+        return
+    if output.ndim != 2 or output.shape[1] < 2 or targets.ndim != 1 or targets.numel() == 0:
+        return
+    if not bool(torch.all(targets == torch.round(targets))):
+        return
+    low, high = int(targets.min()), int(targets.max())
+    raise ValueError(
+        f"loss='mse' compares the model output, shape (n, {output.shape[1]}), with targets of that same shape, "
+        f"but data y holds integer labels of shape (n,) (values {low}..{high}); for class labels use "
+        f"loss='cross_entropy', or give y as an (n, {output.shape[1]}) float array (e.g. one-hot) for mse"
+    )
 
 
 def _check_loader_length(loader: Any) -> None:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -212,8 +212,6 @@ class CoreShape(SpectralRankProblem):
     budget: int | float
     total_energy: float | None = None
     tensor: np.ndarray | None = None
-
-    kind: ClassVar[str] = "core_shape"
 
     def __post_init__(self) -> None:
         shape = check_tensor_shape(self.shape)

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
-from sparsesel.design_matrix import dense_columns, is_sparse, sparse_description
+from sparsesel.design_matrix import column_extremes, dense_columns, is_sparse, sparse_description
 from sparsesel.problems.base import Problem
+from sparsesel.problems.column_scaling import ColumnScaling, column_scaling
 from sparsesel.validation import as_finite_array, as_finite_sparse, check_choice, check_index_set, check_int
 
 #: Solvers that take a scipy sparse ``X`` without densifying it (``FeatureSelection.require_dense`` names them).
 SPARSE_SOLVERS = ("omp", "greedy_forward", "lasso")
 
 LOSSES = ("squared", "logistic")
+
+#: Entries of ``X`` (and ``y``) beyond this magnitude are refused: column means and the
+#: products of a column with a unit vector (what the solvers compute) must stay finite.
+MAX_ABS_VALUE = 1e250
+
+#: ``loss="logistic"``: largest accepted spread ``max |x − mean|`` of a column. The ridge
+#: refit (scikit-learn's Newton–Cholesky) meets a Hessian whose conditioning grows with the
+#: square of the spread; measured: right up to 1e7, wrong from 1e8 on (it falls back to an
+#: lbfgs run that stops early), on n = 40 … 3000.
+LOGISTIC_MAX_COLUMN_SPREAD = 1e6
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +43,16 @@ class FeatureSelection(Problem):
       regression fit with ridge strength ``alpha`` (the penalty
       ``(alpha/2)·‖β‖²`` is used to fit, not counted in the reported loss). With
       more than two classes in ``y`` the model is multinomial.
+
+    Column scales: the squared loss and its optimal subsets do not depend on how
+    the columns are scaled, and the refit works on columns rescaled by powers of
+    two (:attr:`scaling`), so columns of magnitude ``1e-200`` or ``1e200``, mixed
+    with ordinary ones, give the right loss; the same holds for a sparse ``X``,
+    whose columns are scaled without densifying it. Refused with a ``ValueError``:
+    entries beyond :data:`MAX_ABS_VALUE`; for ``squared``, a ``y`` whose loss
+    overflows or underflows float64; for ``logistic`` (whose ridge penalty
+    does depend on the scales), columns spread wider than
+    :data:`LOGISTIC_MAX_COLUMN_SPREAD`.
 
     Parameters
     ----------
@@ -58,7 +80,8 @@ class FeatureSelection(Problem):
         Non-numeric ``X``/``y`` or a non-integer ``k``.
     ValueError
         Wrong dimensions, NaN/inf, mismatched lengths, ``k`` outside ``[1, d]``,
-        unknown ``loss``, fewer than two classes for ``logistic``.
+        unknown ``loss``, fewer than two classes for ``logistic``, extreme
+        magnitudes (see "Column scales").
     """
 
     X: np.ndarray
@@ -67,8 +90,6 @@ class FeatureSelection(Problem):
     loss: str = "squared"
     fit_intercept: bool = True
     alpha: float = 1e-4
-
-    kind: ClassVar[str] = "feature_selection"
 
     def __post_init__(self) -> None:
         X = as_finite_sparse(self.X, "X") if is_sparse(self.X) else as_finite_array(self.X, "X", ndim=2)
@@ -102,6 +123,8 @@ class FeatureSelection(Problem):
                 raise ValueError(
                     f"y has {classes.size} distinct values for {n} rows: loss='logistic' needs class labels"
                 )
+        _check_magnitude(X, "X")
+        _check_magnitude(y, "y")
         if not is_sparse(X):
             X.setflags(write=False)
         y.setflags(write=False)
@@ -110,6 +133,19 @@ class FeatureSelection(Problem):
         object.__setattr__(self, "k", k)
         object.__setattr__(self, "fit_intercept", bool(self.fit_intercept))
         object.__setattr__(self, "alpha", alpha)
+        if loss == "squared":
+            _check_squared_loss_range(self.scaling, y, self.fit_intercept)
+        else:
+            _check_logistic_spread(self.scaling)
+
+    @cached_property
+    def scaling(self) -> ColumnScaling:
+        """Centring (with an intercept) and power-of-two scales of the columns of ``X`` and of ``y``.
+
+        Solvers compute on ``(X − x_mean)/x_scale`` and ``(y − y_mean)/y_scale``, whose
+        entries lie in ``(-1, 1)``; see :mod:`sparsesel.problems.column_scaling`.
+        """
+        return column_scaling(self.X, self.y if self.loss == "squared" else None, self.fit_intercept)
 
     @property
     def n_samples(self) -> int:
@@ -167,20 +203,27 @@ class FeatureSelection(Problem):
         return float(self.refit(subset)["loss"])
 
     def _refit_squared(self, subset: list[int]) -> dict[str, Any]:
-        X, y = self.columns(subset), self.y
-        if self.fit_intercept:
-            x_mean, y_mean = X.mean(axis=0), y.mean()
-        else:
-            x_mean, y_mean = np.zeros(len(subset)), 0.0
-        Xs = X - x_mean
-        yc = y - y_mean
+        # on the rescaled columns and response: least squares does not depend on the
+        # columns' scales, and the SVD's rank cut-off then sees every column at its own scale
+        scaling = self.scaling
+        Xs = scaling.scaled_columns(self.X, subset)
+        ys = scaling.scaled_response(self.y)
         if subset:
-            coef, *_ = np.linalg.lstsq(Xs, yc, rcond=None)
+            coef_scaled, *_ = np.linalg.lstsq(Xs, ys, rcond=None)
         else:
-            coef = np.zeros(0)
-        residual = yc - Xs @ coef
-        intercept = float(y_mean - x_mean @ coef) if self.fit_intercept else 0.0
-        return {"coef": coef, "intercept": intercept, "loss": float(residual @ residual / X.shape[0])}
+            coef_scaled = np.zeros(0)
+        residual = ys - Xs @ coef_scaled
+        loss = scaling.unscale_squared(residual @ residual / self.X.shape[0])
+        coef = scaling.unscale_coef(coef_scaled, subset)
+        with np.errstate(over="ignore", invalid="ignore"):
+            intercept = float(scaling.y_mean - scaling.x_mean[subset] @ coef) if self.fit_intercept else 0.0
+        if not (np.all(np.isfinite(coef)) and np.isfinite(intercept)):
+            raise ValueError(
+                f"the least-squares coefficients of columns {subset} overflow float64 (y spreads over "
+                f"{scaling.y_spread:.1e}, the narrowest of these columns over "
+                f"{float(np.min(scaling.x_spread[subset])):.1e}); rescale X or y"
+            )
+        return {"coef": coef, "intercept": intercept, "loss": loss}
 
     def _refit_logistic(self, subset: list[int]) -> dict[str, Any]:
         from sklearn.linear_model import LogisticRegression
@@ -205,3 +248,52 @@ class FeatureSelection(Problem):
         proba = model.predict_proba(Xs)
         coef = model.coef_[0] if classes.size == 2 else model.coef_
         return {"coef": coef, "intercept": model.intercept_, "loss": float(log_loss(y, proba, labels=model.classes_))}
+
+
+def _check_magnitude(values: Any, name: str) -> None:
+    """Refuse entries beyond :data:`MAX_ABS_VALUE`, naming the first offending column (dense or sparse)."""
+    if is_sparse(values):
+        x_max, x_min = column_extremes(values)
+        largest = np.maximum(x_max, -x_min)
+    else:
+        largest = np.max(np.abs(values), axis=0)
+    if np.any(largest > MAX_ABS_VALUE):
+        where = f" (column {int(np.argmax(largest))})" if values.ndim == 2 else ""
+        raise ValueError(
+            f"{name} has entries of magnitude {float(np.max(largest)):.3e}{where}; values beyond "
+            f"{MAX_ABS_VALUE:.0e} are refused (float64 sums of them overflow): rescale {name}"
+        )
+
+
+def _check_squared_loss_range(scaling: ColumnScaling, y: np.ndarray, fit_intercept: bool) -> None:
+    """Refuse a ``y`` whose squared loss (that of the empty model) overflows or underflows float64."""
+    scaled = scaling.scaled_response(y)
+    mean_square = float(scaled @ scaled) / y.shape[0]
+    what = "variance" if fit_intercept else "mean square"
+    try:
+        loss = scaling.unscale_squared(mean_square)
+    except OverflowError:
+        loss = np.inf
+    if not np.isfinite(loss):
+        raise ValueError(
+            f"y spreads over {scaling.y_spread:.1e}: its {what} (the squared loss of the empty model) "
+            f"overflows float64; rescale y (the selection does not depend on y's units)"
+        )
+    if mean_square > 0.0 and loss < np.finfo(np.float64).tiny:
+        raise ValueError(
+            f"y spreads over only {scaling.y_spread:.1e}: its {what} ({loss:.1e}) underflows float64, so "
+            f"squared losses cannot be compared; rescale y (the selection does not depend on y's units)"
+        )
+
+
+def _check_logistic_spread(scaling: ColumnScaling) -> None:
+    """Refuse columns spread too wide for a reliable ridge-logistic refit."""
+    spread = scaling.x_spread
+    wide = np.flatnonzero(spread > LOGISTIC_MAX_COLUMN_SPREAD)
+    if wide.size:
+        shown = ", ".join(str(int(j)) for j in wide[:5]) + (", ..." if wide.size > 5 else "")
+        raise ValueError(
+            f"loss='logistic': column(s) {shown} of X spread over up to {float(np.max(spread)):.1e}; the "
+            f"ridge-logistic refit is unreliable beyond {LOGISTIC_MAX_COLUMN_SPREAD:.0e} (its Hessian is "
+            f"too ill-conditioned): standardise or rescale those columns"
+        )

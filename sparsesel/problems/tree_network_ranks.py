@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -63,8 +63,6 @@ class TreeNetworkRanks(SpectralRankProblem):
     budget: int | float
     total_energy: float | None = None
     tensor: np.ndarray | None = None
-
-    kind: ClassVar[str] = "tree_network_ranks"
 
     def __post_init__(self) -> None:
         shape = check_tensor_shape(self.shape)

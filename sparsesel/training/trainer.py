@@ -39,6 +39,7 @@ from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
 from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, predict, training_recipe
+from sparsesel.validation import max_threads
 
 __all__ = ["TrainConfig", "evaluate", "make_optimizers", "state_path", "train"]
 
@@ -123,12 +124,17 @@ class TrainConfig:
             raise ValueError(f"preset must be one of {zoo.PRESETS}, got {self.preset!r}")
         if not isinstance(self.net_options, dict):
             raise TypeError(f"net_options must be a dict, got {type(self.net_options).__name__}")
+        config_fields = {f.name for f in dataclasses.fields(entry.classes()[1])}
+        unknown = sorted(set(self.net_options) - config_fields)
+        if unknown:
+            raise ValueError(f"net_options {unknown} are not options of {self.net}; valid: {sorted(config_fields)}")
         for name, low in (("steps", 1), ("batch_size", 1), ("patch_size", 16), ("seed", 0), ("checkpoint_every", 1), ("eval_count", 0), ("eval_size", 16)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1):
-            raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or not 1 <= self.threads <= max_threads()):
+            raise ValueError(f"threads must be an integer in [1, {max_threads()}] or None, got {self.threads!r}")
         for name in ("lr", "weight_decay", "eta_min"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):

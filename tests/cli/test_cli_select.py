@@ -54,11 +54,7 @@ def test_select_npz(tmp_path, capsys):
         (["--data", "builtin:diabetes", "--k", "11"], "k must be <= 10, got 11"),
         (["--data", "builtin:diabetes", "--k", "2", "--solver", "xyz"], "unknown solver 'xyz'"),
         (["--data", "missing.csv", "--k", "2"], "missing.csv does not exist"),
-        (["--data", "builtin:diabetes", "--k", "2", "--solver", "omp", "--seed", "0"],
-         "--seed: solver 'omp' takes no seed (it is deterministic); drop --seed, or use a solver that takes one: "
-         "lasso, sequential_attention"),
-        (["--data", "missing.csv", "--k", "2", "--solver", "greedy_forward", "--seed", "1"],
-         "--seed: solver 'greedy_forward' takes no seed"),
+        (["--data", "builtin:diabetes", "--k", "2", "--solver", "omp", "--seed", "-1"], "--seed must be >= 0"),
     ],
 )
 def test_select_bad_input_exits_2_with_message(argv, message, capsys):
@@ -73,6 +69,21 @@ def test_select_seed_goes_to_the_solvers_that_take_one(solver, capsys):
     seeded = json.loads(capsys.readouterr().out)
     assert main(argv) == 0
     assert len(seeded["selected"]) == 3 and seeded["solver"] == solver
+
+
+@pytest.mark.parametrize("solver", ["omp", "greedy_forward"])
+def test_select_seed_is_ignored_by_deterministic_solvers(solver, capsys):
+    """A script looping over solvers with one --seed keeps working: omp / greedy_forward take no seed
+    and answer as without it (the issue: `select --seed` only where a solver takes one)."""
+    argv = ["select", "--data", "builtin:diabetes", "--k", "3", "--solver", solver, "--json"]
+    assert main([*argv, "--seed", "5"]) == 0
+    seeded = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert seeded["selected"] == plain["selected"] and "seed" not in seeded["info"]
+    if solver == "omp":
+        X, y = load_diabetes(return_X_y=True)
+        assert set(seeded["selected"]) == _sklearn_omp_support(X, y, 3)
 
 
 def test_select_csv_with_text_cell(tmp_path, capsys):

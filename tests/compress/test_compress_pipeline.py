@@ -1,6 +1,8 @@
 """Tests of sparsesel.compress: factorized layers, plans, packing, apply/save/load, fine-tuning, CLI errors."""
 
+import importlib
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,6 @@ from torch import nn
 from sparsesel.compress import Plan, Tucker2Conv, apply, count_params, load_compressed, plan, save_compressed
 from sparsesel.compress.factorized import factorize
 from sparsesel.compress.finetune import FinetuneConfig, finetune
-from sparsesel.compress.plan import solve_multiple_choice_knapsack
 from sparsesel.nets import zoo
 
 torch.set_num_threads(1)
@@ -102,41 +103,23 @@ def brute_force(costs, errors, capacity):
     return best
 
 
-@pytest.mark.parametrize("algorithm", ["dp", "cp_sat"])
-@pytest.mark.parametrize("seed", range(8))
-def test_knapsack_equals_brute_force(seed, algorithm):
-    rng = np.random.default_rng(seed)
-    groups = int(rng.integers(2, 6))
-    costs = [rng.integers(0 if seed % 2 else 1, 40, size=int(rng.integers(1, 6))) for _ in range(groups)]
-    errors = [rng.random(len(c)) for c in costs]
-    capacity = int(sum(c.min() for c in costs) + rng.integers(0, 40))
-    choice, info = solve_multiple_choice_knapsack(costs, errors, capacity, algorithm=algorithm)
-    assert info["algorithm"] == algorithm
-    value, pick = brute_force(costs, errors, capacity)
-    assert info["status"] == "optimal"
-    assert info["objective"] == pytest.approx(value, abs=1e-9)
-    assert tuple(choice) == pick
-    assert info["cost"] <= capacity
+def test_plan_json_names_the_solver_that_produced_it(monkeypatch):
+    """packing picks dp for a parameter budget, cp_sat above DP_CELLS; forced solvers give the same plan."""
+    plan_module = importlib.import_module("sparsesel.compress.plan")  # the package exports a function of that name
 
-
-def test_knapsack_algorithms_agree_on_large_instances():
-    """DP and CP-SAT on instances too large for brute force (CP-SAT proves optimality here)."""
-    rng = np.random.default_rng(11)
-    costs = [np.sort(rng.integers(5, 400, size=12)) for _ in range(25)]
-    errors = [np.sort(rng.random(12))[::-1] * rng.random() for _ in range(25)]
-    capacity = int(sum(c.min() for c in costs) + 1500)
-    (dp, info_dp), (cp, info_cp) = (solve_multiple_choice_knapsack(costs, errors, capacity, algorithm=a) for a in ("dp", "cp_sat"))
-    assert info_cp["status"] == "optimal"
-    assert info_dp["objective"] == pytest.approx(info_cp["objective"], abs=1e-9)
-    assert info_dp["cost"] <= capacity
-    with pytest.raises(ValueError, match="algorithm must be"):
-        solve_multiple_choice_knapsack(costs, errors, capacity, algorithm="greedy")
-    with pytest.raises(ValueError, match="back-pointers"):
-        solve_multiple_choice_knapsack(costs, errors, 10**12, algorithm="dp")
-    _, info = solve_multiple_choice_knapsack([[10**9, 3 * 10**9]], [[1.0, 0.0]], 2 * 10**9)  # auto: CP-SAT
-    assert info["algorithm"] == "cp_sat" and info["status"] == "optimal"
-    with pytest.raises(ValueError, match="finite"):
-        solve_multiple_choice_knapsack([[1, 2]], [[np.nan, 0.0]], 5)
+    model = Plain().eval()
+    by_dp = plan(model, 0.55)
+    assert by_dp.solver["name"] == "dp" and by_dp.solver["status"] == "optimal"
+    assert by_dp.solver["lower_bound"] == by_dp.solver["upper_bound"] == by_dp.solver["objective"]
+    monkeypatch.setattr(plan_module, "DP_CELLS", 0)
+    by_cp_sat = plan(model, 0.55)
+    assert by_cp_sat.solver["name"] == "cp_sat" and by_cp_sat.solver["status"] == "optimal"
+    assert by_cp_sat.solver["objective"] == pytest.approx(by_dp.solver["objective"], abs=1e-9)
+    assert json.loads(by_cp_sat.to_json())["solver"]["name"] == "cp_sat"
+    for method in ("dp", "cp_sat", "greedy", "uniform", "energy"):
+        forced = plan(model, 0.55, method=method)
+        assert forced.solver["name"] == method and forced.params_after <= forced.budget_cost
+        assert forced.method == method
 
 
 def test_plan_allocation_equals_brute_force_on_a_network():

@@ -1,7 +1,6 @@
 """The solver registry: registration rules, lookup, option checking."""
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ class ToyProblem(Problem):
 
     values: tuple
     k: int
-    kind: ClassVar[str] = "toy"
 
 
 @register_solver("toy_sort", kinds=ToyProblem, description="sort and take the top k")

@@ -6,14 +6,16 @@ import math
 import numpy as np
 import pytest
 
-from sparsesel import STATUSES, Result
+from sparsesel import STATUSES, Guarantee, Result
 
 
 def test_result_normalises_fields():
-    r = Result(selected=[np.int64(3), 1], objective=np.float32(2.5), bound=np.float64(1.0), status="optimal")
+    r = Result(selected=[np.int64(3), 1], objective=np.float32(2.5), lower_bound=np.float64(1.0),
+               upper_bound=np.float32(2.5), status="optimal")
     assert r.selected == (3, 1)
     assert isinstance(r.objective, float) and r.objective == 2.5
-    assert r.bound == 1.0
+    assert (r.lower_bound, r.upper_bound) == (1.0, 2.5) and isinstance(r.lower_bound, float)
+    assert r.guarantee is None
 
 
 def test_result_rejects_unknown_status():
@@ -47,3 +49,25 @@ def test_result_is_immutable_and_replace_copies():
         r.objective = 2.0  # type: ignore[misc]
     s = r.replace(objective=2.0)
     assert (r.objective, s.objective) == (1.0, 2.0)
+
+
+def test_bounds_must_be_ordered_and_bound_is_gone():
+    with pytest.raises(ValueError, match=r"lower_bound \(2.0\) exceeds upper_bound \(1.0\)"):
+        Result(selected=(1,), objective=1.0, lower_bound=2.0, upper_bound=1.0)
+    with pytest.raises(TypeError, match="bound"):
+        Result(selected=(1,), objective=1.0, bound=1.0)  # the old field: lower_bound/upper_bound/guarantee now
+
+
+def test_guarantee_states_its_factor_and_quantity():
+    g = Guarantee(0.75, "kept_energy")
+    assert str(g) == "kept_energy(selected) >= 0.75 x optimal kept_energy"
+    r = Result(selected=(1, 2), objective=3.0, status="approximate", guarantee=g)
+    back = json.loads(json.dumps(r.to_dict()))
+    assert back["guarantee"] == {"factor": 0.75, "of": "kept_energy", "relation": ">=", "statement": str(g)}
+    assert "guarantee='kept_energy(selected) >= 0.75" in repr(r)
+    with pytest.raises(ValueError, match="factor must be finite and > 0"):
+        Guarantee(0.0, "kept_energy")
+    with pytest.raises(ValueError, match="relation must be one of"):
+        Guarantee(0.5, "kept_energy", relation="==")
+    with pytest.raises(TypeError, match="must be a Guarantee"):
+        Result(selected=(1,), objective=1.0, guarantee=0.5)

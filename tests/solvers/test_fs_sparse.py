@@ -110,9 +110,11 @@ def test_large_sparse_input_is_not_densified(solver):
 @pytest.mark.parametrize("solver", ["brute_force", "sequential_attention"])
 def test_solvers_that_need_dense_say_so(solver):
     X, y = _sparse_regression(8, d=8)
-    with pytest.raises(TypeError, match=rf"solver '{solver}' needs a dense X, got a scipy sparse matrix \(300×8, .*"
-                                        r"omp, greedy_forward, lasso.*X.toarray\(\)"):
-        ss.solve(ss.FeatureSelection(X, y, 2), solver)
+    problem = ss.FeatureSelection(X, y, 2)
+    with pytest.raises(ValueError, match=rf"solver '{solver}' does not accept this FeatureSelection: it needs a dense X, "
+                                         r"got a scipy sparse matrix \(300×8, .*omp, greedy_forward, lasso.*X.toarray\(\)"):
+        ss.solve(problem, solver)
+    assert sorted(ss.solvers_for(problem)) == ["greedy_forward", "lasso", "omp"]  # only those that take sparse X
 
 
 def test_sparse_problem_copies_checks_and_protects_its_data():

@@ -63,4 +63,5 @@ def test_cli_tree_file_and_errors(tensor_file, tmp_path, capsys):
 def test_cli_builtin_with_ptas(capsys):
     assert main(["core-shape", "--tensor", "builtin:tucker4", "--budget", "0.05", "--solver", "ptas", "--epsilon", "0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["status"] == "approximate" and out["bound"] == 0.5
+    assert out["status"] == "approximate" and out["guarantee"] == {
+        "factor": 0.5, "of": "kept_energy", "relation": ">=", "statement": "kept_energy(selected) >= 0.5 x optimal kept_energy"}

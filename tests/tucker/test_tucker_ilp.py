@@ -28,7 +28,7 @@ def test_ilp_matches_brute_force_on_random_core_shapes(block, method):
         assert got.status == "optimal"
         assert p.size(got.selected) <= p.budget
         assert got.objective == pytest.approx(exact.objective, rel=1e-12, abs=1e-12 * p.total_energy)
-        assert got.bound == pytest.approx(got.objective)
+        assert got.lower_bound == pytest.approx(got.objective) and got.upper_bound == got.objective
     assert checked >= 35
 
 
@@ -111,4 +111,4 @@ def test_ilp_time_limit_returns_feasible_shape_with_bound():
     r = ss.solve(p, "ilp", method="cp_sat", time_limit=0.001)
     assert r.status in ("time_limit", "optimal")
     assert p.size(r.selected) <= p.budget
-    assert r.bound is not None and r.bound <= r.objective + 1e-9
+    assert r.lower_bound is not None and r.lower_bound <= r.objective + 1e-9 and r.upper_bound == r.objective

@@ -22,10 +22,10 @@ def test_ptas_within_stated_factor(epsilon):
             continue
         checked += 1
         assert got.status == "approximate"
-        assert got.bound == pytest.approx(1 - epsilon)
+        assert got.guarantee == ss.Guarantee(1 - epsilon, "kept_energy")
         assert p.size(got.selected) <= p.budget
         assert got.objective >= exact.objective - 1e-9 * p.total_energy
-        assert p.kept_energy(got.selected) >= got.bound * p.kept_energy(exact.selected) - 1e-9 * p.total_energy
+        assert p.kept_energy(got.selected) >= got.guarantee.factor * p.kept_energy(exact.selected) - 1e-9 * p.total_energy
     assert checked >= 6
 
 

@@ -175,7 +175,8 @@ def test_ptas_small_rank_fallback_matches_exhaustive_search(cap, monkeypatch):
     problem = ss.CoreShape(spectra, (10, 10, 10, 10), 900)
     reference = _reference_small_best(problem, cap)
     monkeypatch.setattr(tucker_ptas, "SMALL_RANK_GRID_LIMIT", 0)  # force the exact-solver path
-    ranks = tucker_ptas._small_rank_best(problem, cap, list(problem.max_ranks))
+    ranks, complete = tucker_ptas._small_rank_best(problem, cap, list(problem.max_ranks))
+    assert complete
     assert max(ranks) <= cap and problem.size(ranks) <= problem.budget
     discarded = sum(float(np.sum(problem.energies[g][r:])) for g, r in enumerate(ranks))
     assert discarded == pytest.approx(reference, rel=1e-12, abs=1e-12)
