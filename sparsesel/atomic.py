@@ -12,6 +12,17 @@ from pathlib import Path
 from typing import IO
 
 
+#: Longest part of the target's name kept in the temporary file's name (which adds ~14 bytes), so
+#: that a target whose name is just within the file system's limit is still written.
+_PREFIX_NAME_LIMIT = 200
+
+
+def temporary_prefix(name: str) -> str:
+    """How the temporary file of :func:`write_atomic` for a target ``name`` begins (``.NAME.``)."""
+    kept = os.fsencode(name)[:_PREFIX_NAME_LIMIT]
+    return f".{os.fsdecode(kept) if kept == os.fsencode(name) else kept.decode('utf-8', 'ignore')}."
+
+
 def refuse_existing(path: str | os.PathLike, force: bool) -> Path:
     """Return ``path`` as a Path; raise ``FileExistsError`` if it exists and not ``force``."""
     path = Path(path)
@@ -34,7 +45,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
     """
     path = refuse_existing(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         os.chmod(temporary, _default_mode())  # mkstemp creates 0600; give the file the usual umask mode
         with os.fdopen(handle, "wb") as stream:

@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.model_selection import train_test_split
 
     from sparsesel import aggregate as agg
-    from sparsesel.atomic import refuse_existing, write_atomic, write_text_atomic
+    from sparsesel.atomic import write_atomic, write_text_atomic
+    from sparsesel.outputs import check_output_file, same_file
     from sparsesel.tabular import load_table
 
     if args.bag_size < 1:
@@ -110,11 +111,12 @@ def run(args: argparse.Namespace) -> int:
     clip = _parse_clip(args.clip, args.epsilon)
     name = args.data.removeprefix("builtin:").replace("/", "_").replace(".", "_")
     out = Path(args.out or f"aggregate_{name}_k{args.bag_size}.png")
-    refuse_existing(out, args.force)
+    data_file = None if args.data.startswith("builtin:") else args.data
+    check_output_file(out, label="--out", inputs={"--data": data_file}, force=args.force)
     if args.json:
-        if Path(args.json).resolve() == out.resolve():
+        if same_file(args.json, out):
             raise ValueError(f"--json and the plot (--out) name the same file {out}; give them different paths")
-        refuse_existing(args.json, args.force)
+        check_output_file(args.json, label="--json", inputs={"--data": data_file}, force=args.force)
     torch.set_num_threads(1)
 
     table = load_table(args.data, args.target)

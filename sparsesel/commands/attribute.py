@@ -50,7 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="builtin:digits-cnn or builtin:crops-cnn (trained once: shipped or cached); a checkpoint "
                         "file: {'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...} or a network of sparsesel.nets "
                         "(written by `sparsesel train`, or an official UHDformer release), read weights-only; or "
-                        "package.module:factory, a function returning an nn.Module (see --weights, --channels)")
+                        "package.module:factory, a function returning an nn.Module (see --weights, --channels); "
+                        "a TorchScript archive or a pickled whole module only with --trust-code")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="allow --model to be a TorchScript archive or a whole pickled module: both hold code "
+                             "that runs on this machine with your permissions (TorchScript when the model is called, "
+                             "a pickle already when it is loaded); give it only for a file from a source you trust. "
+                             "Without it such files are refused unread")
     parser.add_argument("--weights", default=None,
                         help="with --model MODULE:FACTORY: a state dict file (read weights-only) loaded into the module")
     parser.add_argument("--channels", type=int, default=None, choices=(1, 3),
@@ -99,7 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the random solver, and of the built-in models (seed 0 ships with the package, "
                         "others are trained once and cached)")
-    parser.add_argument("--out", required=True, help="output directory (created if needed)")
+    parser.add_argument("--out", required=True, help="output folder (created if needed; must not hold --model, --weights "
+                        "or --image); only heatmap.png and attribution.json in it are written")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.set_defaults(func=run)
 
@@ -299,15 +306,16 @@ def check_image_argument(text: str, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     image_size(text, max_pixels)
 
 
-def check_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """The heatmap and JSON paths; refuse existing ones without --force and an --out that is a file."""
+def check_outputs(args: argparse.Namespace, spec: ModelSpec) -> tuple[Path, Path]:
+    """The heatmap and JSON paths, checked (:func:`sparsesel.outputs.check_output_folder`): --out is a
+    folder one can write, holding none of the inputs; existing outputs only with --force."""
+    from sparsesel.outputs import check_output_folder
+
     out = Path(args.out)
     png, js = out / "heatmap.png", out / "attribution.json"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {args.out!r} exists and is not a directory")
-    existing = [str(p) for p in (png, js) if p.exists()]
-    if existing and not args.force:
-        raise FileExistsError(f"{', '.join(existing)} exist(s); pass --force to overwrite")
+    inputs = {"--model": spec.value if spec.kind == "file" else None, "--weights": args.weights,
+              "--image": None if args.image.startswith("builtin:") else args.image}
+    check_output_folder(out, inputs=inputs, files=[png.name, js.name], force=args.force)
     return png, js
 
 
@@ -358,7 +366,7 @@ def load_model(spec: ModelSpec, args: argparse.Namespace) -> tuple[object, int, 
             BUILTIN_CHANNELS[spec.value], "classifier"
     if spec.kind == "factory":
         return _factory_model(spec.value, args.weights), args.channels or 3, "factory"
-    return _checkpoint_model(spec.value)
+    return _checkpoint_model(spec.value, trust_code=args.trust_code)
 
 
 def _as_cli_classifier(arch: str, model):
@@ -370,11 +378,63 @@ def _as_cli_classifier(arch: str, model):
     return model.eval()
 
 
-def _checkpoint_model(spec: str) -> tuple[object, int, str]:
-    """A classifier checkpoint ``{'arch', 'state_dict'}`` or a network file of :mod:`sparsesel.nets` (weights only)."""
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with a ``code/`` folder or ``constants.pkl``), read
+    from its zip directory only (nothing in it is loaded)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, ValueError):
+        return False
+    return any("/code/" in name or name.endswith("/constants.pkl") for name in names)
+
+
+def _refuse_code(spec: str, what: str) -> ValueError:
+    return ValueError(
+        f"--model {spec!r} is {what}, which holds code that would run on this machine; it is not loaded unless you "
+        "pass --trust-code (only for a file from a source you trust). A checkpoint {'arch': ..., 'state_dict': "
+        "model.state_dict()} or a network file of sparsesel.nets needs no such trust"
+    )
+
+
+def _code_model(spec: str, torchscript: bool) -> tuple[object, int, str]:
+    """A TorchScript archive or a pickled whole module (``--trust-code`` given): the model, its channels
+    (its ``input_layout[0]`` attribute, else 3) and its family."""
+    import torch
+
+    try:
+        if torchscript:
+            model = torch.jit.load(spec, map_location="cpu")
+        else:
+            model = torch.load(spec, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - whatever the file's own code raised
+        raise ValueError(f"--model {spec!r} could not be loaded even with --trust-code ({type(exc).__name__}: {exc})") from None
+    if not torchscript and not isinstance(model, torch.nn.Module):
+        raise ValueError(f"--model {spec!r} holds a {type(model).__name__}, not a torch module")
+    channels = int(tuple(getattr(model, "input_layout", (3,)))[0])
+    return model.eval(), channels, "torchscript" if torchscript else "pickled module"
+
+
+def _checkpoint_model(spec: str, trust_code: bool = False) -> tuple[object, int, str]:
+    """A classifier checkpoint ``{'arch', 'state_dict'}`` or a network file of :mod:`sparsesel.nets`
+    (weights only); a TorchScript archive or a pickled module only with ``trust_code``."""
     from sparsesel.nets.zoo import load_checkpoint_file, load_net
 
-    payload = load_checkpoint_file(spec)
+    if is_torchscript(spec):
+        if not trust_code:
+            raise _refuse_code(spec, "a TorchScript archive")
+        return _code_model(spec, torchscript=True)
+    try:
+        payload = load_checkpoint_file(spec)
+    except ValueError as exc:
+        if "could run code" not in str(exc) or "references the Python object" not in str(exc):
+            raise  # corrupt, truncated, not a torch file
+        if not trust_code:
+            raise _refuse_code(spec, "a torch file holding pickled objects other than tensors (e.g. a whole module "
+                                     f"saved with torch.save(model)) ({exc})") from None
+        return _code_model(spec, torchscript=False)
     expected = "a classifier checkpoint {'arch': 'digits-cnn'|'crops-cnn', 'state_dict': ...} or a network file of sparsesel.nets"
     if not isinstance(payload, dict):
         raise ValueError(f"{spec!r} is a readable torch file but holds a {type(payload).__name__}, not {expected}")
@@ -529,7 +589,7 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. every check that needs no model: flags, their combinations, files, the pixel budget
     spec, options = check_arguments(args)
-    png, js = check_outputs(args)
+    png, js = check_outputs(args, spec)
     if spec.kind != "file":  # a checkpoint file says what it holds (classifier or network) when read
         check_budget(args, options, input_size(args, spec.kind == "builtin"))
 

@@ -2,9 +2,10 @@
 
 Writes into ``DIR``: ``compressed.pt`` (loadable by :func:`sparsesel.compress.load_compressed`;
 UHDformer files also by :func:`sparsesel.nets.load_uhdformer` once :mod:`sparsesel.compress` is
-imported), ``plan.json`` (editable), ``report.json``, ``report.md`` and PNG plots. While fine-tuning,
-``DIR/finetune.state`` allows ``--resume`` after an interruption. Under
-``torchrun --nproc_per_node=N`` the fine-tuning is data-parallel (rank 0 writes the files).
+imported), ``plan.json`` (editable), ``report.json``, ``report.md`` and PNG plots; nothing else in
+``DIR`` is touched. Until those are written, ``DIR/finetune*.state`` allow ``--resume`` after an
+interruption (Ctrl-C, ``kill -9``) at any stage, and ``DIR/.sparsesel.lock`` keeps a second run out
+of ``DIR``. Under ``torchrun --nproc_per_node=N`` the fine-tuning is data-parallel (rank 0 writes the files).
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (required unless --demo: compress-demo)")
-    parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --out (same settings; no fine-tuning step is redone)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (required unless --demo: compress-demo); created if missing; must not hold CHECKPOINT")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty --out, replacing only this command's own files there "
+                             "(and discarding the state of an interrupted run); nothing else in it is touched")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 
@@ -73,29 +78,35 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.out is None:
         raise ValueError("--out DIR is required")
-    if args.checkpoint.is_dir():
-        raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    if args.out.exists() and any(args.out.iterdir()) and not (args.force or args.resume):
-        raise FileExistsError(f"{args.out} exists; pass --force to replace it or --resume to continue it")
-    if args.resume and not (args.out / "finetune.state").exists():
-        raise FileNotFoundError(f"nothing to resume: {args.out / 'finetune.state'} does not exist")
     try:
         curve = [float(b) for b in args.curve.split(",") if b.strip()]
     except ValueError:
         raise ValueError(f"--curve must be comma-separated budgets such as 0.25,0.5,0.75 (or ''), got {args.curve!r}") from None
     from sparsesel.compress.pipeline import compress_checkpoint
 
-    summary = compress_checkpoint(
-        args.checkpoint, args.out, budget=args.budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
-        batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
-        curve=curve, baselines=not args.no_baselines,
-        latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
-        threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
-    )
+    try:
+        summary = compress_checkpoint(
+            args.checkpoint, args.out, budget=args.budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
+            batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
+            curve=curve, baselines=not args.no_baselines,
+            latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
+            threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted(args)) from None
     if summary is not None:
         print(summary)
     return 0
 
 
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted run kept, and how to continue it."""
+    from sparsesel.cli import resume_command
+    from sparsesel.compress.run_folder import state_files
+
+    states = state_files(args.out) if args.out.is_dir() else []
+    if not states:
+        return "no fine-tuning state was saved yet; run the command again to start over"
+    return f"the fine-tuning state is kept in {states[0]}; to continue: {resume_command(args)}"

@@ -11,6 +11,7 @@ import numpy as np
 
 import sparsesel
 from sparsesel.atomic import write_text_atomic
+from sparsesel.outputs import check_output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,17 +120,11 @@ def load_tree_argument(spec: str, n_modes: int):
     return tree
 
 
-def _check_output(path: Path, force: bool) -> None:
-    """Refuse, before any work, an ``--output`` that is a directory or an existing file without ``--force``."""
-    if path.is_dir():
-        raise ValueError(f"--output {path} is a directory; give a file name such as {path / 'result.json'}")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
-
-
-def _write_output(path: Path, text: str, force: bool) -> None:
-    _check_output(path, force)
-    write_text_atomic(path, text, force=True)
+def _check_output(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an ``--output`` that is a folder, an input, unwritable, or exists without ``--force``."""
+    inputs = {"--tensor": None if args.tensor.startswith("builtin:") else args.tensor,
+              "--tree": args.tree if args.tree not in (None, "tt", "tucker") else None}
+    check_output_file(args.output, label="--output", inputs=inputs, force=args.force)
 
 
 def _check_solver_numbers(args: argparse.Namespace) -> None:
@@ -143,7 +138,7 @@ def _check_solver_numbers(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_solver_numbers(args)
     if args.output:  # refuse before any work
-        _check_output(Path(args.output), args.force)
+        _check_output(args)
     X, label = load_tensor_argument(args.tensor)
     budget = parse_budget(args.budget)
     options: dict[str, Any] = {}
@@ -186,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             report["true_relative_error"] = tree_relative_error(problem.tensor, problem.tree, problem.edges, result.selected)
     text = json.dumps(sparsesel.result._jsonable(report), indent=2)
     if args.output:
-        _write_output(Path(args.output), text + "\n", args.force)
+        write_text_atomic(args.output, text + "\n", force=args.force)
     if args.json:
         print(text)
         return 1 if result.status == "infeasible" else 0

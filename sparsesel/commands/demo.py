@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 import sparsesel as ss
-from sparsesel.atomic import refuse_existing, write_atomic, write_text_atomic
+from sparsesel.atomic import write_atomic, write_text_atomic
+from sparsesel.outputs import check_output_folder
 
 #: Solvers compared by the demo, with the options that make them fast on digits.
 DEMO_SOLVERS = {
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--k", type=int, default=12, help="pixels to select (default 12)")
-    parser.add_argument("--out", default="sparsesel-demo", help="output folder (default ./sparsesel-demo)")
+    parser.add_argument("--out", default="sparsesel-demo", help="output folder (default ./sparsesel-demo); only demo.json and demo.png in it are written")
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -41,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.model_selection import train_test_split
 
     out = Path(args.out)
-    report_path = refuse_existing(out / "demo.json", args.force)
-    plot_path = refuse_existing(out / "demo.png", args.force)
+    report_path, plot_path = out / "demo.json", out / "demo.png"
+    check_output_folder(out, files=[report_path.name, plot_path.name], force=args.force)
 
     digits = load_digits()
     X_train, X_test, y_train, y_test = train_test_split(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from sparsesel.atomic import write_text_atomic
+from sparsesel.outputs import check_output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,18 +78,8 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + ".prune.json")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name the same file (equal resolved paths, or ``os.path.samefile``)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist
-        return False
-
-
 def check_outputs(checkpoint: Path, outputs: list[tuple[str, Path]], force: bool) -> None:
-    """Refuse, before any work, every output that is the input, a folder, or exists without ``force``.
+    """Refuse, before any work, every output that is the input, a folder, unwritable, or exists without ``force``.
 
     Parameters
     ----------
@@ -103,20 +93,14 @@ def check_outputs(checkpoint: Path, outputs: list[tuple[str, Path]], force: bool
     Raises
     ------
     ValueError
-        An output is the input, or a folder, or its parent is not a folder.
+        An output is the input, or a folder, or lies under a file, or has a name too long.
+    PermissionError
+        An output's folder cannot be written.
     FileExistsError
         An output exists and ``force`` is false.
     """
     for label, path in outputs:
-        if _same_file(path, checkpoint):
-            raise ValueError(f"{label} {path} is the input checkpoint; the input is never overwritten, choose another path")
-        if path.is_dir():
-            raise ValueError(f"{label} {path} is a folder; give a file path for the new checkpoint")
-        parent = next((p for p in path.absolute().parents if p.exists()), None)
-        if parent is not None and not parent.is_dir():
-            raise ValueError(f"{label} {path}: {parent} is not a folder")
-        if (path.exists() or path.is_symlink()) and not force:
-            raise FileExistsError(f"{label} {path} exists; pass --force to overwrite it")
+        check_output_file(path, label=label, inputs={"checkpoint": checkpoint}, force=force)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "EXIF orientation applied, alpha dropped)")
     parser.add_argument("--checkpoint", required=True, type=Path, help="network file")
     parser.add_argument("--out", required=True, type=Path,
-                        help="output image file, 8 bits per channel; the suffix picks the format: .png, .tif, .bmp, .ppm, "
-                             ".webp (lossless) or .jpg (lossy)")
+                        help="output image file, 8 bits per channel (never one of the inputs); the suffix picks the "
+                             "format: .png, .tif, .bmp, .ppm, .webp (lossless) or .jpg (lossy)")
     parser.add_argument("--mask", type=Path, default=None, help="foreground mask image (harmonizer only)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                         help=f"refuse images with more than N pixels, checked before decoding (default {DEFAULT_MAX_PIXELS:,} "
@@ -46,10 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.training.losses import predict
     from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
 
-    if args.out.exists() and not args.force:
-        raise FileExistsError(f"{args.out} exists; pass --force to overwrite it")
-    if args.out.resolve() == args.image.resolve():
-        raise ValueError("--out must differ from the input image")
+    from sparsesel.outputs import check_output_file
+
+    check_output_file(args.out, inputs={"IMAGE": args.image, "--checkpoint": args.checkpoint, "--mask": args.mask}, force=args.force)
     output_format(args.out)  # an unknown suffix is refused before any work
     if args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")

@@ -81,7 +81,16 @@ def run(args: argparse.Namespace) -> int:
         eval_size=args.eval_size,
         threads=args.threads,
     )
-    summary = train(config, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    try:
+        summary = train(config, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        from sparsesel.cli import resume_command
+        from sparsesel.training import state_path
+
+        state = state_path(args.out)
+        if state.is_file():
+            raise KeyboardInterrupt(f"the training state is kept in {state}; to continue: {resume_command(args)}") from None
+        raise KeyboardInterrupt("no training state was saved yet; run the command again to start over") from None
     print(f"wrote {summary['out']} after {summary['steps']} steps ({summary['wall_time']:.1f} s of training)")
     evaluation = summary["evaluation"]
     if evaluation:

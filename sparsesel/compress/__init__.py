@@ -7,7 +7,8 @@
 
 See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
 :mod:`~sparsesel.compress.finetune`, :mod:`~sparsesel.compress.deploy`, :mod:`~sparsesel.compress.report`,
-:mod:`~sparsesel.compress.baselines`.
+:mod:`~sparsesel.compress.baselines`, :mod:`~sparsesel.compress.run_folder` (the ``--out`` folder of a
+run: its files, lock and resumable state).
 """
 
 from sparsesel.compress import channel_pruning  # noqa: F401  (registers the prune_channels structural edit)

@@ -7,7 +7,10 @@ Loss per batch: ``L1+0.1·FFT-L1(student, teacher output) + L1+0.1·FFT-L1(stude
 * **Resumable**: every ``checkpoint_every`` steps the full state (student, optimizer,
   schedule, step, losses) is written atomically to ``state_file``; ``resume=True`` continues
   from it. Batch ``t`` is samples ``t·B .. t·B+B-1`` (each a pure function of the seed and its
-  index), so a resumed run sees the batches an uninterrupted one would.
+  index), so a resumed run sees the batches an uninterrupted one would. With ``keep_state=True``
+  the state of the last step is written too and left in place, so that a caller with more work
+  to do after the fine-tuning (``sparsesel compress``: evaluation, report) can resume after it
+  without a single step redone, and removes the file once its own outputs are written.
 * **Data-parallel**: launched with ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` set), the
   student is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); rank ``r`` takes
   the ``r``-th slice of each global batch, so gradients averaged over ranks equal the global
@@ -29,11 +32,12 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from sparsesel.atomic import write_atomic
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.compress.network_io import network_input, network_output
 from sparsesel.training.losses import l1_fft_loss
 
-__all__ = ["FinetuneConfig", "finetune", "finetune_several"]
+__all__ = ["FinetuneConfig", "finetune", "finetune_several", "read_state"]
 
 #: Most worker processes :func:`finetune_several` starts by default (each imports its own torch).
 MAX_WORKERS = 4
@@ -92,9 +96,30 @@ def _world() -> tuple[int, int]:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    from sparsesel.nets.zoo import _atomic_torch_save as save
+    write_atomic(path, lambda stream: torch.save(obj, stream), force=True)
 
-    save(obj, path)
+
+def read_state(state_file: str | os.PathLike) -> dict[str, Any]:
+    """The fine-tuning state in ``state_file`` (read with ``weights_only=True``).
+
+    Returns
+    -------
+    dict
+        ``{"format", "config", "step", "student", "optimizer", "schedule", "losses", "meta"}``;
+        ``meta`` is what the writer passed as ``state_meta`` (``{}`` if nothing).
+
+    Raises
+    ------
+    ValueError
+        The file is not a fine-tuning state.
+    """
+    from sparsesel.nets.zoo import load_checkpoint_file
+
+    state = load_checkpoint_file(state_file)
+    if not isinstance(state, dict) or state.get("format") != "sparsesel.compress.finetune":
+        raise ValueError(f"{state_file} is not a fine-tuning state")
+    state.setdefault("meta", {})
+    return state
 
 
 def finetune(
@@ -106,6 +131,8 @@ def finetune(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[int, float], Any] | None = None,
+    keep_state: bool = False,
+    state_meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Distil ``teacher`` into ``student`` (trained in place; ``teacher`` is not modified).
 
@@ -124,6 +151,12 @@ def finetune(
         tqdm bar (rank 0 only).
     callback : callable, optional
         ``callback(step, loss)`` after each step (after that step's state is saved).
+    keep_state : bool
+        Also write the state of the last step and leave ``state_file`` in place (the caller removes
+        it); resuming from it runs no step. Default: the file is removed when the fine-tuning ends.
+    state_meta : dict, optional
+        Plain data stored with the state (``read_state(path)["meta"]``), e.g. the settings of the
+        caller's run, to be compared before a resume.
 
     Returns
     -------
@@ -145,18 +178,18 @@ def finetune(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1), eta_min=config.eta_min)
     start, losses = 0, []
     if resume:
-        from sparsesel.nets.zoo import load_checkpoint_file
-
-        state = load_checkpoint_file(state_file)
-        if not isinstance(state, dict) or state.get("format") != "sparsesel.compress.finetune":
-            raise ValueError(f"{state_file} is not a fine-tuning state")
+        state = read_state(state_file)
         saved = state.get("config", {})
         changed = [k for k in _RESUME_KEYS if saved.get(k) != getattr(config, k)]
         if changed:
             raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
-        student.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
+        try:
+            student.load_state_dict(state["student"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"cannot resume {state_file}: it does not fit this network (made with other settings?): {first}") from None
         start, losses = int(state["step"]), [float(v) for v in state["losses"]]
     model = student
     if world > 1:
@@ -172,7 +205,7 @@ def finetune(
         _atomic_torch_save({
             "format": "sparsesel.compress.finetune", "config": config.to_dict(), "step": step,
             "student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "losses": list(losses),
+            "losses": list(losses), "meta": dict(state_meta or {}),
         }, state_file)
 
     began = time.perf_counter()
@@ -207,10 +240,13 @@ def finetune(
                 callback(done, value)
     finally:
         bar.close()
+    if keep_state:
+        if start < config.steps:  # a resume from the final state has nothing new to save
+            save(config.steps)
+    elif state_file is not None and rank == 0 and state_file.exists():
+        state_file.unlink()
     student.eval()
     teacher.train(was_training)
-    if state_file is not None and rank == 0 and state_file.exists():
-        state_file.unlink()
     return {"losses": losses, "steps": config.steps, "resumed_from": start if resume else None,
             "wall_time": time.perf_counter() - began, "world_size": world}
 
@@ -262,8 +298,7 @@ def finetune_several(
     list of dict
         :func:`finetune`'s result per student.
     """
-    import concurrent.futures
-    import multiprocessing
+    from sparsesel.workers import run_in_workers
 
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
@@ -283,11 +318,8 @@ def finetune_several(
     if unpicklable:
         raise ValueError(f"{sorted(set(unpicklable))} cannot be passed to worker processes; use processes=1")
     per_worker = max(1, threads // processes)
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = [pool.submit(_finetune_in_worker, student, teacher, config, per_worker, opts)
-                   for student, opts in zip(students, options)]
-        outcomes = [future.result() for future in futures]
+    outcomes = run_in_workers(_finetune_in_worker, [(student, teacher, config, per_worker, opts)
+                                                    for student, opts in zip(students, options)], processes)
     results = []
     for student, (weights, result) in zip(students, outcomes):
         student.load_state_dict(weights)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,19 +134,59 @@ def compress_checkpoint(
     them; ``spawn``: a script that calls this function needs the usual
     ``if __name__ == "__main__":`` guard, as with a DataLoader's workers); ``threads=1`` keeps
     everything in this process.
+
+    ``out`` (see :mod:`sparsesel.compress.run_folder`) is checked before any work: it must be a folder
+    (created if missing) that does not hold ``checkpoint``, and be empty unless ``force`` (then only this
+    command's own files in it are replaced) or ``resume``. A run holds the folder's lock
+    (:class:`sparsesel.outputs.OutputLock`) until it ends, so a second run to the same ``out`` fails at
+    once. The fine-tuning states stay in ``out`` until every final output is written: ``resume=True``
+    after an interruption at any stage continues without redoing a fine-tuning step, and refuses (at
+    once, naming them) settings that differ from the interrupted run's.
     """
-    from sparsesel.nets import zoo
+    from sparsesel.compress import run_folder
+    from sparsesel.outputs import OutputLock, first_missing, remove_if_empty
 
     began = time.perf_counter()
     _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats, threads)
+    out = Path(out)
+    run_folder.prepare(out, checkpoint, force=force, resume=resume)
     if threads is not None:
         torch.set_num_threads(int(threads))
     rank, world = _init_distributed()
-    out = Path(out)
+    options = dict(budget=budget, method=method, finetune_steps=finetune_steps, task=task, batch_size=batch_size,
+                   patch_size=patch_size, lr=lr, eval_count=eval_count, eval_size=eval_size, curve=curve, baselines=baselines,
+                   latency_size=latency_size, latency_repeats=latency_repeats, exclude=exclude, seed=seed, resume=resume,
+                   progress=progress and rank == 0)
+    if rank != 0:  # rank 0 holds the lock and writes every file
+        return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+    created = first_missing(out)
+    try:
+        with OutputLock(out, "sparsesel compress"):
+            run_folder.start(out, force=force, resume=resume)
+            return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+    finally:
+        if created is not None:  # the folders this run made, if it left them empty (it failed before writing)
+            remove_if_empty(out, created)
+
+
+def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int, began: float, budget: float, method: str,
+              finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
+              eval_size: int, curve: Sequence[float], baselines: bool, latency_size: int, latency_repeats: int,
+              exclude: Sequence[str], seed: int, resume: bool, progress: bool) -> str | None:
+    """The work of :func:`compress_checkpoint`, once ``out`` is checked and locked (rank 0)."""
+    from sparsesel.compress import run_folder
+    from sparsesel.nets import zoo
+
     teacher, info = zoo.load_net(checkpoint)
     net = info["net"]
     task = task or zoo.net_entry(net).tasks[0]
+    exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
+    settings = run_folder.run_settings(checkpoint, task=task, budget=budget, method=method, exclude=exclude, seed=seed,
+                                       finetune_steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
+                                       baselines=bool(baselines))
+    if resume:
+        run_folder.check_resume_settings(out, settings)
     stages: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -159,14 +198,13 @@ def compress_checkpoint(
 
     # the calibration passes of the analysis run side by side in worker processes (one process per rank
     # under torch.distributed)
+    run_folder.enter_stage("analyze", progress)
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
                                                  processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1)
     lap("analyze_and_plan")
-    # an existing --out is removed only once every argument is checked and the plan meets the budget
-    if rank == 0 and out.exists() and force and not resume:
-        shutil.rmtree(out)
     if world > 1:
         dist.barrier()
+    run_folder.enter_stage("baselines", progress)
     baseline_models = {}
     if baselines:
         for name in ("uniform", "energy", "magnitude"):
@@ -185,22 +223,29 @@ def compress_checkpoint(
                 continue
             baseline_models[name] = model_b
     lap("baselines")
+    run_folder.enter_stage("finetune", progress)
     if finetune_steps:
         # ours and the baselines are distilled with the same config, side by side in worker processes
-        # (one process per rank under torch.distributed)
-        out.mkdir(parents=True, exist_ok=True)
-        tuned_baselines = [m for m in baseline_models.values() if not isinstance(m, str)]
+        # (one process per rank under torch.distributed); each keeps its state until the outputs are written
+        tuned_names = [name for name, m in baseline_models.items() if not isinstance(m, str)]
+
+        def state_options(model: str, show: bool) -> dict[str, Any]:
+            path = run_folder.state_file(out, model)
+            return {"state_file": path, "resume": resume and path.is_file(), "progress": show, "keep_state": True,
+                    "state_meta": {"compress_settings": settings, "model": model}}
+
         results = finetune_several(
-            [student, *tuned_baselines], teacher, config,
-            options=[{"state_file": out / "finetune.state", "resume": resume, "progress": progress},
-                     *({"progress": False} for _ in tuned_baselines)],
+            [student, *(baseline_models[name] for name in tuned_names)], teacher, config,
+            options=[state_options("ours", progress), *(state_options(name, False) for name in tuned_names)],
             processes=None if world == 1 else 1)
         tuned = results[0]
+        baseline_resumed_from = {name: result.get("resumed_from") for name, result in zip(tuned_names, results[1:])}
     else:
-        tuned = {"losses": [], "wall_time": 0.0}
+        tuned, baseline_resumed_from = {"losses": [], "wall_time": 0.0, "resumed_from": None}, {}
     lap("finetune")
     if rank != 0:
         return None
+    run_folder.enter_stage("evaluate", progress)
     held_out = PairedPatchDataset(task, split="test", patch_size=eval_size, length=eval_count, seed=seed + 1, augment=False)
     before = measure(teacher, held_out, latency_size=latency_size, repeats=latency_repeats)
     after = measure(student, held_out, latency_size=latency_size, repeats=latency_repeats)
@@ -211,7 +256,8 @@ def compress_checkpoint(
         "latency_ms_before": before["latency_ms"], "latency_ms_after": after["latency_ms"],
         "macs_before": before.get("macs"), "macs_after": after.get("macs"), "latency_size": latency_size,
         "threads": torch.get_num_threads(), "finetune": {**config.to_dict(), "final_loss": tuned["losses"][-1] if tuned["losses"] else None,
-                                                          "wall_time": tuned["wall_time"], "world_size": world},
+                                                          "wall_time": tuned["wall_time"], "world_size": world,
+                                                          "resumed_from": tuned.get("resumed_from")},
         "evaluation": f"{eval_count} held-out {eval_size}x{eval_size} patches of the test images (seed {seed + 1}), Y-channel PSNR/SSIM, crop 1",
         "baselines": {},
         "plan": None if the_plan is None else the_plan.to_dict(),
@@ -221,8 +267,10 @@ def compress_checkpoint(
             report["baselines"][name] = {"params": None, "psnr": None, "ssim": None, "error": model_b}
         else:
             m = measure(model_b, held_out, latency_size=latency_size, repeats=latency_repeats)
-            report["baselines"][name] = {k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")}
+            report["baselines"][name] = {**{k: m[k] for k in ("params", "psnr", "ssim", "latency_ms", "macs")},
+                                         "finetune_resumed_from": baseline_resumed_from.get(name)}
     lap("measure")
+    run_folder.enter_stage("curve", progress)
     points = []
     if curve and analysis is not None:
         for b in curve:
@@ -239,10 +287,12 @@ def compress_checkpoint(
     report["wall_time_s"] = time.perf_counter() - began
     if report["plan"] is None:  # magnitude: no factorization plan
         report["plan"] = {"layers": []}
+    run_folder.enter_stage("write", progress)
     save_compressed(student, out / "compressed.pt", net=net, meta={"compress_report": {k: report[k] for k in ("psnr_before", "psnr_after", "params_before", "params_after")}}, force=True)
     if the_plan is not None:
         the_plan.save(out / "plan.json", force=True)
     files = write_report(report, out, force=True)
+    run_folder.finish(out, ["compressed.pt", *(["plan.json"] if the_plan is not None else []), *files])
     lines = [f"compressed {checkpoint} ({net}) with {method} at budget {budget}: params {report['params_before']} -> {report['params_after']}, "
              f"PSNR {report['psnr_before']:.3f} -> {report['psnr_after']:.3f} dB, SSIM {report['ssim_before']:.4f} -> {report['ssim_after']:.4f}"]
     for name, b in report["baselines"].items():

@@ -542,8 +542,7 @@ def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibratio
     the same passes as with ``processes=1``. A script that calls this with ``processes > 1`` needs the
     usual ``if __name__ == "__main__":`` guard.
     """
-    import concurrent.futures
-    import multiprocessing
+    from sparsesel.workers import run_in_workers
 
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
@@ -553,12 +552,9 @@ def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibratio
         noise_sensitivities(model, layers, calibration, probes=probes)
         return
     shares = [list(range(start, len(layers), processes)) for start in range(processes)]
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        threads = max(1, torch.get_num_threads() // processes)
-        futures = [pool.submit(_calibrate_in_worker, model, [layers[i] for i in share], calibration,
-                               [probes[i] for i in share], threads) for share in shares if share]
-        outcomes = [future.result() for future in futures]
+    threads = max(1, torch.get_num_threads() // processes)
+    outcomes = run_in_workers(_calibrate_in_worker, [(model, [layers[i] for i in share], calibration, [probes[i] for i in share], threads)
+                                                     for share in shares if share], processes)
     for share, values in zip([s for s in shares if s], outcomes):
         for i, (objective, sensitivity) in zip(share, values):
             layers[i].objective, layers[i].sensitivity = objective, sensitivity

@@ -12,9 +12,10 @@
 * Files (all written atomically, temp file + rename):
   ``OUT`` — the final network (:func:`sparsesel.nets.zoo.save_net` format);
   ``OUT.state`` — the full training state (model, optimizers, schedules, step, loss
-  history), rewritten every ``checkpoint_every`` steps while the run lasts and removed when
-  it ends; ``OUT`` with suffix ``.json`` — how the network was made and its held-out scores.
-  ``train(..., resume=True)`` continues from ``OUT.state``.
+  history), rewritten every ``checkpoint_every`` steps and after the last step, and removed
+  once ``OUT`` and its JSON are written; ``OUT`` with suffix ``.json`` — how the network was made
+  and its held-out scores. ``train(..., resume=True)`` continues from ``OUT.state`` (after the
+  last step: no step is redone, only the evaluation and the writing).
 """
 
 from __future__ import annotations
@@ -263,10 +264,15 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    from sparsesel.outputs import check_output_file
+
     out = Path(out)
     state_file = state_path(out)
+    check_output_file(out, force=True)  # a folder, under a file, a name too long, unwritable: refused before any work
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
+    check_output_file(_json_path(out), label="the record of --out", force=force or resume)
+    check_output_file(state_file, label="the training state of --out", force=True)
     if resume and not state_file.exists():
         raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
     if state_file.exists() and not resume and not force:
@@ -342,6 +348,8 @@ def train(
         finally:
             bar.close()
         train_time = time.perf_counter() - began
+        if start < config.steps:  # kept until OUT is written: a resume after this point redoes no step
+            save_state(config.steps)
 
         evaluation: dict[str, float] = {}
         if config.eval_count:

@@ -97,6 +97,6 @@ def test_cli_prints_risks_writes_the_plot_and_refuses_to_overwrite(tmp_path, cap
     assert set(payload["results"]) == {"bag", "instance", "interpolating"}
     assert all(np.isfinite(row["mse"]) for row in payload["results"].values())
     assert main(argv) == 2
-    assert "already exists; pass --force" in capsys.readouterr().err
+    assert "exists; pass --force" in capsys.readouterr().err
     assert main(["aggregate", "--data", "builtin:diabetes", "--bag-size", "10", "--epsilon", "-1", "--out", str(tmp_path / "x.png")]) == 2
     assert "--epsilon must be > 0" in capsys.readouterr().err

@@ -142,7 +142,7 @@ def test_aggregate_cli_missing_target_and_existing_output(tmp_path, capsys):
     existing = tmp_path / "old.png"
     existing.write_bytes(b"keep")
     assert main(["aggregate", "--data", str(data), "--target", "t", "--bag-size", "1", "--out", str(existing)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "exists; pass --force" in capsys.readouterr().err
     assert existing.read_bytes() == b"keep"
 
 

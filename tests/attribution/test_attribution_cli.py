@@ -34,7 +34,7 @@ def test_attribute_writes_heatmap_and_json(tmp_path, digit_png, capsys):
     with Image.open(out / "heatmap.png") as png:
         assert png.format == "PNG"
     assert main(args) == 2
-    assert "exist(s); pass --force" in capsys.readouterr().err
+    assert "already holds heatmap.png, attribution.json; pass --force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert main(args + ["--force", "--path", "imputed"]) == 0
     record = json.loads((out / "attribution.json").read_text())

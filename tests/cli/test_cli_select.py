@@ -108,5 +108,5 @@ def test_demo_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = (out / "demo.json").read_bytes()
     assert main(["demo", "--k", "3", "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds demo.json, demo.png; pass --force" in capsys.readouterr().err
     assert (out / "demo.json").read_bytes() == before

@@ -310,7 +310,7 @@ def test_cli_output_directory_is_refused_even_with_force(tensor_file, tmp_path, 
     target.mkdir()
     (target / "keep.txt").write_text("keep")
     assert main(["core-shape", "--tensor", str(path), "--budget", "60", "--output", str(target), "--force"]) == 2
-    assert "is a directory" in capsys.readouterr().err
+    assert "is a folder" in capsys.readouterr().err
     assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
 
 
