@@ -30,19 +30,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsesel.atomic import refuse_existing
     from sparsesel.compress.apply import load_compressed
     from sparsesel.export import export_model
+    from sparsesel.outputs import check_output_file
 
     if args.checkpoint.is_dir():
         raise ValueError(f"checkpoint {args.checkpoint} is a folder, not a network file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    if args.out.resolve() == args.checkpoint.resolve():
-        raise ValueError("--out must differ from the checkpoint")
-    if args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give the output file")
-    refuse_existing(args.out, args.force)  # before the (slow) load and export
+    # every output check (folder, under a file, name length, writable, the input itself, existing) before the slow load
+    check_output_file(args.out, label="--out", inputs={"CHECKPOINT": args.checkpoint}, force=args.force)
     model, info = load_compressed(args.checkpoint)
     path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,
                         device=args.device, force=args.force)

@@ -229,7 +229,7 @@ def test_export_command_writes_a_loadable_onnx_file_and_refuses_overwrites(tmp_p
     assert np.abs(session.run(None, {"image": x.numpy()})[0] - expected.numpy()).max() <= TOLERANCE
     before = out.read_bytes()
     assert main(["export", str(checkpoint), "--format", "onnx", "--out", str(out), "--device", "cpu"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "exists; pass --force" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main(["export", str(checkpoint), "--format", "pt2", "--out", str(checkpoint), "--force", "--device", "cpu"]) == 2
     assert "--out must differ from the checkpoint" in capsys.readouterr().err

@@ -150,6 +150,13 @@ COMMANDS = [
         ("sparsesel.commands.core_shape", "load_tensor_argument"),
     ),
     Command(
+        "export", "file",
+        lambda d: {"checkpoint": _write(d / "inputs" / "model.pt", uhdformer_bytes())},
+        lambda i, out: ["export", str(i["checkpoint"]), "--format", "onnx", "--example-size", "32", "32", "--out", str(out)],
+        lambda out: [out],
+        ("sparsesel.compress.apply", "load_compressed"),
+    ),
+    Command(
         "prune", "file",
         lambda d: {"checkpoint": _write(d / "inputs" / "model.pt", uhdformer_bytes())},
         lambda i, out: ["prune", str(i["checkpoint"]), "--density", "0.5", "--block", "2x2", "--min-blocks", "1", "--out", str(out)],
@@ -178,7 +185,7 @@ COMMANDS_BY_NAME = {command.name: command for command in COMMANDS}
 def default_out(command: Command, folder: Path) -> Path:
     """A fresh, valid output path for ``command`` in ``folder``."""
     return folder / ("out" if command.kind == "folder" else {"aggregate": "plot.png", "core-shape": "result.json",
-                                                               "restore": "restored.png"}.get(command.name, "net.pt"))
+                                                               "restore": "restored.png", "export": "net.onnx"}.get(command.name, "net.pt"))
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -292,6 +292,7 @@ _MINIMAL_ARGV = {
     "compress": ["x.pt", "--out", "o"],
     "core-shape": ["--tensor", "builtin:digits", "--budget", "0.1"],
     "demo": [],
+    "export": ["x.pt", "--format", "onnx", "--out", "o.onnx"],
     "prune": ["x.pt", "--density", "0.5"],
     "restore": ["x.png", "--checkpoint", "x.pt", "--out", "o.png"],
     "select": ["--data", "builtin:diabetes", "--k", "1"],

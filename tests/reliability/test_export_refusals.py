@@ -34,9 +34,9 @@ def _hostile(case: str, tmp_path, checkpoint):
         return ["export", tmp_path, "--format", "onnx", "--out", out], ["is a folder"]
     if case == "existing_output":
         out.write_bytes(b"keep")
-        return base, ["already exists", "--force"]
+        return base, ["exists", "--force"]
     if case == "output_is_checkpoint":
-        return ["export", checkpoint, "--format", "pt2", "--out", checkpoint, "--force"], ["--out must differ"]
+        return ["export", checkpoint, "--format", "pt2", "--out", checkpoint, "--force"], ["is the input CHECKPOINT"]
     if case == "output_is_folder":
         (tmp_path / "folder").mkdir()
         return ["export", checkpoint, "--format", "onnx", "--out", tmp_path / "folder", "--force"], ["is a folder"]
