@@ -232,7 +232,7 @@ def test_export_command_writes_a_loadable_onnx_file_and_refuses_overwrites(tmp_p
     assert "exists; pass --force" in capsys.readouterr().err
     assert out.read_bytes() == before
     assert main(["export", str(checkpoint), "--format", "pt2", "--out", str(checkpoint), "--force", "--device", "cpu"]) == 2
-    assert "--out must differ from the checkpoint" in capsys.readouterr().err
+    assert "is the input CHECKPOINT" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.pt"), "--format", "pt2", "--out", str(tmp_path / "m.pt2")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
