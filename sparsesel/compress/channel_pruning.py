@@ -241,9 +241,11 @@ def _group_norms_and_cost(model: nn.Module, module: str, kind: str) -> tuple[lis
     """Per-layer squared norms per channel, the per-channel parameter cost, channels, subgroups."""
     if kind in TRUNK_KINDS:
         space = kind[len("trunk_"):]
-        before = sum(p.numel() for p in model.parameters())
-        shrunk = shrink_trunk(copy.deepcopy(model), space, np.arange(trunk_unit(space), model.widths[space]))
-        cost = (before - sum(p.numel() for p in shrunk.parameters())) // trunk_unit(space)
+        before, unit = sum(p.numel() for p in model.parameters()), trunk_unit(space)
+        cost = 0
+        if model.widths[space] > unit:  # the parameters the first removed unit takes, per channel
+            shrunk = shrink_trunk(copy.deepcopy(model), space, np.arange(unit, model.widths[space]))
+            cost = (before - sum(p.numel() for p in shrunk.parameters())) // unit
         return trunk_norms(model, space), int(cost), model.widths[space], 1
     L = _layers(model, module, kind)
     if kind == "candidates":

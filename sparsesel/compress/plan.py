@@ -81,7 +81,7 @@ __all__ = [
 
 #: ``packing`` (the exact solver that fits, see :func:`packing_solver`) or a LayerAllocation solver's name.
 METHODS: tuple[str, ...] = ("packing", "uniform", "energy", "dp", "cp_sat", "greedy")
-COSTS: tuple[str, ...] = ("params", "macs")
+COSTS: tuple[str, ...] = ("params", "macs", "latency")
 PLAN_VERSION = 1
 #: Layers x (capacity + 1) up to which ``packing`` uses the dynamic program (2 bytes each), else CP-SAT.
 DP_CELLS = 100_000_000
@@ -141,8 +141,8 @@ class Plan:
     budget : float or int
         As requested: a fraction of the model's cost, or an absolute cost.
     budget_cost : int
-        The resolved cap, in the unit of ``cost``.
-    cost : {"params", "macs"}
+        The resolved cap, in the unit of ``cost`` (microseconds for ``latency``).
+    cost : {"params", "macs", "latency"}
     image_size : list of int or None
         ``[H, W]`` at which MACs are counted (``cost="macs"``).
     params_before, params_after : int
@@ -154,6 +154,12 @@ class Plan:
         ``{"name", "reason"}`` for the layers left untouched.
     solver : dict
         ``{"status", "objective", "wall_time", ...}`` of the allocation.
+    structured : list of dict
+        Channel groups kept narrower (``cost="latency"`` plans): ``{"module", "kind", "channels", "of"}``
+        (:mod:`sparsesel.compress.channel_pruning` kinds; applied by
+        :func:`sparsesel.compress.latency_plan.apply_latency_plan` before the factorizations).
+    latency : dict
+        How a latency plan was measured and what it predicts (``predicted_ms``, ``dense_ms``, sizes, threads).
     """
 
     method: str
@@ -169,6 +175,8 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)
     solver: dict = field(default_factory=dict)
     version: int = PLAN_VERSION
+    structured: list = field(default_factory=list)
+    latency: dict = field(default_factory=dict)
 
     # -- serialisation ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +189,7 @@ class Plan:
         if not isinstance(data, dict):
             raise TypeError(f"a plan must be a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names - set(data) if n not in ("skipped", "solver", "version"))
+        missing = sorted(n for n in names - set(data) if n not in ("skipped", "solver", "version", "structured", "latency"))
         unknown = sorted(set(data) - names)
         if missing or unknown:
             raise ValueError(f"plan fields: missing {missing}, unknown {unknown}")
@@ -611,8 +619,9 @@ def analyze(
     skipped : list of dict
         ``{"name", "reason"}`` for every Conv2d/Linear/other weight layer left untouched.
     """
-    if cost not in COSTS:
-        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    if cost not in ("params", "macs"):
+        raise ValueError(f"analyze() counts cost 'params' or 'macs', got {cost!r}"
+                         + ("; latency is measured by sparsesel.compress.latency_plan.analyze_latency" if cost == "latency" else ""))
     with threadpool_limits(1):  # small SVDs: BLAS threads only contend
         return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration,
                         budget=budget, processes=processes)
@@ -874,7 +883,8 @@ def plan(
     time_limit: float = 60.0,
     seed: int = 0,
     calibration: torch.Tensor | None = None,
-    analysis: tuple[list[LayerAnalysis], list[dict]] | None = None,
+    analysis: tuple[list[LayerAnalysis], list[dict]] | Any | None = None,
+    threads: int = 1,
 ) -> Plan:
     """Plan the compression of ``model`` (not modified) under a global budget.
 
@@ -894,9 +904,14 @@ def plan(
         rank fraction in every layer), ``energy`` (the same kept spectral-energy fraction in
         every unfolding), each at the largest fraction that fits, ``greedy`` (convex-hull
         greedy), or an exact solver forced. ``Plan.solver["name"]`` names the solver used.
-    cost : {"params", "macs"}
+    cost : {"params", "macs", "latency"}
+        ``latency``: the budget is a fraction of the network's *measured* latency at ``image_size``
+        with ``threads`` (or milliseconds); channel groups (trunk widths, hidden widths, heads,
+        matching candidates) and the factorizations that save time are the options, each timed in
+        place (:mod:`sparsesel.compress.latency_plan`; UHDformer; ``method="packing"``). Apply the
+        plan with :func:`sparsesel.compress.latency_plan.apply_latency_plan`.
     image_size : (H, W), optional
-        Needed for ``cost="macs"``.
+        Needed for ``cost="macs"`` and ``cost="latency"``.
     exclude : sequence of str
         Names or ``fnmatch`` patterns of layers to leave untouched.
     time_limit : float
@@ -906,7 +921,10 @@ def plan(
     calibration : torch.Tensor, shape (B, 3, H, W), optional
         Inputs to predict each option's output damage (see :func:`analyze`).
     analysis : optional
-        The output of :func:`analyze` for this model (reused across budgets).
+        The output of :func:`analyze` for this model (reused across budgets); for ``cost="latency"``
+        a :class:`~sparsesel.compress.latency_plan.LatencyAnalysis`.
+    threads : int
+        Torch threads the latency is measured with (``cost="latency"``).
 
     Returns
     -------
@@ -924,6 +942,15 @@ def plan(
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (or 'magnitude' via sparsesel.compress.baselines)")
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    if cost == "latency":
+        from sparsesel.compress.latency_plan import plan_latency
+
+        if method != "packing":
+            raise ValueError(f"cost='latency' plans with method='packing' only, got {method!r}")
+        if image_size is None:
+            raise ValueError("cost='latency' needs image_size=(H, W)")
+        return plan_latency(model, budget, image_size=image_size, threads=threads, calibration=calibration,
+                            analysis=analysis, exclude=exclude)
     began = time.perf_counter()
     layers, skipped = analysis if analysis is not None else analyze(
         model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration)
