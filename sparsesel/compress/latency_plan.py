@@ -356,13 +356,16 @@ def _encoder_bases(analysis: LatencyAnalysis, model: nn.Module, timer: _Timer, s
 # ---------------------------------------------------------------------------
 
 
-def _solve_width(analysis: LatencyAnalysis, width: int, capacity_ms: float) -> dict[str, Any] | None:
-    """The best choice for one encoder width: ``None`` if even the cheapest choice exceeds the budget."""
+def _solve_width(analysis: LatencyAnalysis, width: int, capacity_ms: float, factor: float = 1.0) -> dict[str, Any] | None:
+    """The best choice for one encoder width: ``None`` if even the cheapest choice exceeds the budget.
+
+    ``factor`` multiplies every option's delta (the correction of :func:`plan_latency`'s check).
+    """
     import sparsesel
     from sparsesel.problems.layer_allocation import LayerAllocation
 
     base = analysis.bases[width]
-    deltas = list(base["unit_deltas"]) + [analysis.layer_deltas[i] for i in base["layers"]]
+    deltas = [factor * np.asarray(d) for d in list(base["unit_deltas"]) + [analysis.layer_deltas[i] for i in base["layers"]]]
     errors = list(analysis.unit_errors) + [analysis.layer_errors[i] for i in base["layers"]]
     names = [u.name for u in analysis.units] + [analysis.layers[i].name for i in base["layers"]]
     floor = sum(float(np.min(d)) for d in deltas)
@@ -377,7 +380,8 @@ def _solve_width(analysis: LatencyAnalysis, width: int, capacity_ms: float) -> d
     predicted = base["ms"] + sum(float(d[j]) for d, j in zip(deltas, chosen))
     error = float(sum(float(e[j]) for e, j in zip(errors, chosen)))
     encoder_j = analysis.encoder.options.index(width) if analysis.encoder is not None else 0
-    return {"encoder": width, "chosen": chosen, "predicted_ms": predicted, "predicted_error": error + float(analysis.encoder_errors[encoder_j]),
+    return {"encoder": width, "chosen": chosen, "predicted_ms": predicted, "base_ms": base["ms"],
+            "predicted_error": error + float(analysis.encoder_errors[encoder_j]),
             "solver": {"name": result.solver, "status": result.status, "objective": result.objective, "wall_time": result.wall_time}}
 
 
@@ -396,8 +400,17 @@ def _factorizations(analysis: LatencyAnalysis, candidate: dict[str, Any]) -> lis
 
 def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], threads: int = 1,
                  calibration: torch.Tensor | None = None, selector: Selector = magnitude_selector,
-                 analysis: LatencyAnalysis | None = None, **analysis_options: Any):
+                 analysis: LatencyAnalysis | None = None, check: bool = True, check_rounds: int = 3, check_repeats: int = 3,
+                 **analysis_options: Any):
     """Plan ``model`` to run within ``budget`` of its measured latency at ``image_size`` with ``threads``.
+
+    The knapsack's prediction (the base network's measured latency plus the summed in-place deltas)
+    is *checked*: the chosen network is built and timed against the dense one at ``image_size``
+    (interleaved, best of ``check_repeats``).  Small per-option deltas are noisy, and an exact
+    solver prefers the options whose noise flatters them, so the summed deltas overstate the
+    saving; when the measured latency exceeds the budget, every delta is multiplied by the
+    measured share of the predicted saving and the knapsacks are solved again (at most
+    ``check_rounds`` times).  ``Plan.latency`` records each round.
 
     Parameters
     ----------
@@ -408,18 +421,18 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
         See :func:`analyze_latency`.
     analysis : LatencyAnalysis, optional
         Reuse the measurements of :func:`analyze_latency` (for several budgets).
+    check : bool
+        Time the chosen network (and correct, see above); ``False``: trust the table.
     **analysis_options
-        Passed to :func:`analyze_latency` (``measure_size``, ``repeats``, ``cache``, ``exclude``, ``factorizations``).
+        Passed to :func:`analyze_latency` (``measure_size``, ``repeats``, ``cache``, ``exclude``, ``factorizations``, ``clock``).
 
     Returns
     -------
     Plan
         ``cost="latency"``; costs in microseconds; ``structured`` lists the kept channel counts,
-        ``layers`` the factorized layers; ``latency`` the prediction and how it was measured.
-        Apply it with :func:`apply_latency_plan`.
+        ``layers`` the factorized layers; ``latency`` the prediction, the checks and how it was
+        measured.  Apply it with :func:`apply_latency_plan`.
     """
-    from sparsesel.compress.plan import LayerPlan, Plan
-
     began = time.perf_counter()
     if analysis is None:
         analysis = analyze_latency(model, image_size=image_size, threads=threads, calibration=calibration, selector=selector,
@@ -428,9 +441,35 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
         raise ValueError(f"budget must be a fraction in (0, 1] of the measured latency or milliseconds (> 1), got {budget!r}")
     cap_ms = float(budget) * dense_ms if budget <= 1 else float(budget)
-    candidates = [c for c in (_solve_width(analysis, width, cap_ms) for width in sorted(analysis.bases, reverse=True)) if c is not None]
+    factor, rounds = 1.0, []
+    previous = torch.get_num_threads()
+    try:
+        for _ in range(max(1, int(check_rounds))):
+            best, candidates = _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms)
+            if not check:
+                break
+            torch.set_num_threads(threads)
+            network = _build(model, analysis, best, selector).eval()
+            dense_now, measured = time_networks([model, network], tuple(image_size), check_repeats,
+                                                clock=analysis.info.get("clock", "auto"))
+            measured_ms = measured / dense_now * dense_ms  # on the table's scale: drift of the machine cancels
+            rounds.append({"factor": factor, "encoder": best["encoder"], "predicted_ms": best["predicted_ms"], "measured_ms": measured_ms,
+                           "measured_raw_ms": measured, "dense_raw_ms": dense_now})
+            summed = best["predicted_ms"] - best["base_ms"]  # the summed deltas (negative: a saving)
+            if measured_ms <= cap_ms * 1.02 or summed >= 0:
+                break
+            factor *= float(np.clip((measured_ms - best["base_ms"]) / summed, 0.1, 1.0))
+    finally:
+        torch.set_num_threads(previous)
+    return _plan_record(model, analysis, best, candidates, selector, budget=budget, cap_ms=cap_ms, dense_ms=dense_ms, threads=threads,
+                        image_size=image_size, rounds=rounds, factor=rounds[-1]["factor"] if rounds else factor, began=began)
+
+
+def _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms):
+    """The knapsack of every encoder width at ``factor``, and the candidate that changes the calibration outputs least."""
+    candidates = [c for c in (_solve_width(analysis, width, cap_ms, factor) for width in sorted(analysis.bases, reverse=True)) if c is not None]
     if not candidates:
-        fastest = min(analysis.bases[w]["ms"] + sum(float(np.min(d)) for d in analysis.bases[w]["unit_deltas"]) for w in analysis.bases)
+        fastest = min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in analysis.bases[w]["unit_deltas"]) for w in analysis.bases)
         raise ValueError(f"latency budget {budget!r} ({cap_ms:.1f} ms) is too small: the fastest plan is predicted at "
                          f"{fastest:.1f} ms ({fastest / dense_ms:.3f} of {dense_ms:.1f} ms)")
     for candidate in candidates:
@@ -441,6 +480,13 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
                 reference, out = network_output(model.eval(), calibration), network_output(network.eval(), calibration)
             candidate["calibration_mse"] = float(((out - reference) ** 2).mean())
     best = min(candidates, key=lambda c: c["calibration_mse"] if c["calibration_mse"] is not None else c["predicted_error"])
+    return best, candidates
+
+
+def _plan_record(model, analysis, best, candidates, selector, *, budget, cap_ms, dense_ms, threads, image_size, rounds, factor, began):
+    """The :class:`~sparsesel.compress.plan.Plan` of the chosen candidate."""
+    from sparsesel.compress.plan import LayerPlan, Plan
+
     counts = _counts(analysis, best)
     layers = [LayerPlan(name=layer.name, module=layer.module, shape=list(layer.shape), bias=layer.bias, factorization=option[0],
                         ranks=[int(r) for r in option[1]], params=int(layer.params[layer.options.index(option)]),
@@ -459,7 +505,8 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
         structured=[{"module": module, "kind": kind, "channels": int(count), "of": int(groups[(module, kind)])}
                     for (module, kind), count in counts.items() if count != groups[(module, kind)]],
         latency={**analysis.info, "threads": threads, "predicted_ms": best["predicted_ms"], "dense_ms": dense_ms,
-                 "base_ms": analysis.bases[best["encoder"]]["ms"]},
+                 "base_ms": best["base_ms"], "delta_factor": factor, "checks": rounds,
+                 "measured_ms": rounds[-1]["measured_ms"] if rounds else None},
     )
 
 
