@@ -56,11 +56,13 @@ Selection: one global threshold
 Channels are removed in increasing order of the normalised importance ``\\hat I`` across all
 groups of the network -- the "global magnitude" criterion (Torch-Pruning's
 ``global_pruning=True``) -- until the network has at most the budget's parameters.  The
-threshold is thus the smallest one that meets the budget; it is found by a scan of the sorted
-scores (the exact result of bisecting the threshold).  Groups that must stay even over their
+threshold is thus the smallest one that meets the budget; it is found by bisection over the
+sorted scores, counting the parameters of each candidate network (built on the ``meta`` device:
+a trunk channel's cost depends on the other trunk widths).  Groups that must stay even over their
 ``g`` convolution groups are pruned in *slices*: slice ``r`` removes the ``r``-th least
-important channel of every conv group, with score the mean of their ``\\hat I``.  Every group
-keeps at least one channel (per conv group).
+important channel of every conv group, with score the mean of their ``\\hat I``; heads and the
+encoder's channel pairs are removed whole (score: the mean over their channels).  Every group
+keeps at least one unit (per conv group).
 
 The pruned network is an ordinary :class:`~sparsesel.nets.uhdformer.UHDformer` whose layers
 are physically smaller ``nn.Conv2d`` / ``nn.Linear``; the ``upsample`` group wraps ``up`` and
@@ -189,8 +191,9 @@ class ChannelGroup:
         Convolution groups that must keep equal channel counts (1 if none).
     cost : int
         Parameters removed with one channel (weights and biases of every layer) from the full
-        group; exact for every channel except in trunk spaces, whose layers are square (see
-        :func:`magnitude_prune_uhdformer`, which counts the parameters of the pruned network).
+        group; exact for every channel except in trunk spaces, whose layers are square, and for
+        heads, whose temperature (one per head) is not counted (see :func:`magnitude_prune_uhdformer`,
+        which counts the parameters of the pruned network).
     importance : numpy.ndarray, shape (channels,)
         Torch-Pruning's mean group squared-L2 importance, divided by its mean.
     unit : int

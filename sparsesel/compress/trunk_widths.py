@@ -197,17 +197,15 @@ def trunk_norms(model: nn.Module, space: str) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-def _conv(conv: nn.Conv2d, rows: torch.Tensor | None, cols: torch.Tensor | None, *, depthwise: bool = False) -> nn.Conv2d:
+def _conv(conv: nn.Conv2d, rows: torch.Tensor | None, cols: torch.Tensor | None) -> nn.Conv2d:
+    """``conv`` restricted to output ``rows`` and input ``cols`` (an ungrouped convolution)."""
     weight = conv.weight.detach()
     if rows is not None:
         weight = weight[rows]
-    if cols is not None and not depthwise:
+    if cols is not None:
         weight = weight[:, cols]
-    out_channels = weight.shape[0]
-    groups = out_channels if depthwise else conv.groups
-    in_channels = out_channels if depthwise else weight.shape[1] * conv.groups
-    new = nn.Conv2d(in_channels, out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                    groups=groups, bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    new = nn.Conv2d(weight.shape[1], weight.shape[0], conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode)
     new = new.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         new.weight.copy_(weight)
@@ -259,7 +257,14 @@ def _acm(acm: nn.Module, keep: torch.Tensor, c: int) -> nn.Module:
     mix_rows = torch.cat([pairs, pairs + 3 * c // 2])
     new = AdaptiveContextFusion(len(keep)).to(device=acm.mix.weight.device, dtype=acm.mix.weight.dtype)
     new.mix = _conv(acm.mix, mix_rows, perception)
-    new.spread = _conv(acm.spread, torch.cat([perception, perception + 3 * c]), None, depthwise=True)
+    spread = acm.spread  # (6C, 1, 3, 3), groups 3C: output o reads mixed channel o // 2
+    rows = torch.cat([perception, perception + 3 * c])
+    new.spread = nn.Conv2d(3 * len(keep), 6 * len(keep), spread.kernel_size, padding=spread.padding, groups=3 * len(keep),
+                           bias=spread.bias is not None).to(device=spread.weight.device, dtype=spread.weight.dtype)
+    with torch.no_grad():
+        new.spread.weight.copy_(spread.weight.detach()[rows])
+        if spread.bias is not None:
+            new.spread.bias.copy_(spread.bias.detach()[rows])
     return new
 
 

@@ -114,6 +114,13 @@ def test_encoder_pairs_keep_the_acm_logits_of_the_kept_channels(small):
             layer.bias[drop] = 0
         f_masked = masked.shallow(masked.stem(x))[:, keep]
         torch.testing.assert_close(shrunk.shallow(shrunk.stem(x)), f_masked, rtol=1e-5, atol=1e-5)
+        # the layers called one by one (a global hook disables the fused paths) compute the same
+        handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+        try:
+            called = shrunk(x)
+        finally:
+            handle.remove()
+        torch.testing.assert_close(called, shrunk(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="whole channel pairs"):
         tw.shrink_trunk(copy.deepcopy(small), "encoder", [0, 2])
 
@@ -144,6 +151,12 @@ def test_every_structured_kind_runs_and_replays_after_save_and_load(small, tmp_p
         tiled = middle(x)
         middle.single_pass = True
         torch.testing.assert_close(middle(x), tiled, rtol=1e-4, atol=1e-5)
+        middle.single_pass = False
+        handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+        try:  # every layer called on the data (no fused paths)
+            torch.testing.assert_close(middle(x), tiled, rtol=1e-4, atol=1e-5)
+        finally:
+            handle.remove()
 
 
 def test_the_selector_decides_which_channels(small):
