@@ -6,8 +6,9 @@ On the demo checkpoint (sparsesel/assets/uhdformer_lowlight.pt), for each thread
   option timed in place at 256x256 and scaled by pixels, families timed together, the encoder
   width enumerated), with its build time;
 * plans at 50 % and 25 % of the measured latency: predicted vs measured latency at 512x512
-  (interleaved with the original, best of ``--repeats``; 1 thread: the thread's CPU time, robust to
-  the other processes of a shared machine, and wall time too), MACs, parameters, the calibration
+  (the original's best time plus each plan's paired, bracketed difference to it, median of
+  ``--repeats``: :func:`sparsesel.compress.latency.time_deltas`; 1 thread: the thread's CPU time,
+  robust to the other processes of a shared machine, and wall time too), MACs, parameters, the calibration
   output MSE (no fine-tuning), the kept widths, and where the time goes (stages: full-resolution
   encoder with the perception path, low-resolution CMT groups, tail);
 * the scaling check: deltas of two structured options measured at 256x256 and at 512x512;
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from sparsesel.compress.latency import time_networks
+from sparsesel.compress.latency import time_deltas, time_networks
 from sparsesel.compress.latency_plan import analyze_latency, apply_latency_plan, plan_latency
 from sparsesel.compress.plan import model_macs
 from sparsesel.compress.structured import shrink
@@ -136,20 +137,30 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
                                                         "predicted_ms": analysis.bases[max(analysis.bases)]["ms"], "calibration_mse": 0.0}}
     plans = {}
     for budget in args.budgets:
-        p = plan_latency(model, budget, image_size=SIZE, threads=threads, analysis=analysis, calibration=calibration)
+        try:
+            p = plan_latency(model, budget, image_size=SIZE, threads=threads, analysis=analysis, calibration=calibration)
+        except ValueError as error:  # a budget below the fastest plan
+            rows[f"latency {budget:.0%}"] = {"infeasible": str(error)}
+            print(f"  latency {budget:.0%}: {error}", flush=True)
+            continue
         net = apply_latency_plan(model, p).eval()
         name = f"latency {budget:.0%}"
         nets[name], plans[name] = net, p
         rows[name] = {"params": p.params_after, "macs": model_macs(net, SIZE), "predicted_ms": p.latency["predicted_ms"],
                       "calibration_mse": calibration_mse(model, net, calibration), "widths": net.widths, "groups": widths(p),
                       "factorized": [(layer.name, layer.factorization, layer.ranks) for layer in p.layers],
-                      "encoder_candidates": p.solver["candidates"]}
+                      "encoder_candidates": p.solver["candidates"], "checks": p.latency["checks"]}
     torch.set_num_threads(threads)
     load_before = load()
     clock = "cpu" if threads == 1 else "wall"
-    measured = time_networks(list(nets.values()), SIZE, args.repeats)
-    wall = time_networks(list(nets.values()), SIZE, args.repeats, clock="wall") if threads == 1 else measured
-    for (name, row), ms, wall_ms in zip(rows.items(), measured, wall):
+    def paired(clock):
+        base, deltas = time_deltas(model, list(nets.values())[1:], SIZE, args.repeats, clock=clock)
+        return [base] + [base + d for d in deltas]
+
+    measured = paired("auto")
+    wall = paired("wall") if threads == 1 else measured
+    timed = [(name, row) for name, row in rows.items() if "infeasible" not in row]
+    for (name, row), ms, wall_ms in zip(timed, measured, wall):
         row.update(measured_ms=ms, wall_ms=wall_ms, speedup=measured[0] / ms, predicted_over_measured=row["predicted_ms"] / ms,
                    predicted_over_measured_relative=(row["predicted_ms"] / rows["original"]["predicted_ms"]) / (ms / measured[0]))
     result = {"threads": threads, "clock": clock, "analysis_seconds": build_s, "analysis": analysis.info, "load_before_timing": load_before,
@@ -157,14 +168,14 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
     if threads == 1:
         result["stages_ms"] = stages(nets, SIZE, 3)
         result["scaling"] = scaling(model, 3)
-    for name, row in rows.items():
+    for name, row in timed:
         print(f"  {name:14s} params {row['params']:>7d}  GMAC {row['macs'] / 1e9:6.2f}  predicted {row['predicted_ms']:7.1f} ms  "
               f"measured {row['measured_ms']:7.1f} ms ({clock}; wall {row['wall_ms']:.1f})  x{row['speedup']:.2f}  "
               f"pred/meas {row['predicted_over_measured']:.3f}  cal MSE {row['calibration_mse']:.2e}", flush=True)
-    if args.finetune and threads == args.threads[0]:
+    if args.finetune and threads == args.threads[0] and "latency 50%" in nets:
         result["finetune_50"] = finetuned_psnr(model, nets["latency 50%"], args.finetune_steps)
         print("  fine-tuned 50 %:", result["finetune_50"], flush=True)
-    if args.four_k and threads == args.threads[0]:
+    if args.four_k and threads == args.threads[0] and "latency 50%" in nets:
         result["4k_wall_ms"] = {name: time_networks([nets[name]], (2160, 3840), 1, clock="wall")[0] for name in ("original", "latency 50%")}
         print("  3840x2160:", result["4k_wall_ms"], flush=True)
     return result

@@ -84,7 +84,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsesel.compress.trunk_widths import TRUNK_SPACES, shrink_trunk, trunk_is_plain, trunk_layers, trunk_norms, trunk_unit
+from sparsesel.compress.trunk_widths import TRUNK_SPACES, shrink_trunk, trunk_is_plain, trunk_norms, trunk_unit
 from sparsesel.nets.checkpoints import register_structure_op
 
 __all__ = [

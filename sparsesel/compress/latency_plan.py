@@ -45,7 +45,7 @@ from torch import nn
 
 from sparsesel.compress.channel_pruning import TRUNK_KINDS
 from sparsesel.compress.factorized import factorize
-from sparsesel.compress.latency import LatencyCache, cache_file, network_fingerprint, time_networks
+from sparsesel.compress.latency import LatencyCache, cache_file, network_fingerprint, time_deltas
 from sparsesel.compress.network_io import network_output
 from sparsesel.compress.structured import (
     Selector,
@@ -123,9 +123,9 @@ class _Timer:
         if missing:
             began = time.perf_counter()
             variants = [builds[i]().eval() for i in missing]
-            times = time_networks([base] + variants, self.measure_size, self.repeats, clock=self.clock)
-            for i, ms in zip(missing, times[1:]):
-                values[i] = (ms - times[0]) / members
+            _, deltas = time_deltas(base, variants, self.measure_size, self.repeats, clock=self.clock)
+            for i, delta in zip(missing, deltas):
+                values[i] = delta / members
                 self.cache.put(full[i], values[i])
             self.timings += len(missing)
             self.seconds += time.perf_counter() - began
@@ -256,7 +256,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
         :func:`~sparsesel.compress.latency.clock_function` (``auto``: the thread's CPU time with one
         thread, robust to other processes on a shared machine; wall time otherwise).
     """
-    from sparsesel.compress.plan import analyze, output_distortions
+    from sparsesel.compress.plan import analyze
 
     began = time.perf_counter()
     image_size = tuple(int(s) for s in image_size)
@@ -288,16 +288,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
                     keep = np.concatenate([[0], keep])
                     layers.append(_restricted(layer, keep))
                     layer_deltas.append(deltas[keep])
-        if calibration is not None:
-            unit_errors = structured_errors(model, units, calibration, selector=selector)
-            encoder_errors = structured_errors(model, [encoder], calibration, selector=selector)[0] if encoder else np.zeros(1)
-            if layers:
-                output_distortions(model, layers, calibration)
-            layer_errors = [layer.option_objectives() for layer in layers]
-        else:
-            unit_errors = importance_errors(units)
-            encoder_errors = importance_errors([encoder])[0] if encoder else np.zeros(1)
-            layer_errors = [layer.errors for layer in layers]
+        unit_errors, encoder_errors, layer_errors = _option_errors(model, units, encoder, layers, calibration, selector)
         analysis = LatencyAnalysis(units, encoder, unit_errors, encoder_errors, layers, layer_errors, layer_deltas)
         analysis.bases[model.widths["encoder"]] = {"ms": base_ms, "unit_deltas": [unit_deltas[i] for i in range(len(units))],
                                                    "layers": list(range(len(layers)))}
@@ -313,18 +304,35 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
         torch.set_num_threads(previous)
 
 
+def _option_errors(model, units, encoder, layers, calibration, selector):
+    """Per-option errors of the units, the encoder width and the layers: calibration output MSE (one
+    pass per option; factorizations interpolated as :func:`~sparsesel.compress.plan.output_distortions`
+    does), or without data the removed importance / the relative weight error."""
+    from sparsesel.compress.plan import output_distortions
+
+    if calibration is None:
+        encoder_errors = importance_errors([encoder])[0] if encoder else np.zeros(1)
+        return importance_errors(units), encoder_errors, [layer.errors for layer in layers]
+    unit_errors = structured_errors(model, units, calibration, selector=selector)
+    encoder_errors = structured_errors(model, [encoder], calibration, selector=selector)[0] if encoder else np.zeros(1)
+    if layers:
+        output_distortions(model, layers, calibration)
+    return unit_errors, encoder_errors, [layer.option_objectives() for layer in layers]
+
+
 def _base_ms(model: nn.Module, image_size, repeats: int, clock: str) -> float:
     """The network's measured latency at ``image_size`` (see :func:`_bases_ms`)."""
     return _bases_ms([model], image_size, repeats, clock)[0]
 
 
 def _bases_ms(models: Sequence[nn.Module], image_size, repeats: int, clock: str) -> list[float]:
-    """The networks' measured latencies at ``image_size``, side by side (above 1024x1024 pixels: at
-    1024x1024, scaled by pixels: the tiled network's time is linear in the tiles there)."""
+    """The networks' measured latencies at ``image_size``: the first one's best time, the others' as
+    paired deltas to it (:func:`~sparsesel.compress.latency.time_deltas`); above 1024x1024 pixels at
+    1024x1024, scaled by pixels (the tiled network's time is linear in the tiles there)."""
     pixels = image_size[0] * image_size[1]
-    if pixels <= 1024 * 1024:
-        return time_networks(models, image_size, repeats, clock=clock)
-    return [t * pixels / (1024 * 1024) for t in time_networks(models, (1024, 1024), repeats, clock=clock)]
+    size, scale = (image_size, 1.0) if pixels <= 1024 * 1024 else ((1024, 1024), pixels / (1024 * 1024))
+    base, deltas = time_deltas(models[0], models[1:], size, repeats, clock=clock)
+    return [scale * base] + [scale * (base + d) for d in deltas]
 
 
 def _encoder_bases(analysis: LatencyAnalysis, model: nn.Module, timer: _Timer, selector: Selector, image_size, repeats: int) -> None:
@@ -450,8 +458,9 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
                 break
             torch.set_num_threads(threads)
             network = _build(model, analysis, best, selector).eval()
-            dense_now, measured = time_networks([model, network], tuple(image_size), check_repeats,
-                                                clock=analysis.info.get("clock", "auto"))
+            dense_now, (difference,) = time_deltas(model, [network], tuple(image_size), check_repeats,
+                                                   clock=analysis.info.get("clock", "auto"))
+            measured = dense_now + difference
             measured_ms = measured / dense_now * dense_ms  # on the table's scale: drift of the machine cancels
             rounds.append({"factor": factor, "encoder": best["encoder"], "predicted_ms": best["predicted_ms"], "measured_ms": measured_ms,
                            "measured_raw_ms": measured, "dense_raw_ms": dense_now})
@@ -469,7 +478,9 @@ def _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dens
     """The knapsack of every encoder width at ``factor``, and the candidate that changes the calibration outputs least."""
     candidates = [c for c in (_solve_width(analysis, width, cap_ms, factor) for width in sorted(analysis.bases, reverse=True)) if c is not None]
     if not candidates:
-        fastest = min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in analysis.bases[w]["unit_deltas"]) for w in analysis.bases)
+        fastest = min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in list(analysis.bases[w]["unit_deltas"])
+                                                               + [analysis.layer_deltas[i] for i in analysis.bases[w]["layers"]])
+                      for w in analysis.bases)
         raise ValueError(f"latency budget {budget!r} ({cap_ms:.1f} ms) is too small: the fastest plan is predicted at "
                          f"{fastest:.1f} ms ({fastest / dense_ms:.3f} of {dense_ms:.1f} ms)")
     for candidate in candidates:
