@@ -65,11 +65,13 @@ encoder's channel pairs are removed whole (score: the mean over their channels).
 keeps at least one unit (per conv group).
 
 The pruned network is an ordinary :class:`~sparsesel.nets.uhdformer.UHDformer` whose layers
-are physically smaller ``nn.Conv2d`` / ``nn.Linear``; the ``upsample`` group wraps ``up`` and
-``fusion`` (:class:`ScatterOutputConv`, :class:`GatherInputConv`) because the network's tail
-addresses the up-sampled channels by the trunk width.  Each pruned group is recorded in
+are physically smaller ``nn.Conv2d`` / ``nn.Linear`` (the network reads its widths from its
+layers, :attr:`~sparsesel.nets.uhdformer.UHDformer.widths`, so a narrower up-sampled branch is a
+plain smaller ``up`` and ``fusion`` and stays on the folded fast path; files written before kept
+``up`` and ``fusion`` at full width behind :class:`ScatterOutputConv` / :class:`GatherInputConv`,
+the ``form="scatter"`` of their edits, which still load).  Each pruned group is recorded in
 ``model.structure`` as ``{"kind": "sparsesel.compress.prune_channels", "args": {"kind",
-"module", "channels"}}`` (registered with
+"module", "channels"[, "form"]}}`` (registered with
 :func:`sparsesel.nets.checkpoints.register_structure_op`), so saved networks load again once
 this module is imported.
 """
@@ -481,11 +483,13 @@ def _copy(dst: nn.Module, weight: torch.Tensor | None, bias: torch.Tensor | None
             dst.bias.copy_(bias)
 
 
-def _resize(model: nn.Module, module: str, kind: str, keep: torch.Tensor | None, channels: int) -> None:
+def _resize(model: nn.Module, module: str, kind: str, keep: torch.Tensor | None, channels: int, form: str = "plain") -> None:
     """Replace the group's layers by ones with ``channels`` hidden channels.
 
     With ``keep`` (sorted kept indices, int64) the weights are sliced from the old layers;
-    without it (replaying a saved structure) the new layers are left at their init.
+    without it (replaying a saved structure) the new layers are left at their init.  ``form``
+    (``upsample`` only): ``plain`` smaller convolutions, or ``scatter`` (:class:`ScatterOutputConv` /
+    :class:`GatherInputConv` at the full width: the edits of older files).
     """
     owner = model.get_submodule(module) if module else model
     L = _layers(model, module, kind)
@@ -557,8 +561,11 @@ def _resize(model: nn.Module, module: str, kind: str, keep: torch.Tensor | None,
         if keep is not None:
             _copy(nup, up.weight[rows], None if up.bias is None else up.bias[rows])
             _copy(nfu, fusion.weight[:, cols], fusion.bias)
-        owner.up = ScatterOutputConv(nup, rows, up.out_channels)
-        owner.fusion = GatherInputConv(nfu, cols, fusion.in_channels)
+        if form == "plain":  # the network reads its up-sampled width from ``up``: smaller plain layers
+            owner.up, owner.fusion = nup, nfu
+        else:  # the form of files written before the network read its widths from its layers
+            owner.up = ScatterOutputConv(nup, rows, up.out_channels)
+            owner.fusion = GatherInputConv(nfu, cols, fusion.in_channels)
     else:
         raise ValueError(f"unknown channel group kind {kind!r}; choose one of {KINDS}")
 
@@ -587,8 +594,13 @@ def _resize_heads(attention: nn.Module, L: dict[str, nn.Module], keep: torch.Ten
 
 
 @register_structure_op(EDIT_KIND)
-def replay_channel_pruning(model: nn.Module, kind: str, module: str, channels: int) -> None:
-    """Structural edit: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later)."""
+def replay_channel_pruning(model: nn.Module, kind: str, module: str, channels: int, form: str = "scatter") -> None:
+    """Structural edit: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later).
+
+    ``form``: how a pruned ``upsample`` group is built (edits without it were written as ``scatter``).
+    """
+    if form not in ("plain", "scatter"):
+        raise ValueError(f"channel pruning edit form must be 'plain' or 'scatter', got {form!r}")
     if kind not in KINDS:
         raise ValueError(f"unknown channel group kind {kind!r}; choose one of {KINDS}")
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
@@ -599,7 +611,7 @@ def replay_channel_pruning(model: nn.Module, kind: str, module: str, channels: i
         raise ValueError(f"channel pruning edit names {module!r}:{kind}, which the network does not have") from None
     if not all(_is_plain(layer) for layer in layers.values()):
         raise ValueError(f"channel pruning edit {module!r}:{kind}: its layers were already replaced")
-    _resize(model, module, kind, None, channels)
+    _resize(model, module, kind, None, channels, form)
 
 
 def _group_size(model: nn.Module, module: str, kind: str) -> tuple[int, int]:
@@ -663,7 +675,8 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any], *, copy_m
             raise ValueError(f"group {module!r}:{kind}: keep the same number of channels in each of its {subgroups} conv groups")
         _resize(new, module, kind, idx, len(idx))
         if isinstance(getattr(new, "structure", None), list):
-            new.structure.append({"kind": EDIT_KIND, "args": {"kind": kind, "module": module, "channels": int(len(idx))}})
+            args = {"kind": kind, "module": module, "channels": int(len(idx))}
+            new.structure.append({"kind": EDIT_KIND, "args": {**args, "form": "plain"} if kind == "upsample" else args})
     return new
 
 

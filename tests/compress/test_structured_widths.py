@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from sparsesel.compress import channel_pruning as cp
 from sparsesel.compress import trunk_widths as tw
+from sparsesel.compress.factorized import factorize
 from sparsesel.compress.structured import kept_channels, magnitude_selector, shrink, structured_units
 from sparsesel.nets import zoo
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
@@ -195,7 +196,8 @@ def test_trunk_edits_refuse_bad_input(small):
         tw.shrink_trunk(copy.deepcopy(small), "tail", [9])
     with pytest.raises(ValueError, match="a multiple of 2"):
         tw.replay_trunk(copy.deepcopy(small), "encoder", 3)
-    factorized = cp.prune_channels(small, {("", "upsample"): [0, 1]})
+    factorized = copy.deepcopy(small)
+    factorized.tail[0].conv = factorize(factorized.tail[0].conv, "tucker2", (4, 4))
     with pytest.raises(ValueError, match="shrink the trunk before"):
         tw.shrink_trunk(factorized, "tail", [0, 1])
     with pytest.raises(ValueError, match="whole units of 4 channels"):
