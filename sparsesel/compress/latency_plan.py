@@ -408,17 +408,18 @@ def _factorizations(analysis: LatencyAnalysis, candidate: dict[str, Any]) -> lis
 
 def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], threads: int = 1,
                  calibration: torch.Tensor | None = None, selector: Selector = magnitude_selector,
-                 analysis: LatencyAnalysis | None = None, check: bool = True, check_rounds: int = 3, check_repeats: int = 3,
+                 analysis: LatencyAnalysis | None = None, check: bool = True, check_rounds: int = 4, check_repeats: int = 3,
                  **analysis_options: Any):
     """Plan ``model`` to run within ``budget`` of its measured latency at ``image_size`` with ``threads``.
 
     The knapsack's prediction (the base network's measured latency plus the summed in-place deltas)
     is *checked*: the chosen network is built and timed against the dense one at ``image_size``
-    (interleaved, best of ``check_repeats``).  Small per-option deltas are noisy, and an exact
-    solver prefers the options whose noise flatters them, so the summed deltas overstate the
-    saving; when the measured latency exceeds the budget, every delta is multiplied by the
-    measured share of the predicted saving and the knapsacks are solved again (at most
-    ``check_rounds`` times).  ``Plan.latency`` records each round.
+    (paired medians of ``check_repeats``).  Small per-option deltas are noisy, an exact solver
+    prefers the options whose noise flatters them, and the deltas of units changed together do not
+    add up exactly; so every delta is multiplied by one factor, adjusted on the measurements
+    (:func:`_checked_choice`: down when the plan measures over the budget, up when it fits with
+    much to spare; at most ``check_rounds`` solves), and the best plan that measured within the
+    budget is kept.  ``Plan.latency`` records each round (``checks``) and the measured latency.
 
     Parameters
     ----------
@@ -449,29 +450,53 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
         raise ValueError(f"budget must be a fraction in (0, 1] of the measured latency or milliseconds (> 1), got {budget!r}")
     cap_ms = float(budget) * dense_ms if budget <= 1 else float(budget)
-    factor, rounds = 1.0, []
     previous = torch.get_num_threads()
     try:
-        for _ in range(max(1, int(check_rounds))):
-            best, candidates = _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms)
-            if not check:
-                break
-            torch.set_num_threads(threads)
-            network = _build(model, analysis, best, selector).eval()
-            dense_now, (difference,) = time_deltas(model, [network], tuple(image_size), check_repeats,
-                                                   clock=analysis.info.get("clock", "auto"))
-            measured = dense_now + difference
-            measured_ms = measured / dense_now * dense_ms  # on the table's scale: drift of the machine cancels
-            rounds.append({"factor": factor, "encoder": best["encoder"], "predicted_ms": best["predicted_ms"], "measured_ms": measured_ms,
-                           "measured_raw_ms": measured, "dense_raw_ms": dense_now})
-            summed = best["predicted_ms"] - best["base_ms"]  # the summed deltas (negative: a saving)
-            if measured_ms <= cap_ms * 1.02 or summed >= 0:
-                break
-            factor *= float(np.clip((measured_ms - best["base_ms"]) / summed, 0.1, 1.0))
+        best, candidates, rounds = _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dense_ms, image_size, threads,
+                                                   check=check, check_rounds=check_rounds, check_repeats=check_repeats)
     finally:
         torch.set_num_threads(previous)
     return _plan_record(model, analysis, best, candidates, selector, budget=budget, cap_ms=cap_ms, dense_ms=dense_ms, threads=threads,
-                        image_size=image_size, rounds=rounds, factor=rounds[-1]["factor"] if rounds else factor, began=began)
+                        image_size=image_size, rounds=rounds, factor=best["factor"], began=began)
+
+
+def _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dense_ms, image_size, threads, *, check, check_rounds, check_repeats):
+    """Solve, time the chosen network, and adjust the delta factor (see :func:`plan_latency`).
+
+    A factor whose plan measures over the budget is too trusting (the next one is smaller: scaled by
+    the measured share of the predicted saving, or halfway to a factor known to fit); one whose plan
+    fits with more than 8 % to spare is too cautious (the next is halfway to one known not to fit, or
+    scaled up by the same share).  The kept plan is the best-scoring one that fits (calibration MSE,
+    else predicted error), else the last one.
+    """
+    factor, rounds, fits, fitting, too_trusting = 1.0, [], [], None, None
+    for _ in range(max(1, int(check_rounds)) if check else 1):
+        best, candidates = _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms)
+        best["factor"] = factor
+        if not check:
+            return best, candidates, rounds
+        torch.set_num_threads(threads)
+        network = _build(model, analysis, best, selector).eval()
+        dense_now, (difference,) = time_deltas(model, [network], tuple(image_size), check_repeats, clock=analysis.info.get("clock", "auto"))
+        measured_ms = (dense_now + difference) / dense_now * dense_ms  # on the table's scale: the machine's drift cancels
+        rounds.append({"factor": factor, "encoder": best["encoder"], "predicted_ms": best["predicted_ms"], "measured_ms": measured_ms,
+                       "calibration_mse": best["calibration_mse"]})
+        best["measured_ms"] = measured_ms
+        summed = best["predicted_ms"] - best["base_ms"]  # the summed deltas (negative: a saving)
+        share = (measured_ms - best["base_ms"]) / summed if summed < 0 else 1.0
+        if measured_ms <= cap_ms * 1.02:
+            fits.append((best, candidates))
+            fitting = factor
+            if measured_ms >= 0.92 * cap_ms or summed >= 0:
+                break
+            factor = 0.5 * (factor + too_trusting) if too_trusting is not None else factor * float(np.clip(share, 1.0, 2.0))
+        else:
+            too_trusting = factor
+            factor = 0.5 * (factor + fitting) if fitting is not None else factor * float(np.clip(share, 0.1, 1.0))
+    if fits:
+        score = lambda item: item[0]["calibration_mse"] if item[0]["calibration_mse"] is not None else item[0]["predicted_error"]  # noqa: E731
+        best, candidates = min(fits, key=score)
+    return best, candidates, rounds
 
 
 def _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms):
@@ -517,7 +542,7 @@ def _plan_record(model, analysis, best, candidates, selector, *, budget, cap_ms,
                     for (module, kind), count in counts.items() if count != groups[(module, kind)]],
         latency={**analysis.info, "threads": threads, "predicted_ms": best["predicted_ms"], "dense_ms": dense_ms,
                  "base_ms": best["base_ms"], "delta_factor": factor, "checks": rounds,
-                 "measured_ms": rounds[-1]["measured_ms"] if rounds else None},
+                 "measured_ms": best.get("measured_ms")},
     )
 
 

@@ -242,6 +242,8 @@ class Plan:
         lines = [f"plan ({self.method}, cost={self.cost}): params {self.params_before} -> {self.params_after} "
                  f"({self.params_after / max(self.params_before, 1):.3f}); cost {self.cost_before} -> {self.cost_after} "
                  f"(budget {self.budget_cost})"]
+        for entry in self.structured:
+            lines.append(f"  {(entry['module'] or '<net>') + ':' + entry['kind']:40s} channels {entry['of']} -> {entry['channels']}")
         for layer in self.layers:
             ranks = "dense" if layer.ranks is None else f"{layer.factorization} {layer.ranks}"
             lines.append(f"  {layer.name:40s} {str(layer.shape):22s} {ranks:22s} {layer.dense_params:>8d} -> {layer.params:>8d}  err {layer.error:.4f}")
