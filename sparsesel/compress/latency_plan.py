@@ -64,6 +64,8 @@ __all__ = ["LatencyAnalysis", "analyze_latency", "apply_latency_plan", "plan_lat
 COST_STEP_MS = 0.01
 #: A factorization option is offered only if it saves at least this fraction of the dense network's time.
 MIN_SAVING = 0.002
+#: A family's measured saving counts only beyond this multiple of the network's noise floor (see ``_Timer``).
+NOISE_FLOOR = 3.0
 ENCODER = ("", "trunk_encoder")
 
 
@@ -105,18 +107,40 @@ class LatencyAnalysis:
 
 
 class _Timer:
-    """Measures (or reads from the cache) per-member deltas of families at ``measure_size``."""
+    """Measures (or reads from the cache) per-member deltas of families at ``measure_size``.
+
+    The noise floor of a network (:meth:`noise`: the largest |delta| of copies of it against it,
+    timed as the options are) is measured once per base network; a family's total saving smaller
+    than ``NOISE_FLOOR`` times it counts as no saving (an exact knapsack would otherwise pick the
+    options whose noise flatters them).
+    """
 
     def __init__(self, cache: LatencyCache, measure_size, image_size, repeats: int, clock: str) -> None:
         self.cache, self.measure_size, self.repeats, self.clock = cache, tuple(measure_size), repeats, clock
         self.scale = (image_size[0] * image_size[1]) / (measure_size[0] * measure_size[1])
         self.timings = 0
         self.seconds = 0.0
+        self.floors: dict[str, float] = {}
+
+    def noise(self, base: nn.Module, fingerprint: str) -> float:
+        """Milliseconds (at the measure size) below which a family's delta is not told from noise."""
+        key = f"{fingerprint}|null"
+        value = self.cache.get(key)
+        if value is None:
+            began = time.perf_counter()
+            _, deltas = time_deltas(base, [copy.deepcopy(base) for _ in range(3)], self.measure_size, self.repeats, clock=self.clock)
+            value = max(abs(d) for d in deltas)
+            self.cache.put(key, value)
+            self.seconds += time.perf_counter() - began
+        self.floors[fingerprint] = value
+        return value
 
     def deltas(self, base: nn.Module, fingerprint: str, keys: Sequence[str], members: int, builds) -> list[float]:
         """Milliseconds at the target size one member adds when all ``members`` take each option
         (``builds[i]()`` makes the network of option ``keys[i]``); the options missing from the cache
-        are timed side by side with ``base`` in one interleaved run."""
+        are timed side by side with ``base`` in one interleaved run.  Savings of the whole family
+        within the noise floor count as 0."""
+        floor = NOISE_FLOOR * self.noise(base, fingerprint)
         full = [f"{fingerprint}|{key}" for key in keys]
         values = [self.cache.get(key) for key in full]
         missing = [i for i, value in enumerate(values) if value is None]
@@ -129,7 +153,7 @@ class _Timer:
                 self.cache.put(full[i], values[i])
             self.timings += len(missing)
             self.seconds += time.perf_counter() - began
-        return [value * self.scale for value in values]
+        return [0.0 if -floor < value * members < 0 else value * self.scale for value in values]
 
 
 def _unit_families(units: Sequence[StructuredUnit]) -> dict[str, list[int]]:
@@ -226,7 +250,7 @@ def _encoder_coupled(model: nn.Module, units: Sequence[StructuredUnit]) -> set[i
 
 def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int = 1, calibration: torch.Tensor | None = None,
                     selector: Selector = magnitude_selector, exclude: Sequence[str] = (), measure_size: Sequence[int] = (256, 256),
-                    repeats: int = 3, cache: bool | LatencyCache = True, factorizations: bool = True,
+                    repeats: int = 4, cache: bool | LatencyCache = True, factorizations: bool = True,
                     clock: str = "auto") -> LatencyAnalysis:
     """Measure everything :func:`plan_latency` needs (the slow part; reuse it across budgets).
 
@@ -296,7 +320,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
             _encoder_bases(analysis, model, timer, selector, image_size, repeats)
         cache.save()
         analysis.info = {"image_size": list(image_size), "measure_size": list(measure_size), "threads": threads, "repeats": repeats,
-                         "clock": clock, "timing_seconds": timer.seconds,
+                         "clock": clock, "timing_seconds": timer.seconds, "noise_floor_ms": dict(timer.floors),
                          "timings": timer.timings, "cache_hits": cache.hits, "cache_file": None if cache.path is None else str(cache.path),
                          "seconds": time.perf_counter() - began, "pixel_scale": timer.scale}
         return analysis
