@@ -12,11 +12,11 @@ On the demo checkpoint (sparsesel/assets/uhdformer_lowlight.pt), for each thread
   output MSE (no fine-tuning), the kept widths, and where the time goes (stages: full-resolution
   encoder with the perception path, low-resolution CMT groups, tail);
 * the scaling check: deltas of two structured options measured at 256x256 and at 512x512;
-* with ``--finetune``: the 50 % plan fine-tuned as the demo does (60 distillation steps, batch 4,
+* with ``--finetune``: every plan fine-tuned as the demo does (60 distillation steps, batch 4,
   64x64 patches) and its PSNR on 24 held-out 128x128 patches against the original's;
 * with ``--4k``: the original and the 50 % plan at 3840x2160, one pass each (wall time).
 
-    python benchmarks/latency_budget.py [--threads 1,2] [--repeats 5] [--finetune] [--4k]
+    python benchmarks/latency_budget.py [--threads 1,2] [--budgets 0.5,0.7,0.25] [--repeats 5] [--finetune] [--4k]
 
 Writes benchmarks/results/latency_budget.json.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copy
 import json
 import os
 import time
@@ -172,9 +173,10 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
         print(f"  {name:14s} params {row['params']:>7d}  GMAC {row['macs'] / 1e9:6.2f}  predicted {row['predicted_ms']:7.1f} ms  "
               f"measured {row['measured_ms']:7.1f} ms ({clock}; wall {row['wall_ms']:.1f})  x{row['speedup']:.2f}  "
               f"pred/meas {row['predicted_over_measured']:.3f}  cal MSE {row['calibration_mse']:.2e}", flush=True)
-    if args.finetune and threads == args.threads[0] and "latency 50%" in nets:
-        result["finetune_50"] = finetuned_psnr(model, nets["latency 50%"], args.finetune_steps)
-        print("  fine-tuned 50 %:", result["finetune_50"], flush=True)
+    if args.finetune and threads == args.threads[0]:
+        for name in [n for n in nets if n != "original"]:
+            rows[name]["finetune"] = finetuned_psnr(model, copy.deepcopy(nets[name]), args.finetune_steps)
+            print(f"  {name} fine-tuned {args.finetune_steps} steps:", rows[name]["finetune"], flush=True)
     if args.four_k and threads == args.threads[0] and "latency 50%" in nets:
         result["4k_wall_ms"] = {name: time_networks([nets[name]], (2160, 3840), 1, clock="wall")[0] for name in ("original", "latency 50%")}
         print("  3840x2160:", result["4k_wall_ms"], flush=True)
@@ -184,7 +186,7 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--budgets", default="0.5,0.25")
+    parser.add_argument("--budgets", default="0.5,0.7,0.25")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-steps", type=int, default=60)
