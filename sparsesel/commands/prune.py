@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_network(args)  # any network file, or an official UHDformer file
     pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
     for parameter, kept in result.selected:  # the zeros, in the network's edit log
-        record_edit(pruned, "block_mask", parameter=parameter, block_shape=list(block_shape), kept=[int(i) for i in kept])
+        record_edit(pruned, "block_mask", {"parameter": parameter, "block_shape": list(block_shape), "kept": [int(i) for i in kept]})
     summary = {
         "input": str(args.checkpoint),
         "net": info["net"],

@@ -107,7 +107,8 @@ def _replace_layers(new: nn.Module, plan: Plan, n_iter_max: int) -> None:
             raise ValueError(f"plan layer {entry.name!r}: factorization {entry.factorization!r} needs ranks")
         replacement = factorize(layer, entry.factorization, entry.ranks, n_iter_max=n_iter_max)
         set_submodule(new, entry.name, replacement)
-        record_edit(new, EDIT_KIND, name=entry.name, factorization=entry.factorization, ranks=[int(r) for r in entry.ranks])
+        record_edit(new, EDIT_KIND, {"name": entry.name, "factorization": entry.factorization,
+                                     "ranks": [int(r) for r in entry.ranks]})
 
 
 def save_compressed(model: nn.Module, path: str | os.PathLike, *, net: str | None = None, config: dict | None = None,

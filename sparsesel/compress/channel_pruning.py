@@ -499,7 +499,7 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any]) -> nn.Mod
         if subgroups > 1 and not torch.equal(torch.bincount(idx // per, minlength=subgroups), torch.full((subgroups,), len(idx) // subgroups)):
             raise ValueError(f"group {module!r}:{kind}: keep the same number of channels in each of its {subgroups} conv groups")
         _resize(new, module, kind, idx, len(idx))
-        record_edit(new, EDIT_KIND, kind=kind, module=module, channels=int(len(idx)))
+        record_edit(new, EDIT_KIND, {"kind": kind, "module": module, "channels": int(len(idx))})
     return new
 
 

@@ -117,7 +117,7 @@ def edit_log(model: nn.Module) -> list[dict[str, Any]]:
     return log
 
 
-def record_edit(model: nn.Module, kind: str, **args: Any) -> None:
+def record_edit(model: nn.Module, kind: str, args: Mapping[str, Any]) -> None:
     """Append the edit ``{"kind": kind, "args": args}`` (plain values only) to ``model``'s log."""
     if kind not in EDIT_KINDS and kind not in _REGISTERED:
         raise ValueError(f"unknown structural edit {kind!r}; known: {list(edit_kinds())}")

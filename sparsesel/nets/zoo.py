@@ -309,6 +309,8 @@ def _read_current(payload: dict, name: str, trust_code: bool, named: str | None)
     net = payload["net"]
     if not isinstance(net, str):
         raise ValueError(f"{name}: 'net' must be a network name or factory, got {type(net).__name__}")
+    if named is not None and named != net:
+        raise ValueError(f"{name} holds a {net} network, not {named}")
     _trusted(net, name, trust_code, named)
     meta = _payload_dict(payload.get("meta", {}), "meta", name)
     config = _payload_dict(payload["config"], "config", name)
