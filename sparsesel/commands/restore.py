@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.data.image_files import output_format, read_image, write_image
     from sparsesel.nets.adapter import get_adapter
     from sparsesel.nets.checkpoint_checks import finite_or_explain
+    from sparsesel.training.losses import predict
     from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
 
     from sparsesel.outputs import check_output_file
@@ -74,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.mask is not None:
         raise ValueError(f"--mask is only used by networks that take a foreground mask (the harmonizer), not by {net}")
     try:
-        with torch.no_grad():
-            output = adapter.restore(model, batch)
+        output = predict(net, model, batch)  # the adapter's restore, without gradients
     except (MemoryError, RuntimeError) as exc:
         reason = _out_of_memory(exc)
         if reason is None:
