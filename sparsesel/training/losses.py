@@ -1,4 +1,4 @@
-"""Losses and per-network training recipes.
+"""Losses and the training recipe value objects (each network's recipe comes from its adapter).
 
 A :class:`TrainingRecipe` (each network's adapter gives its own,
 :meth:`sparsesel.nets.adapter.NetworkAdapter.training_recipe`; :func:`training_recipe` looks it

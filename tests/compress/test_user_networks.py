@@ -113,3 +113,55 @@ def test_a_factory_that_fails_is_named(tmp_path):
         zoo.build_net("user_networks:missing")
     with pytest.raises(ValueError, match=r"calling tiny_cnn\(\*\*\{'depth': 3\}\) failed: TypeError"):
         zoo.build_net(FACTORY, {"depth": 3})
+
+
+def _readme_example() -> tuple[str, list[str]]:
+    """The README's user-network example: its Python block and its command lines."""
+    import re
+
+    text = (HERE.parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```([a-z]*)\n(.*?)```", text, flags=re.S)
+    python = [body for kind, body in blocks if kind == "python" and "my_nets:tiny_cnn" in body]
+    commands = [line.strip() for kind, body in blocks if kind == "text" for line in body.splitlines()
+                if line.strip().startswith("sparsesel ") and "tiny" in line]
+    assert len(python) == 1 and len(commands) == 3, "the README lost its user-network example"
+    return python[0], commands
+
+
+@pytest.mark.slow
+def test_the_readme_user_network_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import numpy as np
+
+    from sparsesel.cli import main
+    from sparsesel.data.image_files import write_image
+
+    (tmp_path / "my_nets.py").write_text((HERE / "user_networks.py").read_text())  # "your" module
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    python, commands = _readme_example()
+    namespace: dict = {}
+    exec(compile(python, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert namespace["info"]["net"] == "my_nets:tiny_cnn" and namespace["info"]["config"] == {"width": 8}
+    import my_nets
+
+    torch.save(_seeded(my_nets.tiny_cnn).state_dict(), tmp_path / "weights.pt")
+    write_image(tmp_path / "photo.png", np.random.default_rng(0).random((24, 20, 3)))
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, (command, capsys.readouterr().err)
+    assert (tmp_path / "photo-restored.png").is_file() and (tmp_path / "tiny.onnx").is_file()
+
+
+def test_a_user_network_trains_from_the_command_line(tmp_path, capsys):
+    from sparsesel.cli import main
+
+    out = tmp_path / "tiny.pt"
+    argv = ["train", FACTORY, "--task", "blur", "--steps", "3", "--batch-size", "2", "--patch-size", "16", "--eval-count", "1",
+            "--eval-size", "16", "--option", "width=4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().err
+    model, info = load_compressed(out, net=FACTORY)
+    assert info["config"] == {"width": 4} and model.body[0].out_channels == 4
+    assert info["meta"]["train"]["net"] == FACTORY and info["meta"]["evaluation"]["psnr_output"] > 0
+    assert main(["train", FACTORY, "--task", "harmonize", "--steps", "1", "--out", str(tmp_path / "h.pt")]) == 2
+    assert "task 'harmonize' is not one of user_networks:tiny_cnn's tasks" in capsys.readouterr().err
