@@ -119,7 +119,7 @@ def save_checkpoint(
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     official = {"params": {OFFICIAL_PREFIX + k: v for k, v in ours_to_official(state).items()}}
-    write_atomic(path, lambda stream: torch.save(official, stream), force=True)
+    write_atomic(path, lambda stream: torch.save(official, stream), force=overwrite)
     return path
 
 

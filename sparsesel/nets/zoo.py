@@ -176,7 +176,7 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str | None = Non
         _check_rebuilds(adapter, config, edits, state, model)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "net": adapter.name, "config": config, "edits": edits,
                "meta": meta, "state_dict": state}
-    write_atomic(path, lambda stream: torch.save(payload, stream), force=True)
+    write_atomic(path, lambda stream: torch.save(payload, stream), force=force)
     return path
 
 
