@@ -209,6 +209,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     run_folder.enter_stage("analyze", progress)
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
                                                  processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1)
+    zoo.check_saveable(student, net=net, config=info["config"])  # a network no file could rebuild fails now, not after the work
     lap("analyze_and_plan")
     if world > 1:
         dist.barrier()

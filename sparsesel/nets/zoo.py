@@ -31,6 +31,7 @@ It also reads, as before, files of earlier versions: ``"sparsesel.nets"`` (``"pa
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ __all__ = [
     "build_from_checkpoint",
     "build_net",
     "check_plain",
+    "check_saveable",
     "config_dict",
     "load_checkpoint_file",
     "load_net",
@@ -157,8 +159,8 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str | None = Non
         ``path`` exists and ``force`` is false.
     ValueError
         ``net`` names another network than ``model``; a network not built by a built-in or an
-        importable factory; a factory and ``config`` that do not rebuild ``model``'s tensors
-        (checked on the ``meta`` device: names and shapes).
+        importable factory; a configuration (a factory and ``config``) and edit log that do not rebuild
+        ``model``'s tensors (:func:`check_saveable`: checked on the ``meta`` device, names and shapes).
     TypeError
         ``meta``, ``config`` or the edit log hold values other than plain data.
     """
@@ -172,8 +174,7 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str | None = Non
     for value, where in ((meta, "meta"), (config, "config"), (edits, "the network's edit log")):
         check_plain(value, where)
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    if isinstance(adapter, FactoryAdapter):
-        _check_rebuilds(adapter, config, edits, state, model)
+    _check_rebuilds(adapter, config, edits, state, model)
     payload = {"format": FORMAT, "version": FORMAT_VERSION, "net": adapter.name, "config": config, "edits": edits,
                "meta": meta, "state_dict": state}
     write_atomic(path, lambda stream: torch.save(payload, stream), force=force)
@@ -197,20 +198,36 @@ def _adapter_to_save(model: nn.Module, net: str | None) -> NetworkAdapter:
     return adapter
 
 
-def _check_rebuilds(adapter: FactoryAdapter, config: dict, edits: list, state: dict, model: nn.Module) -> None:
-    """Refuse to write a factory network that its factory and config do not rebuild (checked on ``meta``)."""
+def check_saveable(model: nn.Module, *, net: str | None = None, config: dict | None = None) -> None:
+    """Refuse (``ValueError``) a network that :func:`save_net` could write but :func:`load_net` could not rebuild.
 
+    The network's base configuration (or factory and keyword arguments) and its edit log are replayed
+    on the ``meta`` device (no memory) and compared with its tensors: names and shapes. A structure
+    changed without a recorded edit (e.g. by Torch-Pruning) is caught here, before the file is written.
+    Parameters as :func:`save_net`.
+    """
+    adapter = _adapter_to_save(model, net)
+    config = dict(config) if config is not None and not isinstance(adapter, BuiltinAdapter) else adapter.config_of(model)
+    edits = [dict(edit) for edit in edit_log(model)]
+    _check_rebuilds(adapter, config, edits, model.state_dict(), model)
+
+
+def _check_rebuilds(adapter: NetworkAdapter, config: dict, edits: list, state: Mapping[str, torch.Tensor], model: nn.Module) -> None:
     def build() -> nn.Module:
         rebuilt = adapter.build(config)
         replay_edits(rebuilt, edits, adapter.name)
         return rebuilt
 
+    what = f"{adapter.name}(**{config!r})" if isinstance(adapter, FactoryAdapter) else f"{adapter.name} of its configuration"
     try:
-        check_on_meta(build, state, name=f"{adapter.name}(**{config!r})", settings={**config}, network=type(model).__name__)
+        check_on_meta(build, state, name=what, settings={**config}, network=type(model).__name__)
     except ValueError as exc:
-        raise ValueError(
-            f"cannot record how to rebuild this {type(model).__name__}: {exc}; pass net='package.module:function' and "
-            "config={...} (its keyword arguments) that build this network") from None
+        if isinstance(adapter, FactoryAdapter):
+            hint = "pass net='package.module:function' and config={...} (its keyword arguments) that build this network"
+        else:
+            hint = ("its structure was changed without a recorded edit (sparsesel.nets.edits), e.g. by Torch-Pruning, "
+                    "so no file could rebuild it")
+        raise ValueError(f"cannot record how to rebuild this {type(model).__name__}: {exc}; {hint}") from None
 
 
 # ---------------------------------------------------------------------------

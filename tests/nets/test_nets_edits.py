@@ -158,3 +158,11 @@ def test_a_module_with_its_own_structure_attribute_is_told_so():
 
     with pytest.raises(TypeError, match="Clash.structure is a Conv2d; sparsesel keeps a network's log"):
         edit_log(Clash())
+
+
+def test_a_structure_changed_without_an_edit_is_not_written(tmp_path):
+    model = UHDformer(CONFIG)
+    model.head = nn.Conv2d(CONFIG.width, 3, 1)  # as Torch-Pruning would: no edit recorded
+    with pytest.raises(ValueError, match=r"cannot record how to rebuild this UHDformer: .*head.weight.*changed without a recorded edit"):
+        zoo.save_net(model, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
