@@ -401,7 +401,12 @@ def get_adapter(net: str) -> NetworkAdapter:
 def adapter_for(model: nn.Module) -> NetworkAdapter:
     """The adapter of a network object: the built-in whose class it is, the factory it was built by,
     else a :class:`FactoryAdapter` naming its class when the class can be imported by that path
-    (``"module:Class"``, called without arguments to rebuild it), else one without a factory."""
+    (``"module:Class"``, called without arguments to rebuild it), else one without a factory.
+    A ``DataParallel`` / ``DistributedDataParallel`` wrapper gets the adapter of the network it wraps."""
+    from torch import nn
+
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module  # the wrapped network's adapter (the wrapper forwards the calls)
     record = getattr(model, FACTORY_RECORD, None)
     if isinstance(record, dict) and is_factory_spec(record.get("net")):
         return FactoryAdapter(record["net"])

@@ -154,3 +154,8 @@ def test_a_folder_of_official_tshrnet_files_is_a_checkpoint(tmp_path):
     np.testing.assert_allclose(read_image(tmp_path / "out.png"), np.round(expected.clip(0, 1) * 255) / 255, atol=1.01 / 255)
     with pytest.raises(ValueError, match="is a directory"):
         zoo.load_net(tmp_path)
+
+
+def test_a_data_parallel_wrapper_gets_the_adapter_of_its_network():
+    model = _tiny("harmonizer")
+    assert adapter_for(nn.DataParallel(model)) is get_adapter("harmonizer")
