@@ -24,7 +24,6 @@ import dataclasses
 import json
 import os
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from sparsesel.atomic import write_atomic, write_text_atomic
+from sparsesel.atomic import write_text_atomic
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
-from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, predict, training_recipe
+from sparsesel.training import loop
+from sparsesel.training.loop import StateFile, Trainable
+from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, OptimizerRecipe, predict, training_recipe
 from sparsesel.validation import max_threads
 
 __all__ = ["TrainConfig", "evaluate", "make_optimizers", "state_path", "train"]
@@ -180,19 +180,17 @@ def make_optimizers(config: TrainConfig, model: torch.nn.Module) -> tuple[list, 
         ``config.lr``, ``config.betas`` and ``config.weight_decay``.
     schedules : list of torch.optim.lr_scheduler.LRScheduler
         ``CosineAnnealingLR`` over ``config.steps`` down to ``config.eta_min``, or a constant
-        rate (``ConstantLR`` with factor 1).
+        rate (``ConstantLR`` with factor 1) (:func:`sparsesel.training.loop.make_optimizers`).
     """
     steps = list(training_recipe(config.net).steps)
-    optimizer_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
-    optimizers, schedules = [], []
-    for step in steps:
-        optimizer = optimizer_class(list(step.parameters(model)), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        optimizers.append(optimizer)
-        if config.schedule == "cosine":
-            schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.eta_min))
-        else:
-            schedules.append(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0))
+    optimizers, schedules = loop.make_optimizers(steps, optimizer_recipe(config), model, config.steps)
     return steps, optimizers, schedules
+
+
+def optimizer_recipe(config: TrainConfig) -> OptimizerRecipe:
+    """The optimizer settings of ``config`` (the network's recipe, with the fields the config overrides)."""
+    return OptimizerRecipe(config.optimizer, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                           schedule=config.schedule, eta_min=config.eta_min)
 
 
 def evaluate(net: str, model: torch.nn.Module, dataset: PairedPatchDataset) -> dict[str, float]:
@@ -283,73 +281,18 @@ def train(
         torch.set_num_threads(config.threads)
     try:
         model = _build(config)
-        steps, optimizers, schedules = make_optimizers(config, model)
-        start, history = 0, []
-        if resume:
-            state = zoo.load_checkpoint_file(state_file)
-            saved = state.get("config", {}) if isinstance(state, dict) else {}
-            current = config.to_dict()
-            changed = [key for key in _RESUME_KEYS if saved.get(key) != current[key]]
-            if changed:
-                raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
-            model.load_state_dict(state["model"])
-            for optimizer, schedule, saved_opt, saved_sched in zip(optimizers, schedules, state["optimizers"], state["schedules"]):
-                optimizer.load_state_dict(saved_opt)
-                schedule.load_state_dict(saved_sched)
-            start, history = int(state["step"]), [float(v) for v in state["losses"]]
-        elif force and state_file.exists():
+        trainable = Trainable(model, *make_optimizers(config, model))
+        state = StateFile(state_file, config.net, config.to_dict(), _RESUME_KEYS)
+        if force and not resume and state_file.exists():
             state_file.unlink()
-
         dataset = PairedPatchDataset(
             config.task, split="train", patch_size=config.patch_size, length=config.steps * config.batch_size, seed=config.seed
         )
-
-        def save_state(step: int) -> None:
-            state = {
-                "format": "sparsesel.training",
-                "config": config.to_dict(),
-                "step": step,
-                "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers],
-                "schedules": [s.state_dict() for s in schedules],
-                "losses": list(history),
-            }
-            write_atomic(state_file, lambda stream: torch.save(state, stream), force=True)
-
-        model.train()
-        began = time.perf_counter()
-        logs: dict[str, float] = {}
-        bar = tqdm(total=config.steps, initial=start, desc=f"train {config.net}/{config.task}", disable=not progress, dynamic_ncols=True)
-        try:
-            for step in range(start, config.steps):
-                b = config.batch_size
-                batch = dataset.batch(range(step * b, (step + 1) * b))
-                cache: dict = {}
-                logs = {}
-                for training_step, optimizer, schedule in zip(steps, optimizers, schedules):
-                    optimizer.zero_grad(set_to_none=True)
-                    result = training_step.loss(model, batch, cache)
-                    loss = result["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{training_step.name} loss became {loss.item()} at step {step + 1}")
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    prefix = "" if training_step.name == "main" else f"{training_step.name}_"
-                    logs.update({f"{prefix}{key}": float(value.detach()) for key, value in result.items()})
-                history.append(logs.get("loss", logs.get("generator_loss", float("nan"))))
-                bar.update(1)
-                bar.set_postfix(loss=f"{history[-1]:.4f}")
-                done = step + 1
-                if done % config.checkpoint_every == 0 and done < config.steps:
-                    save_state(done)
-                if callback is not None:
-                    callback(done, logs)
-        finally:
-            bar.close()
-        train_time = time.perf_counter() - began
-        if start < config.steps:  # kept until OUT is written: a resume after this point redoes no step
-            save_state(config.steps)
+        outcome = loop.run_loop(trainable, dataset, total_steps=config.steps, batch_size=config.batch_size,
+                                checkpoint_every=config.checkpoint_every, state=state, resume=resume, save_final=True,
+                                progress=progress, desc=f"train {config.net}/{config.task}", callback=callback)
+        start = outcome.resumed_from or 0
+        train_time = outcome.wall_time
 
         evaluation: dict[str, float] = {}
         if config.eval_count:
@@ -374,12 +317,12 @@ def train(
             state_file.unlink()
         return {
             "steps": config.steps,
-            "losses": history,
-            "logs": logs,
+            "losses": outcome.losses,
+            "logs": outcome.logs,
             "evaluation": evaluation,
             "wall_time": train_time,
             "out": str(out),
-            "resumed_from": start if resume else None,
+            "resumed_from": outcome.resumed_from,
         }
     finally:
         torch.set_num_threads(previous_threads)
