@@ -97,7 +97,7 @@ def _check_plain(value: Any, where: str) -> None:
 def _atomic_save(obj: Any, path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    write_atomic(path, lambda stream: torch.save(obj, stream), force=True)
+    write_atomic(path, lambda stream: torch.save(obj, stream), force=overwrite)
 
 
 def save_checkpoint(
