@@ -270,18 +270,14 @@ def run_loop(
     total_steps, batch_size, checkpoint_every : int
         ``batch_size`` is the global batch (divisible by the number of ranks).
     state : StateFile, optional
-        Written every ``checkpoint_every`` steps (rank 0); no state without it.
-    resume : bool
-        Continue from ``state`` (which must exist).
+        Written every ``checkpoint_every`` steps (rank 0); ``resume``: continue from it.
     save_final : bool
         Also write the state after the last step (not when a resume found nothing left to do);
         the caller removes it once its own outputs are written.
     data_parallel : bool
         Under an initialised process group, train data-parallel (see the module docstring).
-    progress : bool
-        A tqdm bar (rank 0).
-    desc : str
-        The bar's label.
+    progress, desc : bool, str
+        A tqdm bar (rank 0) and its label.
     callback : callable, optional
         ``callback(step, logs)`` after each step (1-based; after that step's state is saved).
 
@@ -302,43 +298,36 @@ def run_loop(
     if resume and state is None:
         raise FileNotFoundError("nothing to resume: no state file was given")
     start, losses = state.load_into(trainable) if resume else (0, [])
-    model = trainable.model
     trainable.model.train()
-    if size > 1:
-        # some parameters (e.g. of channels a matching step never selects) may get no gradient in a step
-        model = nn.parallel.DistributedDataParallel(trainable.model, find_unused_parameters=True)
+    # some parameters (e.g. of channels a matching step never selects) may get no gradient in a step
+    model = nn.parallel.DistributedDataParallel(trainable.model, find_unused_parameters=True) if size > 1 else trainable.model
+    saving = state is not None and rank == 0
     local = batch_size // size
-
-    def save(step: int) -> None:
-        if state is not None and rank == 0:
-            state.save(trainable, step, losses)
-
-    began = time.perf_counter()
-    logs: dict[str, float] = {}
-    bar = tqdm(total=total_steps, initial=start, desc=desc, disable=not progress or rank != 0, dynamic_ncols=True)
-    try:
+    began, logs = time.perf_counter(), {}
+    with tqdm(total=total_steps, initial=start, desc=desc, disable=not progress or rank != 0, dynamic_ncols=True) as bar:
         for step in range(start, total_steps):
             first = step * batch_size + rank * local
             logs = _one_iteration(trainable, model, dataset.batch(range(first, first + local)), step)
-            key = _first_loss_key(trainable.steps)
-            value = logs[key]
-            if size > 1:  # the loss of the global batch: the mean of the ranks' losses
-                reduced = torch.tensor([value], dtype=torch.float64)
-                dist.all_reduce(reduced)
-                value = logs[key] = float(reduced) / size
-            losses.append(value)
+            losses.append(_mean_over_ranks(logs, _first_loss_key(trainable.steps), size))
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
             done = step + 1
-            if done % checkpoint_every == 0 and done < total_steps:
-                save(done)
+            if saving and done % checkpoint_every == 0 and done < total_steps:
+                state.save(trainable, done, losses)
             if callback is not None:
                 callback(done, logs)
-    finally:
-        bar.close()
-    if save_final and start < total_steps:  # kept for the caller: a resume after this point redoes no step
-        save(total_steps)
+    if saving and save_final and start < total_steps:  # kept for the caller: a resume after this point redoes no step
+        state.save(trainable, total_steps, losses)
     return LoopOutcome(losses, logs, start if resume else None, time.perf_counter() - began, size)
+
+
+def _mean_over_ranks(logs: dict[str, float], key: str, size: int) -> float:
+    """``logs[key]`` averaged over the ``size`` ranks (the global batch's loss); stored back into ``logs``."""
+    if size > 1:
+        reduced = torch.tensor([logs[key]], dtype=torch.float64)
+        dist.all_reduce(reduced)
+        logs[key] = float(reduced) / size
+    return logs[key]
 
 
 def _first_loss_key(steps: Sequence[TrainingStep]) -> str:

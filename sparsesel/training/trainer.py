@@ -1,5 +1,8 @@
 """A small, resumable trainer for the restoration networks of :mod:`sparsesel.nets.zoo`.
 
+It runs the network's recipe in the one training loop, :func:`sparsesel.training.loop.run_loop`
+(which the distillation fine-tuning of :mod:`sparsesel.compress.finetune` runs in too):
+
 * The network's :func:`~sparsesel.training.losses.training_recipe`: its steps (one optimizer
   for plain networks, generator and discriminator optimizers for the GAN), their losses and
   the optimizer settings — UHDformer's (AdamW lr 5e-4, weight decay 1e-3, betas (0.9, 0.99),
@@ -41,7 +44,7 @@ from sparsesel.training.loop import StateFile, Trainable
 from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, OptimizerRecipe, predict, training_recipe
 from sparsesel.validation import max_threads
 
-__all__ = ["TrainConfig", "evaluate", "make_optimizers", "state_path", "train"]
+__all__ = ["TrainConfig", "evaluate", "make_optimizers", "optimizer_recipe", "state_path", "train"]
 
 # fields whose change makes a saved state unusable for resuming
 _RESUME_KEYS = (
@@ -228,6 +231,39 @@ def evaluate(net: str, model: torch.nn.Module, dataset: PairedPatchDataset) -> d
     return {key: float(np.mean(values)) for key, values in sums.items()}
 
 
+def _check_outputs(out: Path, state_file: Path, *, resume: bool, force: bool) -> None:
+    """Refuse, before any work, outputs that cannot or must not be written, and a resume with no state."""
+    from sparsesel.outputs import check_output_file
+
+    check_output_file(out, force=True)  # a folder, under a file, a name too long, unwritable: refused before any work
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
+    check_output_file(_json_path(out), label="the record of --out", force=force or resume)
+    check_output_file(state_file, label="the training state of --out", force=True)
+    if resume and not state_file.exists():
+        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
+    if state_file.exists() and not resume and not force:
+        raise FileExistsError(f"an interrupted run left {state_file}; pass resume=True (--resume) to continue it or force=True (--force) to start over")
+
+
+def _write_outputs(config: TrainConfig, model: torch.nn.Module, out: Path, *, evaluation: dict[str, float], train_time: float,
+                   steps_done: int, force: bool) -> None:
+    """Write the network ``out`` (with how it was made in its meta) and its JSON record."""
+    meta = {
+        "train": config.to_dict(),
+        "train_seconds": round(train_time, 2),
+        "steps_done_in_this_process": steps_done,
+        "evaluation": evaluation,
+        "evaluation_split": "test images (see sparsesel.data.images.IMAGE_SPLITS), random crops",
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+    zoo.save_net(model, out, net=config.net, meta=meta, force=force)
+    write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
+
+
 def train(
     config: TrainConfig,
     out: str | os.PathLike,
@@ -262,20 +298,9 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    from sparsesel.outputs import check_output_file
-
     out = Path(out)
     state_file = state_path(out)
-    check_output_file(out, force=True)  # a folder, under a file, a name too long, unwritable: refused before any work
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
-    check_output_file(_json_path(out), label="the record of --out", force=force or resume)
-    check_output_file(state_file, label="the training state of --out", force=True)
-    if resume and not state_file.exists():
-        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
-    if state_file.exists() and not resume and not force:
-        raise FileExistsError(f"an interrupted run left {state_file}; pass resume=True (--resume) to continue it or force=True (--force) to start over")
-
+    _check_outputs(out, state_file, resume=resume, force=force)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -300,19 +325,7 @@ def train(
                 config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
             )
             evaluation = evaluate(config.net, model, held_out)
-        meta = {
-            "train": config.to_dict(),
-            "train_seconds": round(train_time, 2),
-            "steps_done_in_this_process": config.steps - start,
-            "evaluation": evaluation,
-            "evaluation_split": "test images (see sparsesel.data.images.IMAGE_SPLITS), random crops",
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-        }
-        zoo.save_net(model, out, net=config.net, meta=meta, force=force)
-        write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
+        _write_outputs(config, model, out, evaluation=evaluation, train_time=train_time, steps_done=config.steps - start, force=force)
         if state_file.exists():
             state_file.unlink()
         return {
