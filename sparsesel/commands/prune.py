@@ -62,10 +62,14 @@ def parse_density(text: str) -> float:
     ValueError
         Not a number, outside ``(0, 1]``, or a whole count.
     """
-    budget = Budget.parse(text, "blocks", name="--density")
+    message = (f"--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; "
+               f"1.0 keeps every block), got {text!r}")
+    try:
+        budget = Budget.parse(text, "blocks", name="--density")
+    except ValueError:
+        raise ValueError(message) from None
     if not budget.is_fraction:
-        raise ValueError(f"--density must be a fraction in (0, 1] of the blocks written with a decimal point "
-                         f"(e.g. 0.25; 1.0 keeps every block), got the count {budget.text}")
+        raise ValueError(message + " (a whole number is a count of blocks)")
     return float(budget.value)
 
 

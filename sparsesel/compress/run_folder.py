@@ -146,7 +146,7 @@ def check_resume_settings(out: str | os.PathLike, settings: dict[str, Any]) -> N
     """Refuse a resume whose settings differ from the interrupted run's, naming every change.
 
     Reads the settings stored with each state in ``out`` (states written before settings were
-    stored are not compared here; :func:`~sparsesel.compress.finetune.finetune` still checks its own
+    stored are not compared here; the training loop (:class:`sparsesel.training.loop.StateFile`) still checks its own
     configuration).
 
     Raises
@@ -154,7 +154,7 @@ def check_resume_settings(out: str | os.PathLike, settings: dict[str, Any]) -> N
     ValueError
         A setting differs: ``--budget 0.5 (now 0.4)``, ...
     """
-    from sparsesel.compress.finetune import read_state
+    from sparsesel.training.loop import read_state
 
     for path in state_files(out):
         saved = read_state(path)["meta"].get("compress_settings")

@@ -147,9 +147,10 @@ def test_prune_density_is_a_fraction_of_the_blocks(tmp_path, capsys):
     path = tmp_path / "m.pt"
     zoo.save_net(model, path, net="uhdformer")
     assert main(["prune", str(path), "--density", "1", "--block", "4x4"]) == 2
-    assert "--density must be a fraction in (0, 1] of the blocks written with a decimal point (e.g. 0.25; 1.0 keeps every block), got the count 1" in capsys.readouterr().err
+    assert ("--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; 1.0 keeps every "
+            "block), got '1' (a whole number is a count of blocks)") in capsys.readouterr().err
     assert main(["prune", str(path), "--density", "1.5", "--block", "4x4"]) == 2
-    assert "--density must be a fraction in (0, 1] of the blocks or a whole count of blocks >= 1, got 1.5" in capsys.readouterr().err
+    assert "--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; 1.0 keeps every block), got '1.5'\n" in capsys.readouterr().err
     out = tmp_path / "p.pt"
     assert main(["prune", str(path), "--density", "0.29", "--block", "4x4", "--min-blocks", "1", "--out", str(out)]) == 0
     summary = json.loads(out.with_name(out.name + ".prune.json").read_text())
