@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -56,11 +56,14 @@ class Budget:
         One of :data:`UNITS`.
     text : str
         How it was written (for messages and file names), e.g. ``"0.29"`` or ``"5000"``.
+    name : str
+        The flag or argument it came from, named in messages (not compared).
     """
 
     amount: int | Fraction
     unit: str
     text: str
+    name: str = field(default="budget", compare=False)
 
     @property
     def is_fraction(self) -> bool:
@@ -154,19 +157,19 @@ class Budget:
         _check_unit(unit)
         if count < 1:
             raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit} >= 1, got {text}")
-        return cls(count, unit, text)
+        return cls(count, unit, text, name)
 
     @classmethod
     def _fraction(cls, fraction: Fraction, unit: str, name: str, text: str) -> Budget:
         _check_unit(unit)
         if 0 < fraction <= 1:
-            return cls(fraction, unit, text)
+            return cls(fraction, unit, text, name)
         hint = ""
         if fraction > 1 and fraction.denominator == 1:
             hint = f"; a number written with a decimal point or exponent is a fraction: write the count as {fraction.numerator}"
         raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit} >= 1, got {text}{hint}")
 
-    def resolve(self, total: int, *, name: str = "budget", at_least_one: bool = False) -> int:
+    def resolve(self, total: int, *, name: str | None = None, at_least_one: bool = False) -> int:
         """The budget in units, for a whole of ``total`` units: the count, or ``floor(fraction · total)``.
 
         A count is returned as it is, even above ``total`` (what that means is the caller's:
@@ -176,8 +179,8 @@ class Budget:
         ----------
         total : int
             The whole, in units (the network's parameters, the tensor's entries, ...), ``>= 0``.
-        name : str
-            Named in the message.
+        name : str, optional
+            Named in the message (default: :attr:`name`).
         at_least_one : bool
             A fraction that rounds down to 0 gives 1 instead of an error (the scikit-learn
             selectors, which must fit data with a single feature).
@@ -195,7 +198,7 @@ class Budget:
         if units < 1 and at_least_one and total >= 1:
             return 1
         if units < 1:
-            raise ValueError(f"{name} {self.text} of {int(total)} {self.unit} rounds down to 0 {self.unit}")
+            raise ValueError(f"{name or self.name} {self.text} of {int(total)} {self.unit} rounds down to 0 {self.unit}")
         return units
 
 

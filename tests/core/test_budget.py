@@ -12,7 +12,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import sparsesel as ss
@@ -123,6 +123,28 @@ def test_core_shape_command_resolves_as_the_problem(tmp_path, capsys):
         assert ss.CoreShape.from_tensor(X, Budget.parse(text, "entries")).budget == expected
     assert main(["core-shape", "--tensor", str(path), "--budget", "1.5"]) == 2
     assert "--budget must be a fraction in (0, 1] of the entries or a whole count of entries >= 1, got 1.5" in capsys.readouterr().err
+
+
+@settings(max_examples=25, deadline=None)
+@given(digits=st.text("0123456789", min_size=1, max_size=6).filter(lambda d: int(d) > 0))
+@example(digits="0001")  # 0.0001 of 60 entries: 0
+def test_core_shape_command_and_problem_agree_on_any_fraction(tmp_path_factory, digits):
+    X = np.arange(1.0, 61.0).reshape(3, 4, 5)  # 60 entries
+    path = tmp_path_factory.mktemp("budget") / "x.npy"
+    np.save(path, X)
+    text = "0." + digits
+    expected = floor_of_decimal_text(text, 60)
+    import contextlib
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = main(["core-shape", "--tensor", str(path), "--budget", text, "--json"])
+    if expected == 0:
+        assert status == 2 and f"--budget {text} of 60 entries rounds down to 0 entries" in stderr.getvalue()
+        return
+    assert status in (0, 1) and json.loads(stdout.getvalue())["budget"] == expected
+    assert ss.CoreShape.from_tensor(X, Budget.parse(text, "entries")).budget == expected
 
 
 def test_select_command_resolves_as_the_selectors(capsys):
