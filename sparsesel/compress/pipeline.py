@@ -167,7 +167,11 @@ def compress_checkpoint(
     try:
         with OutputLock(out, "sparsesel compress"):
             run_folder.start(out, force=force, resume=resume)
-            return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+            try:
+                return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+            except BaseException:
+                run_folder.remove_temporaries(out)  # of a worker stopped mid-write (the workers are stopped by now)
+                raise
     finally:
         if created is not None:  # the folders this run made, if it left them empty (it failed before writing)
             remove_if_empty(out, created)
