@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from sparsesel.atomic import write_text_atomic
+from sparsesel.budget import Budget
 from sparsesel.network_arguments import add_network_arguments, load_network
 from sparsesel.outputs import check_output_file
 
@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="a network file (sparsesel train, compress, prune) or an official UHDformer checkpoint")
-    parser.add_argument("--density", type=float, required=True, help="fraction of blocks kept, in (0, 1]")
+    parser.add_argument("--density", required=True,
+                        help="fraction of blocks kept, in (0, 1], written with a decimal point (0.25; 1.0 keeps every block)")
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
     parser.add_argument("--allocation", choices=("per_layer", "global"), default="per_layer",
                         help="same density in every weight (default) or one global budget")
@@ -52,6 +53,26 @@ def prune_model(model: Any, density: float, block: str, allocation: str = "per_l
     problem = ss.BlockSparsification(model, block_shape=block, density=density, allocation=allocation, min_blocks=min_blocks)
     result = ss.solve(problem, solver="magnitude", epochs=0)
     return bake_masks(result.info["model"]), result
+
+
+def parse_density(text: str) -> float:
+    """``--density``: a fraction of the blocks in ``(0, 1]`` (:class:`sparsesel.budget.Budget`, unit
+    ``blocks``); a whole count is refused (the density applies to every weight, whatever its size).
+
+    Raises
+    ------
+    ValueError
+        Not a number, outside ``(0, 1]``, or a whole count.
+    """
+    message = (f"--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; "
+               f"1.0 keeps every block), got {text!r}")
+    try:
+        budget = Budget.parse(text, "blocks", name="--density")
+    except ValueError:
+        raise ValueError(message) from None
+    if not budget.is_fraction:
+        raise ValueError(message + " (a whole number is a count of blocks)")
+    return float(budget.value)
 
 
 def default_output(checkpoint: Path, density: float, block_shape: tuple[int, int]) -> Path:
@@ -112,9 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    density = args.density
-    if not (math.isfinite(density) and 0.0 < density <= 1.0):
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    density = parse_density(args.density)
     block_shape = parse_block_shape(args.block, "--block")
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
     sidecar = sidecar_path(out)
@@ -123,14 +142,14 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.nets.zoo import save_net
 
     model, info = load_network(args)  # any network file, or an official UHDformer file
-    pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
+    pruned, result = prune_model(model, density, args.block, args.allocation, args.min_blocks)
     for parameter, kept in result.selected:  # the zeros, in the network's edit log
         record_edit(pruned, "block_mask", {"parameter": parameter, "block_shape": list(block_shape), "kept": [int(i) for i in kept]})
     summary = {
         "input": str(args.checkpoint),
         "net": info["net"],
         "block": args.block,
-        "target_density": args.density,
+        "target_density": density,
         "achieved_density": result.info["density"],
         "layer_density": result.info["layer_density"],
         "kept_blocks": result.info["kept_blocks"],
