@@ -59,10 +59,9 @@ The pruned network is an ordinary :class:`~sparsesel.nets.uhdformer.UHDformer` w
 are physically smaller ``nn.Conv2d`` / ``nn.Linear``; the ``upsample`` group wraps ``up`` and
 ``fusion`` (:class:`ScatterOutputConv`, :class:`GatherInputConv`) because the network's tail
 addresses the up-sampled channels by the trunk width.  Each pruned group is recorded in
-``model.structure`` as ``{"kind": "sparsesel.compress.prune_channels", "args": {"kind",
-"module", "channels"}}`` (registered with
-:func:`sparsesel.nets.checkpoints.register_structure_op`), so saved networks load again once
-this module is imported.
+the network's edit log (:mod:`sparsesel.nets.edits`) as ``{"kind": "prune_channels", "args":
+{"kind", "module", "channels"}}``, replayed on load by :func:`replay_channel_pruning` (the
+loader knows the kind; nothing needs importing first).
 """
 
 from __future__ import annotations
@@ -75,7 +74,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsesel.nets.checkpoints import register_structure_op
+from sparsesel.nets.edits import record_edit
 
 __all__ = [
     "EDIT_KIND",
@@ -86,10 +85,11 @@ __all__ = [
     "magnitude_prune_uhdformer",
     "min_params",
     "prune_channels",
+    "replay_channel_pruning",
     "select_channels",
 ]
 
-EDIT_KIND = "sparsesel.compress.prune_channels"
+EDIT_KIND = "prune_channels"
 KINDS = ("convnext", "gate", "ffn_expand", "ffn_unsqueeze", "gdfn", "upsample")
 
 
@@ -453,9 +453,8 @@ def _resize(model: nn.Module, module: str, kind: str, keep: torch.Tensor | None,
         raise ValueError(f"unknown channel group kind {kind!r}; choose one of {KINDS}")
 
 
-@register_structure_op(EDIT_KIND)
 def replay_channel_pruning(model: nn.Module, kind: str, module: str, channels: int) -> None:
-    """Structural edit: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later)."""
+    """Structural edit ``prune_channels``: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later)."""
     if kind not in KINDS:
         raise ValueError(f"unknown channel group kind {kind!r}; choose one of {KINDS}")
     if not isinstance(channels, int) or channels < 1:
@@ -483,7 +482,7 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any]) -> nn.Mod
     Returns
     -------
     UHDformer
-        Edits appended to ``structure``.
+        Edits appended to its edit log.
     """
     sites = dict.fromkeys(_group_sites(model))
     new = copy.deepcopy(model)
@@ -500,8 +499,7 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any]) -> nn.Mod
         if subgroups > 1 and not torch.equal(torch.bincount(idx // per, minlength=subgroups), torch.full((subgroups,), len(idx) // subgroups)):
             raise ValueError(f"group {module!r}:{kind}: keep the same number of channels in each of its {subgroups} conv groups")
         _resize(new, module, kind, idx, len(idx))
-        if isinstance(getattr(new, "structure", None), list):
-            new.structure.append({"kind": EDIT_KIND, "args": {"kind": kind, "module": module, "channels": int(len(idx))}})
+        record_edit(new, EDIT_KIND, {"kind": kind, "module": module, "channels": int(len(idx))})
     return new
 
 

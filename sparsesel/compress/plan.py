@@ -457,7 +457,7 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
     """
     import copy
 
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
     from sparsesel.compress.factorized import factorize
 
     work = copy.deepcopy(model).eval()
@@ -473,9 +473,9 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
             points = {0.0: 0.0}
             for j in sorted({cheapest, middle}):
                 factorization, ranks = layer.options[j]
-                _set_submodule(work, layer.name, factorize(original, factorization, ranks))
+                set_submodule(work, layer.name, factorize(original, factorization, ranks))
                 points[float(layer.errors[j])] = float(((network_output(work, calibration) - reference) ** 2).mean())
-            _set_submodule(work, layer.name, original)
+            set_submodule(work, layer.name, original)
             xs = np.array(sorted(points))
             ys = np.maximum.accumulate(np.array([points[x] for x in xs]))  # damage never decreases with error
             values = np.interp(layer.errors, xs, ys)
@@ -564,7 +564,7 @@ def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, ca
     """Mean squared output change on ``calibration`` when ``layers`` take ``options`` (a copy is edited)."""
     import copy
 
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
     from sparsesel.compress.factorized import factorize
 
     work = copy.deepcopy(model).eval()
@@ -572,7 +572,7 @@ def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, ca
         reference = network_output(work, calibration)
         for layer, (factorization, ranks) in zip(layers, options):
             if factorization != "dense":
-                _set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
+                set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
         return float(((network_output(work, calibration) - reference) ** 2).mean())
 
 
