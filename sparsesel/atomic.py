@@ -1,10 +1,15 @@
-"""Atomic file output: write to a temporary file beside the target, then rename.
+"""Atomic file output: write to a temporary file beside the target, then publish it.
 
-An existing output is never replaced unless the caller passes ``force=True``.
+An existing output is never replaced unless the caller passes ``force=True``. Without it the
+temporary file is published with a hard link, which fails if the target appeared meanwhile (a
+second run writing the same path): of two concurrent writers exactly one succeeds and the other
+gets ``FileExistsError``; nothing is silently lost. With ``force=True`` the publication is an
+atomic rename that replaces the target.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -52,11 +57,36 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], None], *,
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        if force:
+            os.replace(temporary, path)
+        else:
+            _publish_without_replacing(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+#: ``os.link`` errors that mean "this file system has no hard links" (then a checked rename is used).
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+def _publish_without_replacing(temporary: str, path: Path) -> None:
+    """Give the finished ``temporary`` file the name ``path`` unless ``path`` exists (checked atomically)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} was created by another process while this one was writing it; nothing was replaced "
+            "(pass --force (force=True) to replace it)"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        refuse_existing(path, False)  # no hard links here: the best check there is, then the rename
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
 
 
 def _default_mode() -> int:

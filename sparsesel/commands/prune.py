@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from sparsesel.atomic import write_text_atomic
+from sparsesel.budget import Budget
+from sparsesel.network_arguments import add_network_arguments, load_network
 from sparsesel.outputs import check_output_file
 
 
@@ -25,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "output is refused unless --force; every output path is checked before anything is written."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="a network file of sparsesel.nets (sparsesel train, compress) or an official UHDformer checkpoint")
-    parser.add_argument("--density", type=float, required=True, help="fraction of blocks kept, in (0, 1]")
+    parser.add_argument("checkpoint", type=Path, help="a network file (sparsesel train, compress, prune) or an official UHDformer checkpoint")
+    parser.add_argument("--density", required=True,
+                        help="fraction of blocks kept, in (0, 1], written with a decimal point (0.25; 1.0 keeps every block)")
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
     parser.add_argument("--allocation", choices=("per_layer", "global"), default="per_layer",
                         help="same density in every weight (default) or one global budget")
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true",
                         help="overwrite the outputs (checkpoint and its .prune.json) if they exist; "
                              "the input is never overwritten")
+    add_network_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -50,6 +53,26 @@ def prune_model(model: Any, density: float, block: str, allocation: str = "per_l
     problem = ss.BlockSparsification(model, block_shape=block, density=density, allocation=allocation, min_blocks=min_blocks)
     result = ss.solve(problem, solver="magnitude", epochs=0)
     return bake_masks(result.info["model"]), result
+
+
+def parse_density(text: str) -> float:
+    """``--density``: a fraction of the blocks in ``(0, 1]`` (:class:`sparsesel.budget.Budget`, unit
+    ``blocks``); a whole count is refused (the density applies to every weight, whatever its size).
+
+    Raises
+    ------
+    ValueError
+        Not a number, outside ``(0, 1]``, or a whole count.
+    """
+    message = (f"--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; "
+               f"1.0 keeps every block), got {text!r}")
+    try:
+        budget = Budget.parse(text, "blocks", name="--density")
+    except ValueError:
+        raise ValueError(message) from None
+    if not budget.is_fraction:
+        raise ValueError(message + " (a whole number is a count of blocks)")
+    return float(budget.value)
 
 
 def default_output(checkpoint: Path, density: float, block_shape: tuple[int, int]) -> Path:
@@ -110,22 +133,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    density = args.density
-    if not (math.isfinite(density) and 0.0 < density <= 1.0):
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    density = parse_density(args.density)
     block_shape = parse_block_shape(args.block, "--block")
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
     sidecar = sidecar_path(out)
     check_outputs(args.checkpoint, [("--out", out), ("the summary", sidecar)], bool(args.force))
-    from sparsesel.nets import load_net, save_net
+    from sparsesel.nets.edits import record_edit
+    from sparsesel.nets.zoo import save_net
 
-    model, info = load_net(args.checkpoint)  # any network of sparsesel.nets, or an official UHDformer file
-    pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
+    model, info = load_network(args)  # any network file, or an official UHDformer file
+    pruned, result = prune_model(model, density, args.block, args.allocation, args.min_blocks)
+    for parameter, kept in result.selected:  # the zeros, in the network's edit log
+        record_edit(pruned, "block_mask", {"parameter": parameter, "block_shape": list(block_shape), "kept": [int(i) for i in kept]})
     summary = {
         "input": str(args.checkpoint),
         "net": info["net"],
         "block": args.block,
-        "target_density": args.density,
+        "target_density": density,
         "achieved_density": result.info["density"],
         "layer_density": result.info["layer_density"],
         "kept_blocks": result.info["kept_blocks"],
@@ -133,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
         "discarded_energy": result.objective,
         "selected": [[name, list(idx)] for name, idx in result.selected],
     }
-    save_net(pruned, out, net=info["net"], meta={**info["meta"], "prune": summary}, force=bool(args.force))
+    recorded = {key: value for key, value in summary.items() if key != "selected"}  # the kept blocks are in the edits
+    save_net(pruned, out, net=info["net"], config=info["config"], meta={**info["meta"], "prune": recorded}, force=bool(args.force))
     write_text_atomic(sidecar, json.dumps(summary, indent=1), force=bool(args.force))
     print(
         f"pruned {len(result.selected)} weights of {args.checkpoint}: kept {result.info['kept_blocks']}/"

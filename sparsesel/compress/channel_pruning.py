@@ -70,10 +70,9 @@ layers, :attr:`~sparsesel.nets.uhdformer.UHDformer.widths`, so a narrower up-sam
 plain smaller ``up`` and ``fusion`` and stays on the folded fast path; files written before kept
 ``up`` and ``fusion`` at full width behind :class:`ScatterOutputConv` / :class:`GatherInputConv`,
 the ``form="scatter"`` of their edits, which still load).  Each pruned group is recorded in
-``model.structure`` as ``{"kind": "sparsesel.compress.prune_channels", "args": {"kind",
-"module", "channels"[, "form"]}}`` (registered with
-:func:`sparsesel.nets.checkpoints.register_structure_op`), so saved networks load again once
-this module is imported.
+the network's edit log (:mod:`sparsesel.nets.edits`) as ``{"kind": "prune_channels", "args":
+{"kind", "module", "channels"[, "form"]}}``, replayed on load by :func:`replay_channel_pruning` (the
+loader knows the kind; nothing needs importing first).
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ import torch
 from torch import nn
 
 from sparsesel.compress.trunk_widths import TRUNK_SPACES, shrink_trunk, trunk_is_plain, trunk_norms, trunk_unit
-from sparsesel.nets.checkpoints import register_structure_op
+from sparsesel.nets.edits import record_edit
 
 __all__ = [
     "ALL_KINDS",
@@ -101,10 +100,11 @@ __all__ = [
     "magnitude_prune_uhdformer",
     "min_params",
     "prune_channels",
+    "replay_channel_pruning",
     "select_channels",
 ]
 
-EDIT_KIND = "sparsesel.compress.prune_channels"
+EDIT_KIND = "prune_channels"
 #: Block-internal groups whose pruning equals masking (the producing weights zeroed).
 MASKABLE_KINDS = ("convnext", "gate", "ffn_expand", "ffn_unsqueeze", "gdfn", "upsample")
 #: Every block-internal group kind (replayed by :data:`EDIT_KIND` edits).
@@ -593,9 +593,8 @@ def _resize_heads(attention: nn.Module, L: dict[str, nn.Module], keep: torch.Ten
         _copy(attention.match.fuse, fuse.weight[keep], None if fuse.bias is None else fuse.bias[keep])
 
 
-@register_structure_op(EDIT_KIND)
 def replay_channel_pruning(model: nn.Module, kind: str, module: str, channels: int, form: str = "scatter") -> None:
-    """Structural edit: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later).
+    """Structural edit ``prune_channels``: give group ``kind`` of ``module`` ``channels`` hidden channels (weights loaded later).
 
     ``form``: how a pruned ``upsample`` group is built (edits without it were written as ``scatter``).
     """
@@ -649,7 +648,7 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any], *, copy_m
     Returns
     -------
     UHDformer
-        Edits appended to ``structure``.
+        Edits appended to its edit log.
     """
     sites = dict.fromkeys(_group_sites(model))
     for module, kind in keep:
@@ -674,9 +673,8 @@ def prune_channels(model: nn.Module, keep: dict[tuple[str, str], Any], *, copy_m
         if subgroups > 1 and not torch.equal(torch.bincount(idx // per, minlength=subgroups), torch.full((subgroups,), len(idx) // subgroups)):
             raise ValueError(f"group {module!r}:{kind}: keep the same number of channels in each of its {subgroups} conv groups")
         _resize(new, module, kind, idx, len(idx))
-        if isinstance(getattr(new, "structure", None), list):
-            args = {"kind": kind, "module": module, "channels": int(len(idx))}
-            new.structure.append({"kind": EDIT_KIND, "args": {**args, "form": "plain"} if kind == "upsample" else args})
+        args = {"kind": kind, "module": module, "channels": int(len(idx))}
+        record_edit(new, EDIT_KIND, {**args, "form": "plain"} if kind == "upsample" else args)
     return new
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sparsesel.budget import Budget
 from sparsesel.compress.channel_pruning import TRUNK_KINDS
 from sparsesel.compress.factorized import factorize
 from sparsesel.compress.latency import LatencyCache, cache_file, network_fingerprint, time_deltas
@@ -203,7 +204,7 @@ def _layer_families(layers) -> dict[str, list[int]]:
 def _layer_deltas(timer: _Timer, base: nn.Module, layers) -> list[np.ndarray]:
     """Per layer and option, the latency delta (ms at the target size), interpolated in MACs between
     two measured options (the cheapest, the one nearest half the dense MACs) and the dense layer."""
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
 
     fingerprint = network_fingerprint(base)
     deltas = [np.zeros(len(layer.options)) for layer in layers]
@@ -215,7 +216,7 @@ def _layer_deltas(timer: _Timer, base: nn.Module, layers) -> list[np.ndarray]:
             variant = copy.deepcopy(base)
             for i in members:
                 name = layers[i].name
-                _set_submodule(variant, name, factorize(variant.get_submodule(name), *option, n_iter_max=1))
+                set_submodule(variant, name, factorize(variant.get_submodule(name), *option, n_iter_max=1))
             return variant
 
         options = [layer.options[j] for j in grid]
@@ -448,8 +449,9 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
     Parameters
     ----------
     model : UHDformer
-    budget : float
-        A fraction in ``(0, 1]`` of the dense network's measured latency, or milliseconds (> 1).
+    budget : float, int or Budget
+        A fraction in ``(0, 1]`` of the dense network's measured latency (a number with a decimal
+        point), or milliseconds (an integer); :class:`~sparsesel.budget.Budget` rules.
     image_size, threads, calibration, selector
         See :func:`analyze_latency`.
     analysis : LatencyAnalysis, optional
@@ -471,9 +473,8 @@ def plan_latency(model: nn.Module, budget: float, *, image_size: Sequence[int], 
         analysis = analyze_latency(model, image_size=image_size, threads=threads, calibration=calibration, selector=selector,
                                    **analysis_options)
     dense_ms = analysis.bases[max(analysis.bases)]["ms"]
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not math.isfinite(budget) or budget <= 0:
-        raise ValueError(f"budget must be a fraction in (0, 1] of the measured latency or milliseconds (> 1), got {budget!r}")
-    cap_ms = float(budget) * dense_ms if budget <= 1 else float(budget)
+    budget = Budget.coerce(budget, "latency")
+    cap_ms = float(budget.amount) * dense_ms if budget.is_fraction else float(budget.amount)
     previous = torch.get_num_threads()
     try:
         best, candidates, rounds = _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dense_ms, image_size, threads,
@@ -530,7 +531,7 @@ def _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dens
         fastest = min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in list(analysis.bases[w]["unit_deltas"])
                                                                + [analysis.layer_deltas[i] for i in analysis.bases[w]["layers"]])
                       for w in analysis.bases)
-        raise ValueError(f"latency budget {budget!r} ({cap_ms:.1f} ms) is too small: the fastest plan is predicted at "
+        raise ValueError(f"latency budget {budget.text} ({cap_ms:.1f} ms) is too small: the fastest plan is predicted at "
                          f"{fastest:.1f} ms ({fastest / dense_ms:.3f} of {dense_ms:.1f} ms)")
     for candidate in candidates:
         candidate["calibration_mse"] = None
@@ -556,7 +557,7 @@ def _plan_record(model, analysis, best, candidates, selector, *, budget, cap_ms,
     params_after = int(sum(p.numel() for p in _build(model, analysis, best, selector).parameters()))
     groups = {u.key: u.group.channels for u in analysis.units + ([analysis.encoder] if analysis.encoder else [])}
     return Plan(
-        method="packing", budget=budget, budget_cost=int(round(cap_ms * 1e3)), cost="latency", image_size=[int(s) for s in image_size],
+        method="packing", budget=budget.value, budget_cost=int(round(cap_ms * 1e3)), cost="latency", image_size=[int(s) for s in image_size],
         params_before=params_before, params_after=params_after, cost_before=int(round(dense_ms * 1e3)),
         cost_after=int(round(best["predicted_ms"] * 1e3)), layers=layers, skipped=[],
         solver={**best["solver"], "encoder_width": best["encoder"], "calibration_mse": best["calibration_mse"],
@@ -572,12 +573,12 @@ def _plan_record(model, analysis, best, candidates, selector, *, budget, cap_ms,
 
 def _build(model: nn.Module, analysis: LatencyAnalysis, candidate: dict[str, Any], selector: Selector) -> nn.Module:
     """The network a candidate choice describes (factorizations initialised with one HOOI sweep)."""
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
 
     network = shrink(model, _counts(analysis, candidate), selector=selector)
     for layer, (factorization, ranks) in _factorizations(analysis, candidate):
         module = network.get_submodule(layer.name)
-        _set_submodule(network, layer.name, factorize(module, factorization, _clip_ranks(module, factorization, ranks), n_iter_max=1))
+        set_submodule(network, layer.name, factorize(module, factorization, _clip_ranks(module, factorization, ranks), n_iter_max=1))
     return network
 
 

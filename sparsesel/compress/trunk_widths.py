@@ -21,8 +21,8 @@ layers between them, and each reads one space and writes the next):
 
 :func:`shrink_trunk` slices every layer of a space to the kept channels (the network stays an
 ordinary :class:`~sparsesel.nets.uhdformer.UHDformer` whose layers are smaller) and records
-``{"kind": "sparsesel.compress.shrink_trunk", "args": {"space", "channels"}}`` in
-``model.structure``, replayed on load.  A pruned ``tail`` computes exactly what the original does
+``{"kind": "shrink_trunk", "args": {"space", "channels"}}`` in the network's edit log
+(:mod:`sparsesel.nets.edits`), replayed on load.  A pruned ``tail`` computes exactly what the original does
 with those channels' producing weights zeroed (no normalisation reads the tail); ``encoder`` and
 ``lowres`` channels are read by LayerNorms (the perception path's, the CMT blocks'), whose mean
 and variance then run over the kept channels: there the pruned network is its own function.
@@ -41,12 +41,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsesel.nets.checkpoints import register_structure_op
+from sparsesel.nets.edits import record_edit
 from sparsesel.nets.layers import ChannelLayerNorm
 
 __all__ = ["EDIT_KIND", "TRUNK_SPACES", "replay_trunk", "shrink_trunk", "trunk_is_plain", "trunk_layers", "trunk_norms", "trunk_unit"]
 
-EDIT_KIND = "sparsesel.compress.shrink_trunk"
+EDIT_KIND = "shrink_trunk"
 TRUNK_SPACES = ("encoder", "lowres", "tail")
 
 
@@ -330,13 +330,13 @@ def shrink_trunk(model: nn.Module, space: str, keep) -> nn.Module:
     if len(idx) == model.widths[space]:
         return model
     _shrink(model, space, idx)
-    model.structure.append({"kind": EDIT_KIND, "args": {"space": space, "channels": int(len(idx))}})
+    record_edit(model, EDIT_KIND, {"space": space, "channels": int(len(idx))})
     return model
 
 
-@register_structure_op(EDIT_KIND)
 def replay_trunk(model: nn.Module, space: str, channels: int) -> None:
-    """Structural edit: give trunk ``space`` ``channels`` channels (weights loaded afterwards)."""
+    """Structural edit ``shrink_trunk``: give trunk ``space`` ``channels`` channels (weights loaded afterwards;
+    works on the ``meta`` device)."""
     _check_space(space)
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
         raise ValueError(f"trunk edit needs a positive channel count, got {channels!r}")

@@ -528,5 +528,5 @@ def write_image(path: str | os.PathLike, image: np.ndarray, *, force: bool = Fal
     image_format = output_format(path)
     pixels = _eight_bit(image)
     options = {"WEBP": {"lossless": True, "quality": 100}, "JPEG": {"quality": 95}}.get(image_format, {})
-    return write_atomic(path, lambda stream: Image.fromarray(pixels).save(stream, format=image_format, **options), force=True)
+    return write_atomic(path, lambda stream: Image.fromarray(pixels).save(stream, format=image_format, **options), force=force)
 

@@ -68,7 +68,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -620,11 +620,9 @@ class UHDformer(nn.Module):
         3x3 convolutions need; small tiles keep the temporaries in cache and bound
         the memory.  It does not change the result.
     structure : list of dict
-        Structural edits applied after construction (e.g. by compression), saved
-        with the checkpoint and replayed on load; empty for the plain network.
+        The edit log (:mod:`sparsesel.nets.edits`): structural edits applied after construction
+        (e.g. by compression), saved with the checkpoint and replayed on load; empty for the plain network.
     """
-
-    checkpoint_format: ClassVar[str] = "sparsesel.uhdformer"
 
     def __init__(self, config: UHDformerConfig | None = None) -> None:
         super().__init__()
