@@ -59,7 +59,7 @@ from sparsesel.compress.structured import (
 )
 from sparsesel.compress.trunk_widths import trunk_layers
 
-__all__ = ["LatencyAnalysis", "analyze_latency", "apply_latency_plan", "plan_latency"]
+__all__ = ["LatencyAnalysis", "analyze_latency", "apply_latency_plan", "fastest_ms", "plan_latency"]
 
 #: Knapsack costs are integers in this many milliseconds (10 µs).
 COST_STEP_MS = 0.01
@@ -524,13 +524,19 @@ def _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dens
     return best, candidates, rounds
 
 
+def fastest_ms(analysis: LatencyAnalysis, factor: float = 1.0) -> float:
+    """The predicted latency (ms) of the fastest plan the analysis offers: every unit and layer at
+    its fastest option, at the best encoder width (deltas multiplied by ``factor``)."""
+    return min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in list(analysis.bases[w]["unit_deltas"])
+                                                       + [analysis.layer_deltas[i] for i in analysis.bases[w]["layers"]])
+               for w in analysis.bases)
+
+
 def _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms):
     """The knapsack of every encoder width at ``factor``, and the candidate that changes the calibration outputs least."""
     candidates = [c for c in (_solve_width(analysis, width, cap_ms, factor) for width in sorted(analysis.bases, reverse=True)) if c is not None]
     if not candidates:
-        fastest = min(analysis.bases[w]["ms"] + factor * sum(float(np.min(d)) for d in list(analysis.bases[w]["unit_deltas"])
-                                                               + [analysis.layer_deltas[i] for i in analysis.bases[w]["layers"]])
-                      for w in analysis.bases)
+        fastest = fastest_ms(analysis, factor)
         raise ValueError(f"latency budget {budget.text} ({cap_ms:.1f} ms) is too small: the fastest plan is predicted at "
                          f"{fastest:.1f} ms ({fastest / dense_ms:.3f} of {dense_ms:.1f} ms)")
     for candidate in candidates:

@@ -16,7 +16,7 @@ import torch
 
 from sparsesel.compress import plan as make_plan
 from sparsesel.compress.latency import LatencyCache, cache_file, machine_id, network_fingerprint, time_networks
-from sparsesel.compress.latency_plan import analyze_latency, apply_latency_plan, plan_latency
+from sparsesel.compress.latency_plan import analyze_latency, apply_latency_plan, fastest_ms, plan_latency
 from sparsesel.compress.plan import Plan
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
@@ -39,8 +39,14 @@ def calibration() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def analysis(model, calibration, tmp_path_factory):
     cache = LatencyCache(tmp_path_factory.mktemp("cache") / "table.json")
-    torch.set_num_threads(1)
     return analyze_latency(model, image_size=SIZE, measure_size=(128, 128), calibration=calibration, cache=cache, repeats=3)
+
+
+def _reachable(analysis) -> float:
+    """A budget halfway between the fastest predicted plan and the dense network (the small network's
+    fastest plan is 0.75 to 0.85 of its time, depending on the machine)."""
+    dense = analysis.bases[max(analysis.bases)]["ms"]
+    return round(0.5 * (1.0 + fastest_ms(analysis) / dense), 3)
 
 
 def test_cache_file_is_keyed_and_written_atomically(tmp_path, monkeypatch, model):
@@ -100,9 +106,10 @@ def test_each_width_knapsack_is_the_brute_force_optimum(analysis):
 
 
 def test_plan_meets_the_budget_and_round_trips(model, analysis, calibration):
-    p = plan_latency(model, 0.85, image_size=SIZE, analysis=analysis, calibration=calibration)
-    assert p.cost == "latency" and p.cost_after <= p.budget_cost
-    assert p.latency["predicted_ms"] <= 0.85 * p.latency["dense_ms"] + 1e-6
+    budget = _reachable(analysis)
+    p = plan_latency(model, budget, image_size=SIZE, analysis=analysis, calibration=calibration)
+    assert p.cost == "latency" and p.cost_after <= p.budget_cost and p.budget == budget
+    assert p.latency["predicted_ms"] <= budget * p.latency["dense_ms"] + 1e-6
     assert p.structured and all(e["channels"] < e["of"] for e in p.structured)
     again = Plan.from_json(p.to_json())
     assert again.structured == p.structured and again.latency == json.loads(json.dumps(p.latency))
@@ -112,10 +119,12 @@ def test_plan_meets_the_budget_and_round_trips(model, analysis, calibration):
         assert torch.isfinite(network(torch.rand(1, 3, 32, 32))).all()
     with pytest.raises(ValueError, match="too small: the fastest plan is predicted at"):
         plan_latency(model, 0.01, image_size=SIZE, analysis=analysis)
+    with pytest.raises(ValueError, match="too small"):  # an integer is milliseconds
+        plan_latency(model, 1, image_size=SIZE, analysis=analysis)
 
 
 def test_plan_entry_point_checks_its_arguments(model, analysis):
-    p = make_plan(model, 0.9, cost="latency", image_size=SIZE, analysis=analysis)
+    p = make_plan(model, min(0.95, _reachable(analysis) + 0.05), cost="latency", image_size=SIZE, analysis=analysis)
     assert p.cost == "latency" and p.image_size == list(SIZE)
     with pytest.raises(ValueError, match="needs image_size"):
         make_plan(model, 0.5, cost="latency")
@@ -127,14 +136,19 @@ def test_plan_entry_point_checks_its_arguments(model, analysis):
 
 def test_predicted_latency_is_within_15_percent_of_measured(model, analysis, calibration):
     """Predicted (base + summed in-place deltas) vs measured, interleaved best-of-5; up to three tries."""
-    p = plan_latency(model, 0.85, image_size=SIZE, analysis=analysis, calibration=calibration)
+    p = plan_latency(model, _reachable(analysis), image_size=SIZE, analysis=analysis, calibration=calibration)
     network = apply_latency_plan(model, p).eval()
     ratios = []
-    for _ in range(3):
-        dense_ms, planned_ms = time_networks([model, network], SIZE, 5)
-        # the prediction relative to the dense network measured in the same run (machine drift cancels)
-        predicted = p.latency["predicted_ms"] / p.latency["dense_ms"] * dense_ms
-        ratios.append(predicted / planned_ms)
-        if abs(ratios[-1] - 1) <= 0.15:
-            break
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the analysis measured
+    try:
+        for _ in range(3):
+            dense_ms, planned_ms = time_networks([model, network], SIZE, 5)
+            # the prediction relative to the dense network measured in the same run (machine drift cancels)
+            predicted = p.latency["predicted_ms"] / p.latency["dense_ms"] * dense_ms
+            ratios.append(predicted / planned_ms)
+            if abs(ratios[-1] - 1) <= 0.15:
+                break
+    finally:
+        torch.set_num_threads(threads)
     assert abs(ratios[-1] - 1) <= 0.15, ratios
