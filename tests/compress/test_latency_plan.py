@@ -19,6 +19,7 @@ from sparsesel.compress.latency import LatencyCache, cache_file, machine_id, net
 from sparsesel.compress.latency_plan import analyze_latency, apply_latency_plan, fastest_ms, plan_latency
 from sparsesel.compress.plan import Plan
 from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.nets import zoo
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
 
 SMALL = dict(width=8, number_block=1, unit_num=2, num_heads=2, match_factor=2, ffn_expansion_factor=2, scale_factor=4)
@@ -105,7 +106,7 @@ def test_each_width_knapsack_is_the_brute_force_optimum(analysis):
     assert got is not None and got["predicted_error"] - analysis.encoder_errors[0] == pytest.approx(best, rel=1e-9, abs=1e-15)
 
 
-def test_plan_meets_the_budget_and_round_trips(model, analysis, calibration):
+def test_plan_meets_the_budget_and_round_trips(model, analysis, calibration, tmp_path):
     budget = _reachable(analysis)
     p = plan_latency(model, budget, image_size=SIZE, analysis=analysis, calibration=calibration)
     assert p.cost == "latency" and p.cost_after <= p.budget_cost and p.budget == budget
@@ -113,10 +114,15 @@ def test_plan_meets_the_budget_and_round_trips(model, analysis, calibration):
     assert p.structured and all(e["channels"] < e["of"] for e in p.structured)
     again = Plan.from_json(p.to_json())
     assert again.structured == p.structured and again.latency == json.loads(json.dumps(p.latency))
-    network = apply_latency_plan(model, again)
+    network = apply_latency_plan(model, again).eval()
     assert sum(q.numel() for q in network.parameters()) == p.params_after
+    path = zoo.save_net(network, tmp_path / "planned.pt", net="uhdformer")
+    loaded, _ = zoo.load_net(path)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert torch.isfinite(network(torch.rand(1, 3, 32, 32))).all()
+        out = network(x)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(loaded(x), out, rtol=0, atol=0)
     with pytest.raises(ValueError, match="too small: the fastest plan is predicted at"):
         plan_latency(model, 0.01, image_size=SIZE, analysis=analysis)
     with pytest.raises(ValueError, match="too small"):  # an integer is milliseconds
