@@ -16,9 +16,9 @@ On the demo checkpoint (sparsesel/assets/uhdformer_lowlight.pt), for each thread
   64x64 patches) and its PSNR on 24 held-out 128x128 patches against the original's;
 * with ``--4k``: the original and the 50 % plan at 3840x2160, one pass each (wall time).
 
-    python benchmarks/latency_budget.py [--threads 1,2] [--budgets 0.5,0.7,0.25] [--repeats 5] [--finetune] [--4k]
+    python benchmarks/latency_budget.py [--threads 1,2] [--budgets 0.5,0.7,0.25] [--repeats 5] [--finetune] [--4k] [--out FILE]
 
-Writes benchmarks/results/latency_budget.json.
+Writes benchmarks/results/latency_budget.json (or ``--out``).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
         rows[name] = {"params": p.params_after, "macs": model_macs(net, SIZE), "predicted_ms": p.latency["predicted_ms"],
                       "calibration_mse": calibration_mse(model, net, calibration), "widths": net.widths, "groups": widths(p),
                       "factorized": [(layer.name, layer.factorization, layer.ranks) for layer in p.layers],
-                      "encoder_candidates": p.solver["candidates"], "checks": p.latency["checks"]}
+                      "encoder_candidates": p.solver["candidates"], "checks": p.latency["checks"], "fits_when_checked": p.latency["fits"]}
     torch.set_num_threads(threads)
     load_before = load()
     clock = "cpu" if threads == 1 else "wall"
@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-steps", type=int, default=60)
     parser.add_argument("--4k", dest="four_k", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file (default {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
     args.budgets = [float(b) for b in args.budgets.split(",")]
@@ -199,8 +200,8 @@ def main() -> None:
     calibration = PairedPatchDataset("lowlight", split="train", patch_size=64, length=4, seed=7).batch(range(4))["input"]
     results = {"checkpoint": CHECKPOINT.name, "size": list(SIZE), "load_start": load(), "torch": torch.__version__,
                "runs": [run_threads(model, calibration, t, args) for t in args.threads]}
-    RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -492,11 +492,17 @@ def _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dens
     the measured share of the predicted saving, or halfway to a factor known to fit); one whose plan
     fits with more than 8 % to spare is too cautious (the next is halfway to one known not to fit, or
     scaled up by the same share).  The kept plan is the best-scoring one that fits (calibration MSE,
-    else predicted error), else the last one.
+    else predicted error), else the last one measured (``Plan.latency["fits"]`` says which).
     """
     factor, rounds, fits, fitting, too_trusting = 1.0, [], [], None, None
-    for _ in range(max(1, int(check_rounds)) if check else 1):
-        best, candidates = _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms)
+    for round_ in range(max(1, int(check_rounds)) if check else 1):
+        try:
+            choice = _choose(model, analysis, cap_ms, factor, calibration, selector, budget, dense_ms)
+        except ValueError:
+            if round_ == 0:
+                raise
+            break  # a more cautious factor leaves no plan within the budget: keep what was measured
+        best, candidates = choice
         best["factor"] = factor
         if not check:
             return best, candidates, rounds
@@ -521,6 +527,7 @@ def _checked_choice(model, analysis, cap_ms, calibration, selector, budget, dens
     if fits:
         score = lambda item: item[0]["calibration_mse"] if item[0]["calibration_mse"] is not None else item[0]["predicted_error"]  # noqa: E731
         best, candidates = min(fits, key=score)
+    best["fits"] = bool(fits) if check else None
     return best, candidates, rounds
 
 
@@ -573,7 +580,7 @@ def _plan_record(model, analysis, best, candidates, selector, *, budget, cap_ms,
                     for (module, kind), count in counts.items() if count != groups[(module, kind)]],
         latency={**analysis.info, "threads": threads, "predicted_ms": best["predicted_ms"], "dense_ms": dense_ms,
                  "base_ms": best["base_ms"], "delta_factor": factor, "checks": rounds,
-                 "measured_ms": best.get("measured_ms")},
+                 "measured_ms": best.get("measured_ms"), "fits": best.get("fits")},
     )
 
 
