@@ -16,18 +16,19 @@ from sparsesel.budget import Budget
 from sparsesel.network_arguments import add_network_arguments, check_network_argument
 
 METHODS = ("packing", "uniform", "energy", "magnitude")
+COSTS = ("params", "macs", "latency")
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "uhdformer_lowlight.pt"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compress",
-        help="compress a trained network under a global parameter budget (plan, apply, fine-tune, report)",
+        help="compress a trained network under a global budget of parameters, MACs or measured latency (plan, apply, fine-tune, report)",
         description=(
-            "Factorize every dense conv (Tucker-2) and linear / 1x1 layer (low rank) of CHECKPOINT, with the "
-            "global budget split across layers by an exact multiple-choice knapsack, fine-tune by "
-            "distillation from the original, and report parameters, MACs, latency and PSNR/SSIM against baselines. "
-            "The input checkpoint is never modified."
+            "Factorize every dense conv (Tucker-2) and linear / 1x1 layer (low rank) of CHECKPOINT -- and under a "
+            "latency budget remove channel groups too -- with the global budget split by an exact multiple-choice "
+            "knapsack, fine-tune by distillation from the original, and report parameters, MACs, measured latency, "
+            "peak memory at 3840x2160 and PSNR/SSIM against baselines. The input checkpoint is never modified."
         ),
     )
     parser.add_argument("checkpoint", type=Path, nargs="?",
@@ -35,8 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "--net package.module:function also a plain state dict of your own network)")
     parser.add_argument("--demo", action="store_true", help=f"use the shipped demo checkpoint ({DEMO_CHECKPOINT.name})")
     parser.add_argument("--budget", default="0.5",
-                        help="parameters to keep: a fraction written with a decimal point (0.5; 1.0 keeps the whole "
-                             "network; rounded down) or a whole count (500000); default 0.5")
+                        help="what to keep, in the unit of --cost: a fraction written with a decimal point (0.5; 1.0 keeps "
+                             "the whole network; rounded down) or a whole count (parameters, MACs, or milliseconds); default 0.5")
+    parser.add_argument("--cost", default=None, choices=COSTS,
+                        help="unit of the budget: params, macs (at --latency-size) or latency (measured at --latency-size "
+                             "with --latency-threads); default params, --demo latency")
     parser.add_argument("--method", default="packing", help=f"one of {', '.join(METHODS)} (default packing)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="distillation steps (default 100, --demo 60; 0: none)")
     parser.add_argument("--task", default=None, help="degradation used for calibration, fine-tuning and evaluation (default: the network's own task)")
@@ -45,14 +49,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--eval-count", type=int, default=24, help="held-out 128x128 patches for PSNR/SSIM (6 gave +-1 dB noise)")
     parser.add_argument("--eval-size", type=int, default=128)
-    parser.add_argument("--curve", default="0.25,0.5,0.75",
-                        help="budgets of the quality-vs-size curve, written as --budget ('' for none)")
+    parser.add_argument("--curve", default=None,
+                        help="budgets of the quality-vs-size curve, written as --budget ('' for none; default "
+                             "0.25,0.5,0.75, none under a latency budget)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
-    parser.add_argument("--latency-size", type=int, default=512)
-    parser.add_argument("--latency-repeats", type=int, default=3, help="0 skips the latency measurement")
+    parser.add_argument("--latency-size", default="512", metavar="N|HxW",
+                        help="image size of the latency (and MAC) budget and of the reported latency, N or HxW (default 512)")
+    parser.add_argument("--latency-repeats", type=int, default=3,
+                        help="best-of runs of each network's latency, interleaved (0 skips the measurement; not with --cost latency)")
+    parser.add_argument("--latency-threads", type=int, default=1,
+                        help="torch threads of the latency budget and the latency figures (default 1: the thread's CPU time, "
+                             "robust to other processes on a shared machine)")
+    parser.add_argument("--no-4k", dest="four_k", action="store_false",
+                        help="skip the 3840x2160 pass of every network (time and peak memory, each in a fresh process)")
     parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the run (worker processes share them); default torch's choice")
+    parser.add_argument("--device", default=None,
+                        help="device of the fine-tuning and evaluation, e.g. cpu, cuda, cuda:1 (default: cuda when present, else cpu)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run in --out (same settings; no fine-tuning step is redone)")
     parser.add_argument("--out", type=Path, default=None,
@@ -87,11 +102,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.out is None:
         raise ValueError("--out DIR is required")
-    budget = Budget.parse(args.budget, "params", name="--budget")
+    cost = args.cost or ("latency" if args.demo else "params")
+    budget = Budget.parse(args.budget, cost, name="--budget")
+    if args.curve is None:
+        args.curve = "" if cost == "latency" else "0.25,0.5,0.75"
+    if cost == "latency" and args.curve.strip():
+        raise ValueError("--curve plans parameter or MAC budgets; with --cost latency leave it out (report.md compares "
+                         "PSNR with measured latency instead)")
+    if cost == "latency" and args.latency_repeats < 1:
+        raise ValueError(f"--cost latency needs the latency measured: --latency-repeats must be >= 1, got {args.latency_repeats}")
     try:
-        curve = [Budget.parse(b, "params", name="--curve budget") for b in args.curve.split(",") if b.strip()]
+        curve = [Budget.parse(b, cost, name="--curve budget") for b in args.curve.split(",") if b.strip()]
     except ValueError as exc:
         raise ValueError(f"--curve must be comma-separated budgets such as 0.25,0.5,0.75 (or ''): {exc}") from None
+    from sparsesel.compress.deploy import resolve_device
+    from sparsesel.compress.pipeline import parse_size
+
+    latency_size = parse_size(args.latency_size, "--latency-size")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
     from sparsesel.compress.pipeline import compress_checkpoint
 
     try:
@@ -99,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.out, budget=budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
             batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
             curve=curve, baselines=not args.no_baselines,
-            latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
+            latency_size=latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
             threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
-            net=args.net, trust_code=args.trust_code,
+            net=args.net, trust_code=args.trust_code, cost=cost, latency_threads=args.latency_threads,
+            footprint_size=(2160, 3840) if args.four_k else None, device=args.device,
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(args)) from None

@@ -252,7 +252,7 @@ def _encoder_coupled(model: nn.Module, units: Sequence[StructuredUnit]) -> set[i
 def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int = 1, calibration: torch.Tensor | None = None,
                     selector: Selector = magnitude_selector, exclude: Sequence[str] = (), measure_size: Sequence[int] = (256, 256),
                     repeats: int = 4, cache: bool | LatencyCache = True, factorizations: bool = True,
-                    clock: str = "auto") -> LatencyAnalysis:
+                    clock: str = "auto", progress: bool = False) -> LatencyAnalysis:
     """Measure everything :func:`plan_latency` needs (the slow part; reuse it across budgets).
 
     Parameters
@@ -280,7 +280,12 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
     clock : {"auto", "wall", "cpu"}
         :func:`~sparsesel.compress.latency.clock_function` (``auto``: the thread's CPU time with one
         thread, robust to other processes on a shared machine; wall time otherwise).
+    progress : bool
+        A tqdm bar over the stages (timing the channel groups, the layers, the calibration errors,
+        the encoder widths).
     """
+    from tqdm.auto import tqdm
+
     from sparsesel.compress.plan import analyze
 
     began = time.perf_counter()
@@ -294,6 +299,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
         cache = LatencyCache(cache_file(threads, measure_size, clock) if cache else None)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    bar = tqdm(total=4, desc="latency analysis", disable=not progress, leave=False, dynamic_ncols=True)
     try:
         model = copy.deepcopy(model).eval()
         timer = _Timer(cache, measure_size, image_size, repeats, clock)
@@ -301,7 +307,10 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
         encoder = next((u for u in all_units if u.key == ENCODER), None)
         units = [u for u in all_units if u.key != ENCODER]
         base_ms = _base_ms(model, image_size, repeats, clock)
+        bar.set_postfix_str("timing channel groups")
         unit_deltas = _structured_deltas(timer, model, units, selector)
+        bar.update(1)
+        bar.set_postfix_str("timing factorizations")
         layers, layer_deltas = [], []
         if factorizations:
             analysed, _ = analyze(model, exclude=exclude, cost="macs", image_size=measure_size)
@@ -313,12 +322,17 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
                     keep = np.concatenate([[0], keep])
                     layers.append(_restricted(layer, keep))
                     layer_deltas.append(deltas[keep])
+        bar.update(1)
+        bar.set_postfix_str("calibration errors")
         unit_errors, encoder_errors, layer_errors = _option_errors(model, units, encoder, layers, calibration, selector)
+        bar.update(1)
+        bar.set_postfix_str("encoder widths")
         analysis = LatencyAnalysis(units, encoder, unit_errors, encoder_errors, layers, layer_errors, layer_deltas)
         analysis.bases[model.widths["encoder"]] = {"ms": base_ms, "unit_deltas": [unit_deltas[i] for i in range(len(units))],
                                                    "layers": list(range(len(layers)))}
         if encoder is not None:
             _encoder_bases(analysis, model, timer, selector, image_size, repeats)
+        bar.update(1)
         cache.save()
         analysis.info = {"image_size": list(image_size), "measure_size": list(measure_size), "threads": threads, "repeats": repeats,
                          "clock": clock, "timing_seconds": timer.seconds, "noise_floor_ms": dict(timer.floors),
@@ -326,6 +340,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
                          "seconds": time.perf_counter() - began, "pixel_scale": timer.scale}
         return analysis
     finally:
+        bar.close()
         torch.set_num_threads(previous)
 
 

@@ -448,7 +448,7 @@ def _analyze_layer(name: str, module: nn.Module) -> LayerAnalysis:
                          np.concatenate([[dense], costs]).astype(np.int64), np.concatenate([[0.0], errs]), spectra, table=table)
 
 
-def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor) -> None:
+def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *, bar=None) -> None:
     """Attach to each layer the predicted output damage of every option (``layer.objective``).
 
     For each layer the mean squared change of the network's output on ``calibration`` is measured
@@ -464,6 +464,8 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
     layers : list of LayerAnalysis
     calibration : torch.Tensor, shape (B, C, H, W)
         Inputs (e.g. degraded patches of the task), as :func:`~sparsesel.compress.network_io.network_input` makes them.
+    bar : tqdm, optional
+        Advanced by one per layer.
     """
     import copy
 
@@ -474,6 +476,8 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
     with torch.no_grad():
         reference = network_output(work, calibration)
         for layer in layers:
+            if bar is not None:
+                bar.update(1)
             if len(layer.options) < 2:
                 layer.objective = np.zeros(1)
                 continue
@@ -509,11 +513,12 @@ def noise_probes(model: nn.Module, layers: list["LayerAnalysis"], *, epsilon: fl
 
 
 def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *,
-                        epsilon: float = 0.05, seed: int = 0, probes: list[torch.Tensor] | None = None) -> None:
+                        epsilon: float = 0.05, seed: int = 0, probes: list[torch.Tensor] | None = None, bar=None) -> None:
     """Attach ``layer.sensitivity``: output MSE per unit of squared relative weight error, from one
     random perturbation of relative size ``epsilon`` of each layer's weight (first-order model).
 
-    ``probes``: the perturbations to use (default :func:`noise_probes` ``(model, layers, epsilon, seed)``).
+    ``probes``: the perturbations to use (default :func:`noise_probes` ``(model, layers, epsilon, seed)``);
+    ``bar``: a tqdm bar advanced by one per layer.
     """
     import copy
 
@@ -524,6 +529,8 @@ def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibra
     with torch.no_grad():
         reference = network_output(work, calibration)
         for layer, noise in zip(layers, probes):
+            if bar is not None:
+                bar.update(1)
             weight = work.get_submodule(layer.name).weight
             original = weight.detach().clone()
             weight.copy_(original + noise)
@@ -532,17 +539,21 @@ def noise_sensitivities(model: nn.Module, layers: list["LayerAnalysis"], calibra
 
 
 def _calibrate_in_worker(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor,
-                         probes: list[torch.Tensor], threads: int) -> list[tuple[np.ndarray | None, float | None]]:
-    """:func:`calibrate_layers` for a share of the layers, in a worker process with ``threads`` torch threads."""
+                         probes: list[torch.Tensor], threads: int, progress: int | None = None) -> list[tuple[np.ndarray | None, float | None]]:
+    """:func:`calibrate_layers` for a share of the layers, in a worker process with ``threads`` torch threads
+    (``progress``: this worker's number, shown as its own tqdm bar; ``None``: no bar)."""
+    from tqdm.auto import tqdm
+
     torch.set_num_threads(threads)
-    with threadpool_limits(1):
-        output_distortions(model, layers, calibration)
-        noise_sensitivities(model, layers, calibration, probes=probes)
+    with threadpool_limits(1), tqdm(total=2 * len(layers), desc=f"calibrate (worker {progress})", position=progress or 0,
+                                    disable=progress is None, leave=False, dynamic_ncols=True) as bar:
+        output_distortions(model, layers, calibration, bar=bar)
+        noise_sensitivities(model, layers, calibration, probes=probes, bar=bar)
     return [(layer.objective, layer.sensitivity) for layer in layers]
 
 
 def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibration: torch.Tensor, *,
-                     processes: int = 1) -> None:
+                     processes: int = 1, progress: bool = False) -> None:
     """Attach each layer's ``objective`` (:func:`output_distortions`) and ``sensitivity`` (:func:`noise_sensitivities`).
 
     Both take one to three forward passes of the whole network per layer, each independent of the
@@ -550,21 +561,25 @@ def calibrate_layers(model: nn.Module, layers: list["LayerAnalysis"], calibratio
     ``processes > 1`` the layers are dealt round-robin to that many worker processes (``spawn``, each
     with ``torch.get_num_threads() // processes`` threads). Every layer gets the same perturbations and
     the same passes as with ``processes=1``. A script that calls this with ``processes > 1`` needs the
-    usual ``if __name__ == "__main__":`` guard.
+    usual ``if __name__ == "__main__":`` guard. ``progress``: tqdm bars of the passes (one per worker).
     """
+    from tqdm.auto import tqdm
+
     from sparsesel.workers import run_in_workers
 
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
     probes = noise_probes(model, layers)
     if processes == 1 or len(layers) < 2:
-        output_distortions(model, layers, calibration)
-        noise_sensitivities(model, layers, calibration, probes=probes)
+        with tqdm(total=2 * len(layers), desc="calibrate", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+            output_distortions(model, layers, calibration, bar=bar)
+            noise_sensitivities(model, layers, calibration, probes=probes, bar=bar)
         return
     shares = [list(range(start, len(layers), processes)) for start in range(processes)]
     threads = max(1, torch.get_num_threads() // processes)
-    outcomes = run_in_workers(_calibrate_in_worker, [(model, [layers[i] for i in share], calibration, [probes[i] for i in share], threads)
-                                                     for share in shares if share], processes)
+    outcomes = run_in_workers(_calibrate_in_worker, [(model, [layers[i] for i in share], calibration, [probes[i] for i in share], threads,
+                                                      worker if progress else None)
+                                                     for worker, share in enumerate(s for s in shares if s)], processes)
     for share, values in zip([s for s in shares if s], outcomes):
         for i, (objective, sensitivity) in zip(share, values):
             layers[i].objective, layers[i].sensitivity = objective, sensitivity
@@ -595,6 +610,7 @@ def analyze(
     calibration: torch.Tensor | None = None,
     budget: float | int | Budget | None = None,
     processes: int = 1,
+    progress: bool = False,
 ) -> tuple[list[LayerAnalysis], list[dict]]:
     """Option menus of every prunable layer of ``model`` (not modified).
 
@@ -614,6 +630,8 @@ def analyze(
         budget no plan can meet fails at once (``ValueError`` with the smallest achievable cost).
     processes : int
         Worker processes for the calibration passes (:func:`calibrate_layers`); 1: in this process.
+    progress : bool
+        tqdm bars of the layer analysis and the calibration passes.
 
     Returns
     -------
@@ -626,14 +644,16 @@ def analyze(
                          + ("; latency is measured by sparsesel.compress.latency_plan.analyze_latency" if cost == "latency" else ""))
     with threadpool_limits(1):  # small SVDs: BLAS threads only contend
         return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration,
-                        budget=budget, processes=processes)
+                        budget=budget, processes=processes, progress=progress)
 
 
-def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes):
+def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes, progress=False):
+    from tqdm.auto import tqdm
+
     if isinstance(exclude, str):
         exclude = (exclude,)
     layers, skipped = [], []
-    for name, module in model.named_modules():
+    for name, module in tqdm(list(model.named_modules()), desc="analyze layers", disable=not progress, leave=False, dynamic_ncols=True):
         if not name or not isinstance(getattr(module, "weight", None), torch.Tensor):
             continue
         if isinstance(module, (nn.Conv2d, nn.Linear)) and _matches(name, exclude):
@@ -659,7 +679,7 @@ def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes
         _check_budget(Budget.coerce(budget, cost), layers, cost,
                       _model_params(model) if cost == "params" else model_macs(model, image_size))
     if calibration is not None:
-        calibrate_layers(model, layers, calibration, processes=processes)
+        calibrate_layers(model, layers, calibration, processes=processes, progress=progress)
     return layers, skipped
 
 

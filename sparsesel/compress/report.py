@@ -26,13 +26,15 @@ from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets.adapter import adapter_for
 
-__all__ = ["evaluate_quality", "latency_ms", "measure", "write_report"]
+__all__ = ["MAX_LABELS", "evaluate_quality", "grouped_by_block", "latency_ms", "measure", "write_report"]
 
 
 def _predict(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The network's image for ``batch``, any size (its adapter's ``restore``), clamped to [0, 1]."""
+    from sparsesel.training.loop import on_device
+
     with torch.inference_mode():
-        return adapter_for(model).restore(model, batch).clamp(0, 1)
+        return adapter_for(model).restore(model, on_device(batch, model)).clamp(0, 1).cpu()
 
 
 def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset, batch_size: int = 8) -> dict[str, float]:
@@ -83,25 +85,101 @@ def measure(model: nn.Module, dataset: PairedPatchDataset, *, latency_size: int 
     return out
 
 
-def _markdown(report: dict[str, Any]) -> str:
-    rows = [("original", report["params_before"], report["psnr_before"], report["ssim_before"], report.get("latency_ms_before")),
-            (f"{report['method']} (ours)", report["params_after"], report["psnr_after"], report["ssim_after"], report.get("latency_ms_after"))]
+def _fmt(value: Any, digits: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, row) of the original, ours and every baseline; rows of older reports rebuilt from their fields."""
+    networks = report.get("networks")
+    if networks is None:
+        networks = {"original": {"params": report["params_before"], "psnr": report["psnr_before"], "ssim": report["ssim_before"],
+                                 "latency_ms": report.get("latency_ms_before"), "macs": report.get("macs_before")},
+                    "ours": {"params": report["params_after"], "psnr": report["psnr_after"], "ssim": report["ssim_after"],
+                             "latency_ms": report.get("latency_ms_after"), "macs": report.get("macs_after")}}
+    rows = [("original", networks["original"]), (f"{report['method']} (ours)", networks["ours"])]
     for name, b in report["baselines"].items():
-        rows.append((name, b.get("params"), b.get("psnr"), b.get("ssim"), b.get("latency_ms")))
-    fmt = lambda v, p: "–" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))  # noqa: E731
-    lines = [f"# Compression report ({report['method']}, budget {report['budget']})", "",
-             "| network | params | PSNR (dB) | SSIM | latency 512² (ms) | note |", "|---|---|---|---|---|---|"]
-    for name, params, psnr, ssim, lat in rows:
+        rows.append((name, networks.get(name, b)))
+    return rows
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    size = report.get("latency_size", 512)
+    height, width = (size, size) if isinstance(size, int) else size
+    footprint = report.get("footprint_size")
+    four_k = f"{footprint[1]}x{footprint[0]}" if footprint else None
+    cost = report.get("cost", "params")
+    lines = [f"# Compression report ({report['method']}, {cost} budget {report['budget']})", ""]
+    header = ["network", "params", f"GMAC {width}x{height}", "PSNR (dB)", "SSIM", f"latency {width}x{height} (ms)", "speed-up"]
+    if four_k:
+        header += [f"{four_k} (ms)", f"{four_k} peak memory (MiB)"]
+    lines += ["| " + " | ".join(header + ["note"]) + " |", "|" + "---|" * (len(header) + 1)]
+    for name, row in _rows(report):
+        macs = row.get("macs")
+        cells = [name, _fmt(row.get("params"), 0), "–" if macs is None else f"{macs / 1e9:.2f}", _fmt(row.get("psnr"), 3),
+                 _fmt(row.get("ssim"), 4), _fmt(row.get("latency_ms"), 1),
+                 "–" if row.get("speedup") is None else f"{row['speedup']:.2f}x"]
+        if four_k:
+            cells += [_fmt(row.get("footprint_ms"), 0), _fmt(row.get("footprint_peak_mib"), 0)]
         note = report["baselines"].get(name, {}).get("error", "") if name in report["baselines"] else ""
-        lines.append(f"| {name} | {fmt(params, 0)} | {fmt(psnr, 3)} | {fmt(ssim, 4)} | {fmt(lat, 1)} | {note} |")
+        if not note and row.get("footprint", {}).get("error"):
+            note = f"{four_k}: {row['footprint']['error']}"
+        lines.append("| " + " | ".join(cells + [note]) + " |")
+    lines += [""]
+    if report.get("latency_threads") is not None:
+        lines.append(f"Latency: every network side by side in one process, interleaved, best of the runs, {report['latency_threads']} "
+                     f"torch thread(s), {report.get('latency_clock', 'wall time')}."
+                     + (f" {four_k}: one pass per network in a fresh process (time; peak memory = growth of the peak resident set)."
+                        if four_k else ""))
+    if report.get("baseline_rule"):
+        lines.append(f"Baselines: {report['baseline_rule']}.")
+    lines.append(f"Quality: {report.get('evaluation', '')}; all fine-tuned alike ({report.get('finetune', {}).get('steps', 0)} steps).")
     if report.get("curve"):
         lines += ["", "## Quality vs size (no fine-tuning)", "", "| method | budget | params | PSNR | SSIM |", "|---|---|---|---|---|"]
         for point in report["curve"]:
-            lines.append(f"| {point['method']} | {point['budget']} | {point.get('params', '–')} | {fmt(point.get('psnr'), 3)} | {fmt(point.get('ssim'), 4)} |")
+            lines.append(f"| {point['method']} | {point['budget']} | {point.get('params', '–')} | {_fmt(point.get('psnr'), 3)} | {_fmt(point.get('ssim'), 4)} |")
+    structured = report["plan"].get("structured") or []
+    if structured:
+        lines += ["", "## Kept channels", "", "| module | group | kept |", "|---|---|---|"]
+        for entry in structured:
+            lines.append(f"| {entry['module'] or '(network)'} | {entry['kind']} | {entry['channels']} of {entry['of']} |")
     lines += ["", "## Per-layer choice", "", "| layer | shape | factorization | ranks | params |", "|---|---|---|---|---|"]
     for layer in report["plan"]["layers"]:
         lines.append(f"| {layer['name']} | {layer['shape']} | {layer['factorization']} | {layer['ranks'] or ''} | {layer['dense_params']} → {layer['params']} |")
     return "\n".join(lines) + "\n"
+
+
+#: Most bars (labels) of layer_ranks.png.
+MAX_LABELS = 40
+
+
+def grouped_by_block(names: list[str], kept: list[float], whole: list[float], max_groups: int = MAX_LABELS) -> list[tuple[str, float]]:
+    """``(block, kept / whole)`` with the names cut to the deepest common prefix depth giving at most ``max_groups`` blocks.
+
+    ``names`` are dotted module paths; ``kept`` and ``whole`` their kept and full amounts (parameters or channels),
+    summed within each block. Blocks keep their first appearance's order.
+    """
+    if not names:
+        return []
+    depth = max(name.count(".") + 1 for name in names)
+    while True:
+        blocks: dict[str, list[float]] = {}
+        for name, k, w in zip(names, kept, whole):
+            block = ".".join(name.split(".")[:depth]) or "(network)"
+            total = blocks.setdefault(block, [0.0, 0.0])
+            total[0] += k
+            total[1] += w
+        if len(blocks) <= max_groups or depth == 1:
+            break
+        depth -= 1
+    if len(blocks) > max_groups:  # even the top level has too many: the rest in one bar
+        items = list(blocks.items())
+        rest = items[max_groups - 1:]
+        blocks = dict(items[:max_groups - 1])
+        blocks["(others)"] = [sum(v[0] for _, v in rest), sum(v[1] for _, v in rest)]
+    return [(block, k / w if w else 1.0) for block, (k, w) in blocks.items()]
 
 
 def _plots(report: dict[str, Any], out_dir: Path, force: bool) -> list[str]:
@@ -126,14 +204,34 @@ def _plots(report: dict[str, Any], out_dir: Path, force: bool) -> list[str]:
         _save_fig(fig, out_dir / "quality_vs_size.png", force)
         plt.close(fig)
         written.append("quality_vs_size.png")
+    points = [(name, row["latency_ms"], row["psnr"]) for name, row in _rows(report)
+              if row.get("latency_ms") is not None and row.get("psnr") is not None]
+    if points:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, ms, psnr in points:
+            ax.scatter(ms, psnr, marker="*" if "ours" in name else "o", s=80 if "ours" in name else 40)
+            ax.annotate(name, (ms, psnr), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        size = report.get("latency_size", 512)
+        height, width = (size, size) if isinstance(size, int) else size
+        ax.set_xlabel(f"latency at {width}x{height} (ms, {report.get('latency_threads', '?')} thread(s))")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title("quality vs measured latency (after fine-tuning)")
+        fig.tight_layout()
+        _save_fig(fig, out_dir / "psnr_vs_latency.png", force)
+        plt.close(fig)
+        written.append("psnr_vs_latency.png")
     layers = report["plan"]["layers"]
-    fig, ax = plt.subplots(figsize=(max(5, 0.18 * len(layers)), 3.5))
-    kept = [layer["params"] / max(layer["dense_params"], 1) for layer in layers]
-    ax.bar(range(len(layers)), kept)
-    ax.set_xticks(range(len(layers)))
-    ax.set_xticklabels([layer["name"] for layer in layers], rotation=90, fontsize=5)
-    ax.set_ylabel("kept parameter fraction")
-    ax.set_title("per-layer choice (labels: ranks in report.md)")
+    structured = report["plan"].get("structured") or []
+    names = [layer["name"] for layer in layers] + [entry["module"] or "(network)" for entry in structured]
+    kept = [layer["params"] for layer in layers] + [entry["channels"] for entry in structured]
+    whole = [layer["dense_params"] for layer in layers] + [entry["of"] for entry in structured]
+    bars = grouped_by_block(names, kept, whole)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(bars) + 1.5), 3.8))
+    ax.bar(range(len(bars)), [value for _, value in bars])
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([block for block, _ in bars], rotation=90, fontsize=7)
+    ax.set_ylabel("kept fraction" + (" (params; channels)" if structured else " of parameters"))
+    ax.set_title("per-block choice (layers: report.md)")
     fig.tight_layout()
     _save_fig(fig, out_dir / "layer_ranks.png", force)
     plt.close(fig)

@@ -38,8 +38,9 @@ __all__ = [
     "state_files",
 ]
 
-#: Final outputs of a run (plan.json: not with ``--method magnitude``; quality_vs_size.png: with a curve).
-OUTPUT_FILES = ("compressed.pt", "plan.json", "report.json", "report.md", "quality_vs_size.png", "layer_ranks.png")
+#: Final outputs of a run (plan.json: not with ``--method magnitude`` nor a latency rule; quality_vs_size.png: with a curve;
+#: psnr_vs_latency.png: with the latency measured).
+OUTPUT_FILES = ("compressed.pt", "plan.json", "report.json", "report.md", "quality_vs_size.png", "layer_ranks.png", "psnr_vs_latency.png")
 #: Set to a stage name to make the run wait there (tests of kill -9 / Ctrl-C at a given stage).
 PAUSE_VARIABLE = "SPARSESEL_TEST_PAUSE_AT_STAGE"
 #: The stages of a run, in order.
@@ -57,6 +58,7 @@ _RESUME_SETTINGS = (
     ("checkpoint_sha256", "CHECKPOINT (its contents)"), ("task", "--task"), ("budget", "--budget"), ("method", "--method"),
     ("exclude", "--exclude"), ("seed", "--seed"), ("finetune_steps", "--finetune-steps"), ("batch_size", "--batch-size"),
     ("patch_size", "--patch-size"), ("lr", "--lr"), ("baselines", "--no-baselines (baselines fine-tuned)"),
+    ("cost", "--cost"), ("latency_size", "--latency-size"),
 )
 _BASELINES = ("uniform", "energy", "magnitude")
 

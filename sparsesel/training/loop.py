@@ -321,6 +321,14 @@ def run_loop(
     return LoopOutcome(losses, logs, start if resume else None, time.perf_counter() - began, size)
 
 
+def on_device(batch: dict, model: nn.Module) -> dict:
+    """``batch`` with its tensors on the device of ``model``'s first parameter (as is on the CPU or without parameters)."""
+    parameter = next(model.parameters(), None)
+    if parameter is None or parameter.device.type == "cpu":
+        return batch
+    return {key: value.to(parameter.device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
 def _mean_over_ranks(logs: dict[str, float], key: str, size: int) -> float:
     """``logs[key]`` averaged over the ``size`` ranks (the global batch's loss); stored back into ``logs``."""
     if size > 1:
@@ -338,6 +346,7 @@ def _one_iteration(trainable: Trainable, model: nn.Module, batch: dict, step: in
     """Every step of the recipe on one batch; returns the logged scalars."""
     cache: dict = {}
     logs: dict[str, float] = {}
+    batch = on_device(batch, model)
     for training_step, optimizer, schedule in zip(trainable.steps, trainable.optimizers, trainable.schedules):
         optimizer.zero_grad(set_to_none=True)
         result = training_step.loss(model, batch, cache)

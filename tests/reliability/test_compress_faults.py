@@ -238,7 +238,7 @@ def test_resume_may_change_what_is_only_measured(killed_while_evaluating, checkp
     """Evaluation settings do not touch the fine-tuning: a resume with others goes on to the work."""
     out = copy_of(killed_while_evaluating, tmp_path)
     with pytest.raises(WorkStarted):
-        run_cli(compress_argv(checkpoint, out, "--resume", eval_count="2", latency_repeats="1", curve="0.5"))
+        run_cli(compress_argv(checkpoint, out, "--resume", "--no-4k", eval_count="2", latency_repeats="1", curve="0.5"))
 
 
 @pytest.mark.reliability("clear_error")

@@ -1,0 +1,85 @@
+"""Time and peak memory of one large forward pass, each network in a fresh process.
+
+Peak memory is the growth of the process's maximum resident set size (``ru_maxrss``) during one
+forward pass under ``torch.inference_mode`` of a ``(1, 3, H, W)`` random input, in a fresh Python
+process that has loaded only the network (so the activations of earlier passes or of other networks
+in the calling process cannot hide it). The network travels as a file of the one network format
+(:func:`sparsesel.nets.zoo.save_net`). The time is that of the single pass (no warm-up: at 3840x2160
+one pass takes seconds, far above the first-call overhead): wall time (``ms``) and the main thread's
+CPU time (``cpu_ms``; with one torch thread the pass's time, robust to other processes on a shared machine).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+__all__ = ["FOUR_K", "one_pass_footprint"]
+
+#: 3840x2160, as (H, W).
+FOUR_K: tuple[int, int] = (2160, 3840)
+
+_SCRIPT = r"""
+import json, resource, sys, time
+import torch
+from sparsesel.nets import zoo
+from sparsesel.compress.network_io import example_input, network_output
+torch.set_num_threads(int(sys.argv[2]))
+model, _ = zoo.load_net(sys.argv[1], trust_code=True)
+model.eval()
+x = example_input(model, int(sys.argv[3]), int(sys.argv[4]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start, cpu = time.perf_counter(), time.thread_time()
+with torch.inference_mode():
+    network_output(model, x)
+seconds, cpu = time.perf_counter() - start, time.thread_time() - cpu
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_mib": (after - before) / 1024}))
+"""
+
+
+def one_pass_footprint(model: nn.Module, *, size: Sequence[int] = FOUR_K, threads: int = 1, net: str | None = None,
+                       config: dict | None = None, timeout: float = 600.0) -> dict[str, Any]:
+    """``{"ms", "peak_mib"}`` of one ``size`` pass of ``model`` in a fresh process (see the module docstring).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any network the one format saves (``net``, ``config`` as :func:`sparsesel.nets.zoo.save_net` takes them).
+    size : (H, W)
+    threads : int
+        Torch threads of the pass.
+    timeout : float
+        Seconds before the process is stopped.
+
+    Returns
+    -------
+    dict
+        ``ms`` (wall milliseconds of the pass), ``cpu_ms`` (the main thread's CPU milliseconds), ``peak_mib`` (growth of the peak resident set, MiB),
+        ``size``, ``threads``; or ``{"error": message}`` when the process failed (e.g. out of memory).
+    """
+    from sparsesel.nets.zoo import save_net
+
+    height, width = (int(s) for s in size)
+    with tempfile.TemporaryDirectory(prefix="sparsesel-footprint-") as folder:
+        path = Path(folder) / "network.pt"
+        save_net(model.cpu(), path, net=net, config=config)
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        try:
+            done = subprocess.run([sys.executable, "-c", _SCRIPT, str(path), str(int(threads)), str(height), str(width)],
+                                  capture_output=True, text=True, env=env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"one {width}x{height} pass took more than {timeout:.0f} s", "size": [height, width], "threads": threads}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return {"error": last[:300], "size": [height, width], "threads": threads}
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "size": [height, width], "threads": int(threads)}
