@@ -1,14 +1,26 @@
-"""Benchmark of ``sparsesel compress``: packing vs. the baselines at the same parameter budget.
+"""Benchmark of ``sparsesel compress`` (issue 19 goals; with ``--cost params`` the earlier parameter-budget comparison).
 
-For each budget, each method (packing = ours; uniform ranks, per-layer energy threshold,
-structured L2 channel-magnitude pruning -- our own for UHDformer, whose matching modules
-Torch-Pruning 1.6.1 cannot trace) compresses the same checkpoint, is fine-tuned by
-distillation for the same number of steps, and is scored on held-out patches (Y-channel PSNR /
-SSIM). Latency: median of 3 CPU runs at 512x512 after one warm-up run (torch threads as set).
+``--cost latency`` (default), on the demo checkpoint:
 
-    python benchmarks/compress.py [--checkpoint FILE] [--steps 60] [--budgets 0.5,0.33,0.25] [--quick]
+* ours: the latency plan (:func:`sparsesel.compress.latency_plan.plan_latency`) at each budget
+  (default 50 % and 25 %) of the original's latency measured at 512x512 with 1 thread;
+* baselines at *equal measured latency*: uniform fraction, energy share and global channel magnitude,
+  each bisected to ours' measured latency (:mod:`sparsesel.compress.latency_baselines`); where
+  ours has no plan (budget below its fastest plan) the baselines are matched to the budget itself;
+* every row measured side by side in one process: latencies at 512x512 interleaved, best of
+  ``--repeats`` (5), with 1 thread (the thread's CPU time, robust to the other processes of a shared
+  machine) and 2 threads (wall time); at 3840x2160 one pass per network in a fresh process
+  (1 thread: CPU time; 2 threads: wall time; peak memory = growth of ``ru_maxrss`` during the pass);
+* PSNR on 24 held-out 128x128 patches after the demo's fine-tune (60 distillation steps, batch 4,
+  64x64 patches, lr 2e-4), each network with ``--seeds`` (3) fine-tuning seeds;
+* ratios against the original measured in the same run, and the goals of issue 19.
 
-Writes benchmarks/results/compress[_quick].json and .png.
+``--selectors`` runs ``benchmarks/compress_selectors.py``'s ``main()`` (issue 20) instead.
+
+    python benchmarks/compress.py [--budgets 0.5,0.25] [--seeds 3] [--repeats 5] [--no-4k] [--quick] [--selectors]
+    python benchmarks/compress.py --cost params [--budgets 0.5,0.33,0.25] [--seeds 3]
+
+Writes benchmarks/results/compress_latency[_quick].json and .png (``--cost params``: compress[_quick].json and .png).
 """
 
 from __future__ import annotations
@@ -17,6 +29,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -58,8 +71,9 @@ def check_goals(rows: list[dict], original: dict) -> list[str]:
     return lines
 
 
-def main() -> None:
+def params_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cost", default="params")
     parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--budgets", default="0.5,0.33,0.25",
@@ -69,7 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, default=1, help="fine-tuning seeds per model; PSNR/SSIM are their means")
     parser.add_argument("--quick", action="store_true", help="8 steps, 2 eval patches, no latency")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         raise SystemExit(f"checkpoint {args.checkpoint} not found (the demo asset is not installed yet?); pass --checkpoint")
     torch.set_num_threads(args.threads)
@@ -147,6 +161,235 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=120)
     print(f"wrote {out / name}.json and .png")
+
+
+LATENCY_RULES = ("uniform", "energy", "magnitude")
+SIZE = (512, 512)
+FOUR_K = (2160, 3840)
+
+
+def _ours(teacher, budget: float, analysis, calibration):
+    """(network or None, record) of the latency plan at ``budget``."""
+    from sparsesel.compress.latency_plan import apply_latency_plan, plan_latency
+
+    try:
+        p = plan_latency(teacher, budget, image_size=SIZE, threads=1, analysis=analysis, calibration=calibration)
+    except ValueError as exc:
+        return None, {"error": str(exc)}
+    return apply_latency_plan(teacher, p).eval(), {"plan_measured_ratio": p.latency["measured_ms"] / p.latency["dense_ms"],
+                                                   "fits": p.latency["fits"], "widths": None, "structured": p.structured,
+                                                   "factorized": [(l.name, l.factorization, l.ranks) for l in p.layers]}
+
+
+def _latencies(nets: dict, repeats: int, four_k: bool) -> dict[str, dict]:
+    """Per network: 512x512 best-of ms at 1 thread (CPU time) and 2 threads (wall), interleaved; 4K passes."""
+    from sparsesel.compress.footprint import one_pass_footprint
+    from sparsesel.compress.latency import time_networks
+
+    out = {name: {} for name in nets}
+    for threads, clock in ((1, "cpu"), (2, "wall")):
+        torch.set_num_threads(threads)
+        for name, ms in zip(nets, time_networks(list(nets.values()), SIZE, repeats, clock=clock)):
+            out[name][f"ms_512_t{threads}"] = ms
+        if four_k:
+            for name, net in nets.items():
+                found = one_pass_footprint(net, size=FOUR_K, threads=threads, net="uhdformer")
+                out[name][f"ms_4k_t{threads}"] = found.get("cpu_ms" if threads == 1 else "ms")
+                out[name][f"peak_mib_4k_t{threads}"] = found.get("peak_mib")
+                if "error" in found:
+                    out[name][f"error_4k_t{threads}"] = found["error"]
+    torch.set_num_threads(1)
+    return out
+
+
+def _tuned_psnr(teacher, nets: dict, seeds: int, steps: int, held_out) -> dict[str, list[float]]:
+    """PSNR after the demo's fine-tune, per network and seed (two worker processes)."""
+    from sparsesel.compress.finetune import finetune_several
+    from sparsesel.compress.report import evaluate_quality
+
+    jobs = [(name, seed) for name in nets for seed in range(seeds)]
+    students = [copy.deepcopy(nets[name]) for name, _ in jobs]
+    torch.set_num_threads(2)
+    out: dict[str, list[float]] = {name: [] for name in nets}
+    for seed in range(seeds):  # finetune_several takes one config: one call per seed
+        picked = [i for i, (_, s) in enumerate(jobs) if s == seed]
+        config = FinetuneConfig(steps=steps, batch_size=4, patch_size=64, lr=2e-4, seed=seed)
+        if steps:
+            finetune_several([students[i] for i in picked], teacher, config, options=[{"progress": False} for _ in picked])
+    torch.set_num_threads(1)
+    for (name, _), student in zip(jobs, students):
+        out[name].append(evaluate_quality(student.eval(), held_out)["psnr"])
+    return out
+
+
+def _goals(budget: float, rows: dict, original: dict) -> list[str]:
+    ours = rows.get("ours")
+    lines = []
+    if ours is None or "psnr_mean" not in ours:
+        return [f"{budget:.0%}: no plan of ours ({rows.get('ours_error', '')[:100]})"]
+    if budget == 0.5:
+        for key, label in (("ms_512_t1", "512x512, 1 thread"), ("ms_512_t2", "512x512, 2 threads"),
+                           ("ms_4k_t1", "3840x2160, 1 thread"), ("ms_4k_t2", "3840x2160, 2 threads")):
+            if ours.get(key) and original.get(key):
+                speed = original[key] / ours[key]
+                lines.append(f"50%: >= 2x faster at {label}: {speed:.2f}x -> {'met' if speed >= 2 else 'MISSED'}")
+        for threads in (1, 2):
+            key = f"peak_mib_4k_t{threads}"
+            if ours.get(key) and original.get(key):
+                ratio = ours[key] / original[key]
+                lines.append(f"50%: 4K peak memory <= 0.6x ({threads} thread(s)): {ratio:.2f}x -> {'met' if ratio <= 0.6 else 'MISSED'}")
+        loss = original["psnr"] - ours["psnr_mean"]
+        lines.append(f"50%: PSNR loss <= 0.3 dB after the demo fine-tune: {loss:+.3f} dB -> {'met' if loss <= 0.3 else 'MISSED'}")
+    for name in LATENCY_RULES:
+        row = rows.get(name)
+        if row is None or "psnr_seeds" not in row:
+            continue
+        leads = [a - b for a, b in zip(ours["psnr_seeds"], row["psnr_seeds"])]
+        met = all(lead >= 0.5 for lead in leads)
+        lines.append(f"{budget:.0%}: >= 0.5 dB ahead of {name} at equal latency (ours {ours.get('ms_512_t1', 0):.0f} ms, "
+                     f"{name} {row.get('ms_512_t1', 0):.0f} ms) with each seed: leads {', '.join(f'{v:+.2f}' for v in leads)} dB "
+                     f"-> {'met' if met else 'MISSED'}")
+    return lines
+
+
+def latency_main(argv: list[str] | None = None) -> None:
+    """The issue-19 benchmark (see the module docstring)."""
+    from sparsesel.compress.latency_baselines import match_latency
+    from sparsesel.compress.latency_plan import analyze_latency
+    from sparsesel.compress.plan import model_macs
+    from sparsesel.compress.report import evaluate_quality
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cost", default="latency")
+    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT)
+    parser.add_argument("--budgets", default="0.5,0.25")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eval-count", type=int, default=24)
+    parser.add_argument("--no-4k", dest="four_k", action="store_false")
+    parser.add_argument("--quick", action="store_true", help="1 seed, 4 steps, 4 eval patches, 2 repeats, no 4K")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.steps, args.eval_count, args.repeats, args.four_k = 1, 4, 4, 2, False
+    began = time.perf_counter()
+    torch.set_num_threads(1)
+    teacher, info = zoo.load_net(args.checkpoint)
+    teacher.eval()
+    held_out = PairedPatchDataset("lowlight", split="test", patch_size=128, length=args.eval_count, seed=1, augment=False)
+    calibration = PairedPatchDataset("lowlight", split="train", patch_size=64, length=4, seed=7).batch(range(4))["input"]
+    t0 = time.perf_counter()
+    analysis = analyze_latency(teacher, image_size=SIZE, threads=1, calibration=calibration, progress=True)
+    analysis_s = time.perf_counter() - t0
+    print(f"latency analysis at 512x512, 1 thread: {analysis_s:.0f} s ({analysis.info['timings']} timings, "
+          f"{analysis.info['cache_hits']} cached)", flush=True)
+    original_psnr = evaluate_quality(teacher, held_out)["psnr"]
+    results = {"checkpoint": str(args.checkpoint), "size": list(SIZE), "four_k": list(FOUR_K) if args.four_k else None,
+               "steps": args.steps, "seeds": args.seeds, "repeats": args.repeats, "eval_count": args.eval_count,
+               "analysis_s": analysis_s, "analysis": analysis.info, "load_start": os.getloadavg()[0], "budgets": {}}
+    for budget in [float(b) for b in args.budgets.split(",")]:
+        print(f"--- latency budget {budget:.0%}", flush=True)
+        torch.set_num_threads(1)
+        ours, record = _ours(teacher, budget, analysis, calibration)
+        target = record.get("plan_measured_ratio", budget)
+        nets = {"original": teacher, **({"ours": ours} if ours is not None else {})}
+        rows: dict[str, dict] = {"ours_plan": record}
+        if ours is None:
+            rows["ours_error"] = record["error"]
+            print(f"  ours: {record['error']}", flush=True)
+        for rule in LATENCY_RULES:
+            network, match = match_latency(teacher, rule, min(1.0, target), size=(256, 256))
+            nets[rule] = network.eval()
+            rows[f"{rule}_match"] = match
+        timed = _latencies(nets, args.repeats, args.four_k and budget == 0.5)
+        psnrs = _tuned_psnr(teacher, {k: v for k, v in nets.items() if k != "original"}, args.seeds, args.steps, held_out)
+        for name, net in nets.items():
+            row = {"params": sum(p.numel() for p in net.parameters()), "macs_512": model_macs(net, SIZE), **timed[name]}
+            if name == "original":
+                row["psnr"] = original_psnr
+            else:
+                row.update(psnr_seeds=psnrs[name], psnr_mean=float(np.mean(psnrs[name])))
+            rows[name] = row
+        original = rows["original"]
+        for name in nets:
+            for key in [k for k in rows[name] if k.startswith("ms_") and rows[name][k]]:
+                rows[name][f"speedup_{key[3:]}"] = original[key] / rows[name][key]
+            for key in [k for k in rows[name] if k.startswith("peak_mib") and rows[name][k]]:
+                rows[name][f"ratio_{key}"] = rows[name][key] / original[key] if original.get(key) else None
+        goals = _goals(budget, rows, original)
+        results["budgets"][str(budget)] = {"rows": rows, "goals": goals}
+        print(f"  {'network':10s} {'params':>7s} {'GMAC':>6s} {'ms 1t':>7s} {'x':>5s} {'ms 2t':>7s} {'x':>5s} {'4K ms 1t':>9s} "
+              f"{'4K MiB':>7s} {'PSNR (mean of seeds)':>22s}")
+        for name in nets:
+            r = rows[name]
+            psnr = r.get("psnr", r.get("psnr_mean"))
+            print(f"  {name:10s} {r['params']:7d} {r['macs_512'] / 1e9:6.2f} {r['ms_512_t1']:7.1f} {r.get('speedup_512_t1', 1):5.2f} "
+                  f"{r['ms_512_t2']:7.1f} {r.get('speedup_512_t2', 1):5.2f} {r.get('ms_4k_t1') or float('nan'):9.0f} "
+                  f"{r.get('peak_mib_4k_t1') or float('nan'):7.0f} {psnr:10.3f} {r.get('psnr_seeds', '')}", flush=True)
+        for line in goals:
+            print("  goal", line, flush=True)
+    results["wall_time_s"] = time.perf_counter() - began
+    out = Path(__file__).parent / "results"
+    name = "compress_latency_quick" if args.quick else "compress_latency"
+    (out / f"{name}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    _latency_plot(results, out / f"{name}.png")
+    print(f"wrote {out / name}.json and .png ({results['wall_time_s']:.0f} s)")
+
+
+def _latency_plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    markers = {"ours": "*", "uniform": "o", "energy": "s", "magnitude": "^", "original": "D"}
+    for budget, block in results["budgets"].items():
+        for name, marker in markers.items():
+            row = block["rows"].get(name)
+            if not row or "ms_512_t1" not in row:
+                continue
+            seeds = row.get("psnr_seeds") or [row["psnr"]]
+            ax.errorbar(row["ms_512_t1"], np.mean(seeds), yerr=np.std(seeds) if len(seeds) > 1 else None, marker=marker,
+                        ms=10 if name == "ours" else 6, ls="none", label=f"{name} ({float(budget):.0%})" if name != "original" else name)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7)
+    ax.set_xlabel("latency at 512x512 (ms, 1 thread, CPU time)")
+    ax.set_ylabel("PSNR after the demo fine-tune (dB)")
+    ax.set_title("equal measured latency: ours vs channel rules")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+SELECTORS = Path(__file__).resolve().parent / "compress_selectors.py"
+
+
+def run_selectors(argv: list[str]) -> None:
+    """``benchmarks/compress_selectors.py``'s ``main`` (issue 20), imported by path."""
+    import importlib.util
+    import sys
+
+    if not SELECTORS.is_file():
+        raise SystemExit(f"--selectors runs {SELECTORS}, which does not exist yet (issue 20 adds it)")
+    spec = importlib.util.spec_from_file_location("compress_selectors", SELECTORS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "main"):
+        raise SystemExit(f"{SELECTORS} has no main() to run")
+    sys.argv = [str(SELECTORS), *argv]
+    module.main()
+
+
+def main() -> None:
+    import sys
+
+    argv = sys.argv[1:]
+    if "--selectors" in argv:
+        run_selectors([a for a in argv if a != "--selectors"])
+    elif "--cost" in argv and argv[argv.index("--cost") + 1:argv.index("--cost") + 2] == ["params"]:
+        params_main(argv)
+    else:
+        latency_main(argv)
 
 
 if __name__ == "__main__":

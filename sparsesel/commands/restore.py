@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "= 8192x8192)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu, cuda (default: cuda when present, else cpu)")
     add_network_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -51,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     from sparsesel.outputs import check_output_file
 
+    from sparsesel.compress.deploy import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
     check_output_file(args.out, inputs={"IMAGE": args.image, "--checkpoint": args.checkpoint, "--mask": args.mask}, force=args.force)
     output_format(args.out)  # an unknown suffix is refused before any work
     check_network_argument(args.net)
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     image = read_image(args.image, max_pixels=args.max_pixels)
     model, info = load_network(args)  # any network file, compressed, pruned or not
+    model.to(device)
     net = info["net"]
     adapter = get_adapter(net)
     batch = {"input": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]}

@@ -49,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run of OUT.state")
     parser.add_argument("--force", action="store_true", help="overwrite OUT and discard OUT.state")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--device", default=None, help="torch device to train on, e.g. cpu, cuda (default: cuda when present, else cpu)")
     parser.set_defaults(func=run)
 
 
@@ -67,6 +68,12 @@ def _options(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from sparsesel.training import TrainConfig, train
+    from sparsesel.compress.deploy import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
 
     config = TrainConfig(
         net=args.net,
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     try:
-        summary = train(config, args.out, resume=args.resume, force=args.force, progress=not args.no_progress)
+        summary = train(config, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, device=args.device)
     except KeyboardInterrupt:
         from sparsesel.cli import resume_command
         from sparsesel.training import state_path

@@ -203,7 +203,9 @@ def recipe(net: str) -> list[TrainingStep]:
 @torch.no_grad()
 def predict(net: str, model: nn.Module, batch: dict) -> torch.Tensor:
     """The network's final image for ``batch["input"]`` (B, 3, H, W), any size (its adapter's
-    :meth:`~sparsesel.nets.adapter.NetworkAdapter.restore`, without gradients)."""
+    :meth:`~sparsesel.nets.adapter.NetworkAdapter.restore`, without gradients), on the CPU; the batch
+    goes to the device of ``model``'s parameters."""
     from sparsesel.nets.adapter import get_adapter
+    from sparsesel.training.loop import on_device
 
-    return get_adapter(net).restore(model, batch)
+    return get_adapter(net).restore(model, on_device(batch, model)).cpu()

@@ -275,6 +275,7 @@ def train(
     force: bool = False,
     progress: bool = True,
     callback: Callable[[int, dict[str, float]], Any] | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> dict[str, Any]:
     """Train ``config.net`` on ``config.task`` and write the network to ``out``.
 
@@ -292,6 +293,9 @@ def train(
     callback : callable, optional
         ``callback(step, logs)`` after every step (1-based ``step``; ``logs`` maps loss names
         to floats), after the state of that step has been saved when it is saved.
+    device : str or torch.device, optional
+        Where the network trains (``None``: CUDA when present, else the CPU,
+        :func:`sparsesel.compress.deploy.resolve_device`); the file is written from the CPU.
 
     Returns
     -------
@@ -303,12 +307,15 @@ def train(
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     out = Path(out)
     state_file = state_path(out)
+    from sparsesel.compress.deploy import resolve_device
+
+    device = resolve_device(device)
     _check_outputs(out, state_file, resume=resume, force=force)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        model = _build(config)
+        model = _build(config).to(device)
         trainable = Trainable(model, *make_optimizers(config, model))
         state = StateFile(state_file, config.net, config.to_dict(), _RESUME_KEYS)
         if force and not resume and state_file.exists():
@@ -328,6 +335,7 @@ def train(
                 config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
             )
             evaluation = evaluate(config.net, model, held_out)
+        model.cpu()
         _write_outputs(config, model, out, evaluation=evaluation, train_time=train_time, steps_done=config.steps - start, force=force)
         if state_file.exists():
             state_file.unlink()

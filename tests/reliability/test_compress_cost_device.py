@@ -1,0 +1,68 @@
+"""Reliability of the cost, latency and device options (issue 19): every bad value is refused with
+one clear line before any work, and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from reliability_helpers import expect_clear_error
+
+from sparsesel.nets import zoo
+from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
+
+SMALL = UHDformerConfig(width=8, number_block=1, unit_num=2, num_heads=2, match_factor=2, ffn_expansion_factor=2, scale_factor=4)
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return zoo.save_net(UHDformer(SMALL).eval(), tmp_path / "net.pt", net="uhdformer")
+
+
+#: case -> (extra compress arguments, fragments of the message)
+COMPRESS_CASES = {
+    "unknown_cost": (["--cost", "flops"], ["--cost", "invalid choice", "flops"]),
+    "latency_size_text": (["--latency-size", "big"], ["--latency-size", "N or HxW", "big"]),
+    "latency_size_zero_side": (["--latency-size", "0x512"], ["--latency-size", "positive"]),
+    "latency_size_three_sides": (["--latency-size", "2x3x4"], ["--latency-size", "HxW"]),
+    "latency_threads_zero": (["--latency-threads", "0"], ["latency_threads", ">= 1"]),
+    "latency_budget_with_curve": (["--cost", "latency", "--curve", "0.5"], ["--curve", "--cost latency"]),
+    "latency_budget_unmeasured": (["--cost", "latency", "--latency-repeats", "0"], ["--latency-repeats", ">= 1"]),
+    "macs_budget_magnitude": (["--cost", "macs", "--method", "magnitude"], ["magnitude", "MACs"]),
+    "latency_budget_over_one": (["--cost", "latency", "--budget", "1.5"], ["--budget"]),
+    "device_nonsense": (["--device", "potato"], ["--device", "potato"]),
+}
+
+
+@pytest.mark.reliability("clear_error")
+@pytest.mark.parametrize("case", sorted(COMPRESS_CASES))
+def test_compress_refuses_bad_cost_and_device_values(case, checkpoint, tmp_path):
+    extra, fragments = COMPRESS_CASES[case]
+    out = tmp_path / "out"
+    expect_clear_error(["compress", checkpoint, "--out", out, "--no-progress", *extra], *fragments)
+    assert not out.exists()
+
+
+def _device_argv(command: str, checkpoint, tmp_path, device: str) -> list:
+    if command == "compress":
+        return ["compress", checkpoint, "--out", tmp_path / "out", "--device", device, "--no-progress"]
+    if command == "restore":
+        from sparsesel.data.image_files import write_image
+        import numpy as np
+
+        image = tmp_path / "in.png"
+        write_image(image, np.full((16, 16, 3), 0.5, dtype=np.float32))
+        return ["restore", image, "--checkpoint", checkpoint, "--out", tmp_path / "out.png", "--device", device]
+    if command == "train":
+        return ["train", "uhdformer", "--task", "lowlight", "--steps", "1", "--out", tmp_path / "t.pt", "--device", device, "--no-progress"]
+    return ["export", checkpoint, "--format", "onnx", "--out", tmp_path / "out.onnx", "--device", device]
+
+
+@NO_CUDA
+@pytest.mark.reliability("clear_error")
+@pytest.mark.parametrize("command", ["compress", "restore", "train", "export"])
+def test_cuda_device_without_cuda_is_one_clear_line(command, checkpoint, tmp_path):
+    run = expect_clear_error(_device_argv(command, checkpoint, tmp_path, "cuda"), "cuda", "not available")
+    assert len(run.err.strip().splitlines()) == 1, run.err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.png").exists() and not (tmp_path / "t.pt").exists()
