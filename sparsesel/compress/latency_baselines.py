@@ -13,7 +13,8 @@ widths, matching candidates, heads), each group's count set by one number and a 
   group (the rule of :func:`~sparsesel.compress.channel_pruning.magnitude_prune_uhdformer`, here over
   the trunk widths too), written as the fraction ``f`` of all channels kept.
 
-Counts are rounded up to whole units (heads, encoder pairs, even conv groups), at least one unit.
+Counts are rounded up to whole units (heads, encoder pairs, even conv groups), at least one unit, and
+an attention keeps at least the query channels its matching picks (:func:`minimum_channels`).
 :func:`match_latency` bisects ``f`` for the largest network whose measured latency (paired,
 bracketed against the original: :func:`~sparsesel.compress.latency.time_deltas`) is within the
 target, so every baseline is compared with the plan at the same measured speed.
@@ -32,7 +33,7 @@ from sparsesel.compress.channel_pruning import TRUNK_KINDS
 from sparsesel.compress.latency import time_deltas
 from sparsesel.compress.structured import StructuredUnit, kept_channels, magnitude_selector, shrink, structured_units
 
-__all__ = ["LATENCY_RULES", "match_latency", "rule_counts"]
+__all__ = ["LATENCY_RULES", "match_latency", "minimum_channels", "rule_counts"]
 
 #: The channel rules of the latency baselines.
 LATENCY_RULES: tuple[str, ...] = ("uniform", "energy", "magnitude")
@@ -47,7 +48,20 @@ def _round_up(count: float, unit: StructuredUnit) -> int:
     return int(min(unit.group.channels, max(step, int(np.ceil(count / step - 1e-9)) * step)))
 
 
-def rule_counts(units: Sequence[StructuredUnit], rule: str, fraction: float) -> dict[tuple[str, str], int]:
+def minimum_channels(model: nn.Module, units: Sequence[StructuredUnit]) -> dict[tuple[str, str], int]:
+    """Fewest channels a group may keep for the network to run: an attention's heads feed its matching,
+    which picks ``num_matching`` of the query channels (so at least that many stay)."""
+    minimums = {}
+    for unit in units:
+        if unit.group.kind == "heads":
+            match = getattr(model.get_submodule(unit.group.module), "match", None)
+            if match is not None:
+                minimums[unit.key] = int(match.num_matching)
+    return minimums
+
+
+def rule_counts(units: Sequence[StructuredUnit], rule: str, fraction: float,
+                minimums: dict[tuple[str, str], int] | None = None) -> dict[tuple[str, str], int]:
     """Kept channels per group (``{(module, kind): count}``, trunk groups first) of ``rule`` at ``fraction``.
 
     Parameters
@@ -57,6 +71,8 @@ def rule_counts(units: Sequence[StructuredUnit], rule: str, fraction: float) -> 
     fraction : float
         In ``(0, 1]``: kept channels (``uniform``; ``magnitude``: of all channels together) or kept
         importance (``energy``).
+    minimums : dict, optional
+        Fewest channels per group (:func:`minimum_channels`), rounded up to whole units.
     """
     if rule not in LATENCY_RULES:
         raise ValueError(f"unknown latency baseline rule {rule!r}; choose one of {LATENCY_RULES}")
@@ -81,6 +97,9 @@ def rule_counts(units: Sequence[StructuredUnit], rule: str, fraction: float) -> 
                 if importance[kept_channels(unit.group, order, candidate)].sum() / total >= fraction - 1e-12:
                     count = candidate
                     break
+        floor = (minimums or {}).get(unit.key)
+        if floor is not None:
+            count = max(count, _round_up(floor, unit))
         counts[unit.key] = count
     return dict(sorted(counts.items(), key=lambda item: item[0][1] not in TRUNK_KINDS))
 
@@ -122,6 +141,7 @@ def match_latency(model: nn.Module, rule: str, target_ratio: float, *, size: Seq
     if not units:
         raise ValueError(f"{type(model).__name__} has no removable channel groups: no latency baseline {rule!r}")
     groups = [u.group for u in units]
+    minimums = minimum_channels(model, units)
     model = model.eval()
     probes: list[list[float]] = []
     best: tuple[float, nn.Module, float] | None = None
@@ -129,7 +149,7 @@ def match_latency(model: nn.Module, rule: str, target_ratio: float, *, size: Seq
     low, high = 0.0, 1.0
     for _ in range(max(1, int(steps))):
         fraction = 0.5 * (low + high)
-        network = shrink(model, rule_counts(units, rule, fraction), groups=groups).eval()
+        network = shrink(model, rule_counts(units, rule, fraction, minimums), groups=groups).eval()
         base_ms, (delta,) = time_deltas(model, [network], tuple(size), repeats, clock=clock)
         ratio = (base_ms + delta) / base_ms
         probes.append([fraction, ratio])

@@ -151,3 +151,19 @@ def test_compress_under_a_latency_budget_reports_every_network(model, tmp_path, 
         assert f"| {name} |" in markdown
     assert (out / "psnr_vs_latency.png").is_file() and (out / "layer_ranks.png").is_file()
     assert json.loads((out / "plan.json").read_text())["cost"] == "latency"
+
+
+@pytest.mark.parametrize("rule", ["uniform", "energy", "magnitude"])
+def test_the_smallest_rule_networks_still_run(model, rule):
+    """An attention keeps at least the query channels its matching picks (else its top-k fails)."""
+    from sparsesel.compress.latency_baselines import minimum_channels
+    from sparsesel.compress.network_io import example_input, network_output
+    from sparsesel.compress.structured import shrink
+
+    units = structured_units(model)
+    minimums = minimum_channels(model, units)
+    assert minimums and all(v == model.get_submodule(k[0]).match.num_matching for k, v in minimums.items())
+    network = shrink(model, rule_counts(units, rule, 0.01, minimums)).eval()
+    with torch.no_grad():
+        out = network_output(network, example_input(model, 32, 32))
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
