@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["FOUR_K", "one_pass_footprint"]
+__all__ = ["FOUR_K", "footprints", "one_pass_footprint"]
 
 #: 3840x2160, as (H, W).
 FOUR_K: tuple[int, int] = (2160, 3840)
@@ -48,7 +48,7 @@ print(json.dumps({"ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_mib": (after -
 
 def one_pass_footprint(model: nn.Module, *, size: Sequence[int] = FOUR_K, threads: int = 1, net: str | None = None,
                        config: dict | None = None, timeout: float = 600.0) -> dict[str, Any]:
-    """``{"ms", "peak_mib"}`` of one ``size`` pass of ``model`` in a fresh process (see the module docstring).
+    """``{"ms", "cpu_ms", "peak_mib"}`` of one ``size`` pass of ``model`` in a fresh process (see the module docstring).
 
     Parameters
     ----------
@@ -63,23 +63,55 @@ def one_pass_footprint(model: nn.Module, *, size: Sequence[int] = FOUR_K, thread
     Returns
     -------
     dict
-        ``ms`` (wall milliseconds of the pass), ``cpu_ms`` (the main thread's CPU milliseconds), ``peak_mib`` (growth of the peak resident set, MiB),
-        ``size``, ``threads``; or ``{"error": message}`` when the process failed (e.g. out of memory).
+        ``ms`` (wall milliseconds of the pass), ``cpu_ms`` (the main thread's CPU milliseconds), ``peak_mib``
+        (growth of the peak resident set, MiB), ``size``, ``threads``; or ``{"error": message}`` when the
+        process failed (e.g. out of memory).
+
+    Raises
+    ------
+    ValueError
+        ``model`` cannot be saved in the one network format.
+    """
+    return footprints({"network": model}, size=size, threads=threads, net=net, config=config, timeout=timeout)["network"]
+
+
+def footprints(models: dict[str, nn.Module], *, size: Sequence[int] = FOUR_K, threads: int = 1, net: str | None = None,
+               config: dict | None = None, parallel: int = 1, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
+    """:func:`one_pass_footprint` of every network of ``models``, ``parallel`` processes at a time.
+
+    With ``threads=1`` and ``parallel`` at most the machine's free cores, side-by-side processes leave each
+    pass's CPU time (``cpu_ms``) and its own peak memory as they are alone (each process measures
+    itself), and take a fraction of the wall time.
     """
     from sparsesel.nets.zoo import save_net
 
     height, width = (int(s) for s in size)
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="sparsesel-footprint-") as folder:
-        path = Path(folder) / "network.pt"
-        save_net(model.cpu(), path, net=net, config=config)
+        paths = {}
+        for i, (name, model) in enumerate(models.items()):
+            paths[name] = Path(folder) / f"network{i}.pt"
+            save_net(model.cpu(), paths[name], net=net, config=config)
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-        try:
-            done = subprocess.run([sys.executable, "-c", _SCRIPT, str(path), str(int(threads)), str(height), str(width)],
-                                  capture_output=True, text=True, env=env, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": f"one {width}x{height} pass took more than {timeout:.0f} s", "size": [height, width], "threads": threads}
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return {"error": last[:300], "size": [height, width], "threads": threads}
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "size": [height, width], "threads": int(threads)}
+        names = list(models)
+        for start in range(0, len(names), max(1, int(parallel))):
+            batch = names[start:start + max(1, int(parallel))]
+            running = {name: subprocess.Popen([sys.executable, "-c", _SCRIPT, str(paths[name]), str(int(threads)), str(height), str(width)],
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for name in batch}
+            for name, process in running.items():
+                try:
+                    stdout, stderr = process.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.communicate()
+                    results[name] = {"error": f"one {width}x{height} pass took more than {timeout:.0f} s"}
+                    continue
+                if process.returncode != 0:
+                    last = (stderr.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
+                    results[name] = {"error": last[:300]}
+                else:
+                    results[name] = json.loads(stdout.strip().splitlines()[-1])
+    for name in results:
+        results[name].update(size=[height, width], threads=int(threads))
+    return {name: results[name] for name in names}

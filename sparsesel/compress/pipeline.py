@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -487,9 +488,7 @@ def _measure_networks(networks: dict[str, torch.nn.Module], held_out, *, latency
     """Per network: params, MACs at ``latency_size``, PSNR/SSIM (on ``device``), latency at ``latency_size``
     (all networks interleaved, best of ``latency_repeats``, ``latency_threads`` threads) and one pass at
     ``footprint_size`` in a fresh process (time, peak memory)."""
-    from tqdm.auto import tqdm
-
-    from sparsesel.compress.footprint import one_pass_footprint
+    from sparsesel.compress.footprint import footprints
     from sparsesel.compress.latency import time_networks
     from sparsesel.compress.plan import model_macs
 
@@ -517,15 +516,21 @@ def _measure_networks(networks: dict[str, torch.nn.Module], held_out, *, latency
         row["latency_ms"] = ms
         row["speedup"] = None if ms is None or times[0] is None else times[0] / ms
     if footprint_size is not None and latency_repeats:
-        for name, network in tqdm(list(networks.items()), desc=f"{footprint_size[1]}x{footprint_size[0]} passes",
-                                  disable=not progress, leave=False, dynamic_ncols=True):
-            try:
-                found = one_pass_footprint(network, size=footprint_size, threads=latency_threads, net=net, config=config)
-            except ValueError as exc:  # a network the one format cannot save (e.g. pruned by Torch-Pruning)
-                found = {"error": str(exc).splitlines()[0]}
-            rows[name]["footprint"] = found
-            rows[name]["footprint_ms"] = found.get("cpu_ms" if latency_threads == 1 else "ms")
-            rows[name]["footprint_peak_mib"] = found.get("peak_mib")
+        # one process per free core at one thread (each measures its own CPU time and peak memory)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        parallel = max(1, min(cores // latency_threads, MAX_WORKERS)) if latency_threads == 1 else 1
+        if progress:
+            print(f"compress: one {footprint_size[1]}x{footprint_size[0]} pass per network ({parallel} at a time)",
+                  file=sys.stderr, flush=True)
+        try:
+            found = footprints(networks, size=footprint_size, threads=latency_threads, net=net, config=config, parallel=parallel)
+        except ValueError as exc:  # a network the one format cannot save (e.g. pruned by Torch-Pruning)
+            found = {name: {"error": str(exc).splitlines()[0]} for name in networks}
+        for name, result in found.items():
+            rows[name]["footprint"] = result
+            rows[name]["footprint_ms"] = result.get("cpu_ms" if latency_threads == 1 else "ms")
+            rows[name]["footprint_peak_mib"] = result.get("peak_mib")
+            rows[name]["footprint_parallel"] = parallel
     return rows
 
 

@@ -105,6 +105,10 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def _parallel(report: dict[str, Any]) -> int:
+    return max([row.get("footprint_parallel", 1) for row in (report.get("networks") or {}).values()] or [1])
+
+
 def _markdown(report: dict[str, Any]) -> str:
     size = report.get("latency_size", 512)
     height, width = (size, size) if isinstance(size, int) else size
@@ -131,8 +135,8 @@ def _markdown(report: dict[str, Any]) -> str:
     if report.get("latency_threads") is not None:
         lines.append(f"Latency: every network side by side in one process, interleaved, best of the runs, {report['latency_threads']} "
                      f"torch thread(s), {report.get('latency_clock', 'wall time')}."
-                     + (f" {four_k}: one pass per network in a fresh process (time; peak memory = growth of the peak resident set)."
-                        if four_k else ""))
+                     + (f" {four_k}: one pass per network in a fresh process, {_parallel(report)} at a time (time of the pass; "
+                        "peak memory = growth of the process's peak resident set during it)." if four_k else ""))
     if report.get("baseline_rule"):
         lines.append(f"Baselines: {report['baseline_rule']}.")
     lines.append(f"Quality: {report.get('evaluation', '')}; all fine-tuned alike ({report.get('finetune', {}).get('steps', 0)} steps).")
