@@ -92,8 +92,9 @@ def footprints(models: dict[str, nn.Module], *, size: Sequence[int] = FOUR_K, th
         for i, (name, model) in enumerate(models.items()):
             paths[name] = Path(folder) / f"network{i}.pt"
             save_net(model.cpu(), paths[name], net=net, config=config)
+        # the child imports what this process imports (sparsesel, a user's network module)
         root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in (root, *sys.path) if p and Path(p).is_dir()))}
         names = list(models)
         for start in range(0, len(names), max(1, int(parallel))):
             batch = names[start:start + max(1, int(parallel))]

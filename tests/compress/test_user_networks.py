@@ -124,7 +124,7 @@ def _readme_example() -> tuple[str, list[str]]:
     python = [body for kind, body in blocks if kind == "python" and "my_nets:tiny_cnn" in body]
     commands = [line.strip() for kind, body in blocks if kind == "text" for line in body.splitlines()
                 if line.strip().startswith("sparsesel ") and "tiny" in line]
-    assert len(python) == 1 and len(commands) == 3, "the README lost its user-network example"
+    assert len(python) == 1 and len(commands) == 4, "the README lost its user-network example"
     return python[0], commands
 
 
@@ -151,6 +151,12 @@ def test_the_readme_user_network_example_runs_as_written(tmp_path, monkeypatch, 
     for command in commands:
         assert main(shlex.split(command)[1:]) == 0, (command, capsys.readouterr().err)
     assert (tmp_path / "photo-restored.png").is_file() and (tmp_path / "tiny.onnx").is_file()
+    import json
+
+    macs = json.loads((tmp_path / "tiny-macs" / "report.json").read_text())  # the MAC budget is met at 256x256
+    assert macs["cost"] == "macs" and macs["networks"]["ours"]["macs"] <= macs["networks"]["original"]["macs"] // 2
+    first = json.loads((tmp_path / "tiny-run" / "report.json").read_text())  # the 4K pass ran in a fresh process
+    assert first["networks"]["ours"]["footprint_peak_mib"] > 0, first["networks"]["ours"].get("footprint")
 
 
 def test_a_user_network_trains_from_the_command_line(tmp_path, capsys):
