@@ -137,6 +137,12 @@ def _markdown(report: dict[str, Any]) -> str:
                      f"torch thread(s), {report.get('latency_clock', 'wall time')}."
                      + (f" {four_k}: one pass per network in a fresh process, {_parallel(report)} at a time (time of the pass; "
                         "peak memory = growth of the process's peak resident set during it)." if four_k else ""))
+    latency = (report.get("plan") or {}).get("latency")
+    if latency and latency.get("measured_ms") is not None:
+        cap = report["plan"]["budget_cost"] / 1e3
+        lines.append(f"Plan: budget {cap:.1f} ms of the original's {latency['dense_ms']:.1f} ms (as timed by the analysis); the planned network "
+                     f"was predicted at {latency['predicted_ms']:.1f} ms and measured at {latency['measured_ms']:.1f} ms, "
+                     + ("within the budget." if latency.get("fits") else "OVER the budget (no plan measured within it; the last one is kept)."))
     if report.get("baseline_rule"):
         lines.append(f"Baselines: {report['baseline_rule']}.")
     lines.append(f"Quality: {report.get('evaluation', '')}; all fine-tuned alike ({report.get('finetune', {}).get('steps', 0)} steps).")

@@ -32,6 +32,7 @@ COMPRESS_CASES = {
     "macs_budget_magnitude": (["--cost", "macs", "--method", "magnitude"], ["magnitude", "MACs"]),
     "latency_budget_over_one": (["--cost", "latency", "--budget", "1.5"], ["--budget"]),
     "device_nonsense": (["--device", "potato"], ["--device", "potato"]),
+    "latency_budget_resume": (["--cost", "latency", "--resume"], ["resume", "latency budget", "--force"]),
 }
 
 
