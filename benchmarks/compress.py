@@ -12,7 +12,8 @@
   machine) and 2 threads (wall time); at 3840x2160 one pass per network in a fresh process
   (1 thread: CPU time; 2 threads: wall time; peak memory = growth of ``ru_maxrss`` during the pass);
 * PSNR on 24 held-out 128x128 patches after the demo's fine-tune (60 distillation steps, batch 4,
-  64x64 patches, lr 2e-4), each network with ``--seeds`` (3) fine-tuning seeds;
+  64x64 patches, the demo's learning rate under a latency budget, 2e-3), each network with ``--seeds`` (3)
+  fine-tuning seeds;
 * ratios against the original measured in the same run, and the goals of issue 19.
 
 ``--selectors`` runs ``benchmarks/compress_selectors.py``'s ``main()`` (issue 20) instead.
@@ -202,7 +203,7 @@ def _latencies(nets: dict, repeats: int, four_k: bool) -> dict[str, dict]:
     return out
 
 
-def _tuned_psnr(teacher, nets: dict, seeds: int, steps: int, held_out) -> dict[str, list[float]]:
+def _tuned_psnr(teacher, nets: dict, seeds: int, steps: int, held_out, lr: float) -> dict[str, list[float]]:
     """PSNR after the demo's fine-tune, per network and seed (two worker processes)."""
     from sparsesel.compress.finetune import finetune_several
     from sparsesel.compress.report import evaluate_quality
@@ -213,7 +214,7 @@ def _tuned_psnr(teacher, nets: dict, seeds: int, steps: int, held_out) -> dict[s
     out: dict[str, list[float]] = {name: [] for name in nets}
     for seed in range(seeds):  # finetune_several takes one config: one call per seed
         picked = [i for i, (_, s) in enumerate(jobs) if s == seed]
-        config = FinetuneConfig(steps=steps, batch_size=4, patch_size=64, lr=2e-4, seed=seed)
+        config = FinetuneConfig(steps=steps, batch_size=4, patch_size=64, lr=lr, seed=seed)
         if steps:
             finetune_several([students[i] for i in picked], teacher, config, options=[{"progress": False} for _ in picked])
     torch.set_num_threads(1)
@@ -265,11 +266,15 @@ def latency_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budgets", default="0.5,0.25")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: the demo's, default_lr('latency'))")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-count", type=int, default=24)
     parser.add_argument("--no-4k", dest="four_k", action="store_false")
     parser.add_argument("--quick", action="store_true", help="1 seed, 4 steps, 4 eval patches, 2 repeats, no 4K")
     args = parser.parse_args(argv)
+    from sparsesel.compress.pipeline import default_lr
+
+    args.lr = default_lr("latency") if args.lr is None else args.lr
     if args.quick:
         args.seeds, args.steps, args.eval_count, args.repeats, args.four_k = 1, 4, 4, 2, False
     began = time.perf_counter()
@@ -285,7 +290,7 @@ def latency_main(argv: list[str] | None = None) -> None:
           f"{analysis.info['cache_hits']} cached)", flush=True)
     original_psnr = evaluate_quality(teacher, held_out)["psnr"]
     results = {"checkpoint": str(args.checkpoint), "size": list(SIZE), "four_k": list(FOUR_K) if args.four_k else None,
-               "steps": args.steps, "seeds": args.seeds, "repeats": args.repeats, "eval_count": args.eval_count,
+               "steps": args.steps, "lr": args.lr, "seeds": args.seeds, "repeats": args.repeats, "eval_count": args.eval_count,
                "analysis_s": analysis_s, "analysis": analysis.info, "load_start": os.getloadavg()[0], "budgets": {}}
     for budget in [float(b) for b in args.budgets.split(",")]:
         print(f"--- latency budget {budget:.0%}", flush=True)
@@ -302,7 +307,7 @@ def latency_main(argv: list[str] | None = None) -> None:
             nets[rule] = network.eval()
             rows[f"{rule}_match"] = match
         timed = _latencies(nets, args.repeats, args.four_k and budget == 0.5)
-        psnrs = _tuned_psnr(teacher, {k: v for k, v in nets.items() if k != "original"}, args.seeds, args.steps, held_out)
+        psnrs = _tuned_psnr(teacher, {k: v for k, v in nets.items() if k != "original"}, args.seeds, args.steps, held_out, args.lr)
         for name, net in nets.items():
             row = {"params": sum(p.numel() for p in net.parameters()), "macs_512": model_macs(net, SIZE), **timed[name]}
             if name == "original":

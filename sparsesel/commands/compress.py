@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", default=None, help="degradation used for calibration, fine-tuning and evaluation (default: the network's own task)")
     parser.add_argument("--batch-size", type=int, default=4, help="global batch of the fine-tuning")
     parser.add_argument("--patch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="fine-tuning learning rate (default 2e-4; under --cost latency 2e-3: removed channels need larger steps)")
     parser.add_argument("--eval-count", type=int, default=24, help="held-out 128x128 patches for PSNR/SSIM (6 gave +-1 dB noise)")
     parser.add_argument("--eval-size", type=int, default=128)
     parser.add_argument("--curve", default=None,

@@ -22,7 +22,7 @@ from sparsesel.compress.report import evaluate_quality, measure, write_report
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets.adapter import adapter_for
 
-__all__ = ["compress_checkpoint", "compress_model"]
+__all__ = ["DEFAULT_LR", "compress_checkpoint", "compress_model", "default_lr", "parse_size"]
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -126,6 +126,21 @@ def compress_model(
     return apply(model, p), p, analysis
 
 
+#: Fine-tuning learning rates by cost kind (see :func:`default_lr`).
+DEFAULT_LR = {"params": 2e-4, "macs": 2e-4, "latency": 2e-3}
+
+
+def default_lr(cost: str) -> float:
+    """The fine-tuning's default learning rate under a ``cost`` budget.
+
+    A factorized layer starts from the truncated decomposition of its trained weight, close to the
+    original; a latency plan removes whole channels (the demo's 50 % plan starts at 12.7 dB against the
+    original's 26.6 dB), and its 60 demo steps recover more with a larger step: on that plan, 60
+    distillation steps reached 21.97 / 22.50 / 23.23 / 23.55 dB at 2e-4 / 5e-4 / 1e-3 / 2e-3 on 24 held-out patches (one seed).
+    """
+    return DEFAULT_LR[cost]
+
+
 def parse_size(value: Any, name: str = "latency_size") -> tuple[int, int]:
     """``(H, W)`` from ``N`` (square), ``"HxW"``, ``"N"`` or a pair of positive ints.
 
@@ -204,7 +219,7 @@ def compress_checkpoint(
     task: str | None = None,
     batch_size: int = 4,
     patch_size: int = 64,
-    lr: float = 2e-4,
+    lr: float | None = None,
     eval_count: int = 24,
     eval_size: int = 128,
     curve: Sequence[float | int | Budget] = (0.25, 0.5, 0.75),
@@ -240,6 +255,8 @@ def compress_checkpoint(
     ``footprint_size`` (default 3840x2160; ``None``: skipped; also skipped with ``latency_repeats=0``) given
     one pass each in a fresh process for its time and peak memory (:func:`sparsesel.compress.footprint.one_pass_footprint`).
 
+    ``lr`` (the fine-tuning's learning rate) defaults to :func:`default_lr` of ``cost``.
+
     ``device`` (default: CUDA when present, else the CPU; :func:`sparsesel.compress.deploy.resolve_device`)
     runs the fine-tuning and the quality evaluation; latency and peak memory are CPU figures (with
     ``latency_threads`` threads).
@@ -266,6 +283,7 @@ def compress_checkpoint(
     began = time.perf_counter()
     budget, curve, size = _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats,
                                                threads, cost, latency_threads)
+    lr = default_lr(cost) if lr is None else lr
     if resume and cost == "latency":
         raise ValueError("resume is not available under a latency budget yet: the plan and the baselines depend on timings, so a "
                          "second run may plan other networks than the saved fine-tuning states; start over with --force")

@@ -135,6 +135,7 @@ def test_compress_under_a_latency_budget_reports_every_network(model, tmp_path, 
     assert "latency budget 0.97" in summary
     report = json.loads((out / "report.json").read_text())
     assert report["cost"] == "latency" and report["latency_size"] == [64, 64] and report["footprint_size"] == [64, 64]
+    assert report["finetune"]["lr"] == 2e-3  # the latency default (default_lr)
     rows = report["networks"]
     assert set(rows) == {"original", "ours", "uniform", "energy", "magnitude"}
     ours, _ = zoo.load_net(out / "compressed.pt")
