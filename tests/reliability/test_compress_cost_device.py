@@ -67,3 +67,31 @@ def test_cuda_device_without_cuda_is_one_clear_line(command, checkpoint, tmp_pat
     run = expect_clear_error(_device_argv(command, checkpoint, tmp_path, "cuda"), "cuda", "not available")
     assert len(run.err.strip().splitlines()) == 1, run.err
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.png").exists() and not (tmp_path / "t.pt").exists()
+
+
+@pytest.mark.reliability("right_result")
+def test_restore_on_an_explicit_cpu_device_equals_the_default(checkpoint, tmp_path):
+    """``--device cpu`` names the device the default picks on a machine without CUDA: the same image."""
+    from reliability_helpers import run_cli
+
+    from sparsesel.data.image_files import read_image, write_image
+    import numpy as np
+
+    image = tmp_path / "in.png"
+    write_image(image, np.random.default_rng(0).random((24, 20, 3)).astype(np.float32))
+    first = run_cli(["restore", image, "--checkpoint", checkpoint, "--out", tmp_path / "a.png", "--device", "cpu"])
+    second = run_cli(["restore", image, "--checkpoint", checkpoint, "--out", tmp_path / "b.png"])
+    assert first.status == 0 and second.status == 0, first.err + second.err
+    assert np.array_equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png"))
+
+
+@pytest.mark.reliability("right_result")
+def test_training_on_an_explicit_cpu_device_writes_a_network(tmp_path):
+    from reliability_helpers import run_cli
+
+    run = run_cli(["train", "uhdformer", "--task", "lowlight", "--steps", "1", "--batch-size", "1", "--patch-size", "32",
+                   "--eval-count", "0", "--out", tmp_path / "t.pt", "--device", "cpu", "--no-progress",
+                   "--option", "width=8", "--option", "number_block=1"])
+    assert run.status == 0, run.err
+    model, info = zoo.load_net(tmp_path / "t.pt")
+    assert info["net"] == "uhdformer" and all(p.device.type == "cpu" for p in model.parameters())
