@@ -67,10 +67,7 @@ def one_pass_footprint(model: nn.Module, *, size: Sequence[int] = FOUR_K, thread
         (growth of the peak resident set, MiB), ``size``, ``threads``; or ``{"error": message}`` when the
         process failed (e.g. out of memory).
 
-    Raises
-    ------
-    ValueError
-        ``model`` cannot be saved in the one network format.
+    A network the one format cannot save gets ``{"error": ...}`` too.
     """
     return footprints({"network": model}, size=size, threads=threads, net=net, config=config, timeout=timeout)["network"]
 
@@ -90,12 +87,14 @@ def footprints(models: dict[str, nn.Module], *, size: Sequence[int] = FOUR_K, th
     with tempfile.TemporaryDirectory(prefix="sparsesel-footprint-") as folder:
         paths = {}
         for i, (name, model) in enumerate(models.items()):
-            paths[name] = Path(folder) / f"network{i}.pt"
-            save_net(model.cpu(), paths[name], net=net, config=config)
+            try:
+                paths[name] = save_net(model.cpu(), Path(folder) / f"network{i}.pt", net=net, config=config)
+            except ValueError as exc:  # a network the one format cannot rebuild (e.g. pruned by Torch-Pruning)
+                results[name] = {"error": f"not measured: {str(exc).splitlines()[0][:300]}"}
         # the child imports what this process imports (sparsesel, a user's network module)
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(p for p in (root, *sys.path) if p and Path(p).is_dir()))}
-        names = list(models)
+        names = [name for name in models if name in paths]
         for start in range(0, len(names), max(1, int(parallel))):
             batch = names[start:start + max(1, int(parallel))]
             running = {name: subprocess.Popen([sys.executable, "-c", _SCRIPT, str(paths[name]), str(int(threads)), str(height), str(width)],
@@ -115,4 +114,4 @@ def footprints(models: dict[str, nn.Module], *, size: Sequence[int] = FOUR_K, th
                     results[name] = json.loads(stdout.strip().splitlines()[-1])
     for name in results:
         results[name].update(size=[height, width], threads=int(threads))
-    return {name: results[name] for name in names}
+    return {name: results[name] for name in models}

@@ -543,10 +543,7 @@ def _measure_networks(networks: dict[str, torch.nn.Module], held_out, *, latency
         if progress:
             print(f"compress: one {footprint_size[1]}x{footprint_size[0]} pass per network ({parallel} at a time)",
                   file=sys.stderr, flush=True)
-        try:
-            found = footprints(networks, size=footprint_size, threads=latency_threads, net=net, config=config, parallel=parallel)
-        except ValueError as exc:  # a network the one format cannot save (e.g. pruned by Torch-Pruning)
-            found = {name: {"error": str(exc).splitlines()[0]} for name in networks}
+        found = footprints(networks, size=footprint_size, threads=latency_threads, net=net, config=config, parallel=parallel)
         for name, result in found.items():
             rows[name]["footprint"] = result
             rows[name]["footprint_ms"] = result.get("cpu_ms" if latency_threads == 1 else "ms")

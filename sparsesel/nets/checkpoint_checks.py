@@ -227,8 +227,13 @@ def _settings_text(settings: Mapping[str, Any], limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _build_on_meta(build: Callable[[], nn.Module], n_stored: int, name: str, settings: Mapping[str, Any]) -> nn.Module:
-    tensor_limit, module_limit = 2 * n_stored + 64, 8 * n_stored + 256
+#: Registrations allowed per structural edit replayed by a build (an edit replaces a few layers, registering theirs anew).
+EDIT_REGISTRATIONS = 64
+
+
+def _build_on_meta(build: Callable[[], nn.Module], n_stored: int, name: str, settings: Mapping[str, Any], edits: int = 0) -> nn.Module:
+    extra = EDIT_REGISTRATIONS * max(0, int(edits))
+    tensor_limit, module_limit = 2 * n_stored + 64 + extra, 8 * n_stored + 256 + extra
     try:
         with torch.device("meta"), _registration_budget(tensor_limit, module_limit):
             return build()
@@ -379,11 +384,13 @@ def check_on_meta(
     settings: Mapping[str, Any],
     show: Callable[[str], str] = str,
     network: str = "the network",
+    edits: int = 0,
 ) -> nn.Module:
     """The network ``build()`` makes, built on the ``meta`` device and checked against ``state``.
 
     ``build`` runs on the ``meta`` device (no memory; stopped when it registers more than about
-    twice the stored tensors); its parameters and buffers are compared with ``state`` (names,
+    twice the stored tensors, plus :data:`EDIT_REGISTRATIONS` for each of the ``edits`` structural
+    edits it replays); its parameters and buffers are compared with ``state`` (names,
     shapes, kinds of dtype) and the values of ``state`` are checked (:func:`check_weight_values`).
 
     Parameters
@@ -415,7 +422,7 @@ def check_on_meta(
     not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"{name}: entries that are not tensors: {short_list(not_tensors)}")
-    meta = _build_on_meta(build, len(state), name, settings)
+    meta = _build_on_meta(build, len(state), name, settings, edits)
     expected = meta.state_dict()
     problems, mismatches = _compare(expected, state, show)
     if problems:
@@ -436,6 +443,7 @@ def build_checked(
     settings: Mapping[str, Any],
     show: Callable[[str], str] = str,
     network: str = "the network",
+    edits: int = 0,
 ) -> nn.Module:
     """Build the network ``build()`` makes and load ``state`` into it, checking everything first.
 
@@ -452,7 +460,7 @@ def build_checked(
     ValueError
         Naming the file, the keys or shapes that disagree and the suspected configuration fields.
     """
-    meta = check_on_meta(build, state, name=name, settings=settings, show=show, network=network)
+    meta = check_on_meta(build, state, name=name, settings=settings, show=show, network=network, edits=edits)
     model = _materialize(meta, state) or build()
     model.load_state_dict(dict(state), strict=True)
     return model

@@ -220,7 +220,7 @@ def _check_rebuilds(adapter: NetworkAdapter, config: dict, edits: list, state: M
 
     what = f"{adapter.name}(**{config!r})" if isinstance(adapter, FactoryAdapter) else f"{adapter.name} of its configuration"
     try:
-        check_on_meta(build, state, name=what, settings={**config}, network=type(model).__name__)
+        check_on_meta(build, state, name=what, settings={**config}, network=type(model).__name__, edits=len(edits))
     except ValueError as exc:
         if isinstance(adapter, FactoryAdapter):
             hint = "pass net='package.module:function' and config={...} (its keyword arguments) that build this network"
@@ -305,7 +305,7 @@ def build_from_checkpoint(
         return model
 
     shown = settings or ({**config, "edits": [{edit["kind"]: edit["args"]} for edit in edits]} if edits else config)
-    return build_checked(build, state, name=name, settings=shown, network=adapter.name).eval()
+    return build_checked(build, state, name=name, settings=shown, network=adapter.name, edits=len(edits)).eval()
 
 
 def _trusted(net: str, name: str, trust_code: bool, named: str | None) -> None:
