@@ -118,9 +118,11 @@ def test_grouped_by_block_sums_within_blocks_and_caps_the_labels():
 
 def test_one_pass_footprint_reports_time_and_memory_growth(model):
     small = one_pass_footprint(model, size=(32, 32), threads=1, net="uhdformer")
-    large = one_pass_footprint(model, size=(512, 512), threads=1, net="uhdformer")
-    assert set(small) >= {"ms", "cpu_ms", "peak_mib", "size", "threads"} and small["size"] == [32, 32]
-    assert large["peak_mib"] > small["peak_mib"] >= 0  # 256x the pixels: the activations grow the peak
+    large = one_pass_footprint(model, size=(768, 768), threads=1, net="uhdformer")
+    assert set(small) >= {"ms", "cpu_ms", "peak_mib", "size", "threads"} and small["size"] == [32, 32], small
+    assert "peak_mib" in large, large
+    # 576x the pixels: the activations (tens of MiB at 768x768) grow the peak
+    assert large["peak_mib"] > small["peak_mib"] + 8 and small["peak_mib"] >= 0, (small, large)
     assert large["ms"] > 0 and large["cpu_ms"] > 0
 
 
