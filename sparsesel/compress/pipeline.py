@@ -56,6 +56,7 @@ def compress_model(
     image_size: Sequence[int] | None = None,
     threads: int | None = None,
     progress: bool = False,
+    reach_fastest: bool = False,
 ) -> tuple[torch.nn.Module, Plan | None, Any]:
     """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis).
 
@@ -69,7 +70,10 @@ def compress_model(
     latency budget ``method="packing"`` is the knapsack of :mod:`sparsesel.compress.latency_plan` and
     ``uniform``, ``energy``, ``magnitude`` are the channel rules of
     :mod:`sparsesel.compress.latency_baselines`, matched to the budget's fraction of the measured
-    latency by bisection (``analysis`` is then unused and returned as given).
+    latency by bisection (``analysis`` is then unused and returned as given). ``reach_fastest``: a
+    latency budget below the fastest plan the measurements offer gives the plan at the smallest fraction
+    predicted reachable (``Plan.latency["requested_budget"]`` records the request) instead of a
+    ``ValueError`` (the demo: the reachable fraction depends on the machine and its load).
     """
     from sparsesel.compress.plan import COSTS
 
@@ -115,8 +119,13 @@ def compress_model(
         if analysis is None:
             analysis = analyze_latency(model, image_size=image_size, threads=threads, calibration=calibration, exclude=exclude,
                                        progress=progress)
-        p = plan_latency(model, Budget.coerce(budget, "latency"), image_size=image_size, threads=threads,
-                         calibration=calibration, analysis=analysis)
+        budget = Budget.coerce(budget, "latency")
+        try:
+            p = plan_latency(model, budget, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
+        except ValueError as exc:
+            if not reach_fastest or "too small" not in str(exc):
+                raise
+            p = _fastest_plan(model, budget, exc, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
         return apply_latency_plan(model, p), p, analysis
     if analysis is None:
         analysis = analyze(model, exclude=exclude, calibration=calibration, budget=Budget.coerce(budget, cost), processes=processes,
@@ -166,6 +175,18 @@ def parse_size(value: Any, name: str = "latency_size") -> tuple[int, int]:
     if len(numbers) != 2 or min(numbers) < 1:
         raise ValueError(f"{name} must be a positive size written N or HxW (e.g. 512 or 2160x3840), got {value!r}")
     return numbers[0], numbers[1]
+
+
+def _fastest_plan(model, budget: Budget, error: ValueError, *, image_size, threads, calibration, analysis) -> Plan:
+    """The latency plan at the smallest fraction of the dense latency the analysis predicts reachable."""
+    from sparsesel.compress.latency_plan import fastest_ms, plan_latency
+
+    dense_ms = analysis.bases[max(analysis.bases)]["ms"]
+    fraction = float(min(1.0, np.ceil(1000.0 * fastest_ms(analysis) / dense_ms + 1.0) / 1000.0))
+    p = plan_latency(model, fraction, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
+    p.latency["requested_budget"] = budget.value
+    p.latency["requested_note"] = f"{budget.text} was out of reach ({error}); planned at {fraction:.3f}, the fastest plan"
+    return p
 
 
 def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: Any, eval_count: Any, eval_size: Any,
@@ -238,6 +259,7 @@ def compress_checkpoint(
     latency_threads: int = 1,
     footprint_size: Sequence[int] | None = (2160, 3840),
     device: str | torch.device | None = None,
+    reach_fastest: bool = False,
 ) -> str | None:
     """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks).
 
@@ -256,6 +278,8 @@ def compress_checkpoint(
     one pass each in a fresh process for its time and peak memory (:func:`sparsesel.compress.footprint.one_pass_footprint`).
 
     ``lr`` (the fine-tuning's learning rate) defaults to :func:`default_lr` of ``cost``.
+
+    ``reach_fastest``: see :func:`compress_model` (``--demo``).
 
     ``device`` (default: CUDA when present, else the CPU; :func:`sparsesel.compress.deploy.resolve_device`)
     runs the fine-tuning and the quality evaluation; latency and peak memory are CPU figures (with
@@ -300,7 +324,7 @@ def compress_checkpoint(
                    patch_size=patch_size, lr=lr, eval_count=eval_count, eval_size=eval_size, curve=curve, baselines=baselines,
                    latency_size=size, latency_repeats=latency_repeats, exclude=exclude, seed=seed, resume=resume,
                    progress=progress and rank == 0, cost=cost, latency_threads=int(latency_threads), footprint_size=footprint_size,
-                   device=device)
+                   device=device, reach_fastest=reach_fastest)
     if rank != 0:  # rank 0 holds the lock and writes every file
         return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
     created = first_missing(out)
@@ -322,7 +346,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
               finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
               eval_size: int, curve: Sequence[Budget], baselines: bool, latency_size: tuple[int, int], latency_repeats: int,
               exclude: Sequence[str], seed: int, resume: bool, progress: bool, cost: str, latency_threads: int,
-              footprint_size: tuple[int, int] | None, device: torch.device) -> str | None:
+              footprint_size: tuple[int, int] | None, device: torch.device, reach_fastest: bool = False) -> str | None:
     """The work of :func:`compress_checkpoint`, once ``out`` is checked and locked (rank 0)."""
     from sparsesel.compress import run_folder
     from sparsesel.nets import zoo
@@ -353,7 +377,8 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     plan_size = None if cost == "params" else latency_size
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
                                                  processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1,
-                                                 cost=cost, image_size=plan_size, threads=latency_threads, progress=progress)
+                                                 cost=cost, image_size=plan_size, threads=latency_threads, progress=progress,
+                                                 reach_fastest=reach_fastest)
     zoo.check_saveable(student, net=net, config=info["config"])  # a network no file could rebuild fails now, not after the work
     lap("analyze_and_plan")
     if world > 1:
@@ -559,6 +584,9 @@ def _summary(report: dict[str, Any], checkpoint, net, budget: Budget, out: Path,
     lines = [f"compressed {checkpoint} ({net}) with {report['method']} at {report['cost']} budget {budget.text}: "
              f"params {report['params_before']} -> {report['params_after']}{speed}, "
              f"PSNR {report['psnr_before']:.3f} -> {report['psnr_after']:.3f} dB, SSIM {report['ssim_before']:.4f} -> {report['ssim_after']:.4f}"]
+    note = ((report.get("plan") or {}).get("latency") or {}).get("requested_note")
+    if note:
+        lines.append(f"  budget: {note}")
     for name, b in report["baselines"].items():
         lines.append(f"  baseline {name}: " + (f"params {b['params']}, PSNR {b['psnr']:.3f} dB, SSIM {b['ssim']:.4f}"
                                                + ("" if b.get("speedup") is None else f", {b['speedup']:.2f}x faster")

@@ -143,6 +143,8 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(f"Plan: budget {cap:.1f} ms of the original's {latency['dense_ms']:.1f} ms (as timed by the analysis); the planned network "
                      f"was predicted at {latency['predicted_ms']:.1f} ms and measured at {latency['measured_ms']:.1f} ms, "
                      + ("within the budget." if latency.get("fits") else "OVER the budget (no plan measured within it; the last one is kept)."))
+    if latency and latency.get("requested_note"):
+        lines.append(f"Budget: {latency['requested_note']}.")
     if report.get("baseline_rule"):
         lines.append(f"Baselines: {report['baseline_rule']}.")
     lines.append(f"Quality: {report.get('evaluation', '')}; all fine-tuned alike ({report.get('finetune', {}).get('steps', 0)} steps).")

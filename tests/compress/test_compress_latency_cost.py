@@ -131,10 +131,14 @@ def test_compress_under_a_latency_budget_reports_every_network(model, tmp_path, 
     monkeypatch.setenv("SPARSESEL_CACHE", str(tmp_path / "cache"))
     checkpoint = zoo.save_net(model, tmp_path / "net.pt", net="uhdformer")
     out = tmp_path / "run"
-    summary = compress_checkpoint(checkpoint, out, budget=0.97, cost="latency", latency_size="64", latency_repeats=2, curve=(),
+    with pytest.raises(ValueError, match="latency budget 0.5 .* is too small: the fastest plan is predicted at"):
+        compress_checkpoint(checkpoint, tmp_path / "refused", budget=0.5, cost="latency", latency_size="64", curve=(), threads=1,
+                            progress=False)
+    # the demo's way: a budget out of reach gives the fastest plan, said so
+    summary = compress_checkpoint(checkpoint, out, budget=0.5, cost="latency", latency_size="64", latency_repeats=2, curve=(),
                                   finetune_steps=1, eval_count=1, eval_size=32, threads=1, progress=False, footprint_size=(64, 64),
-                                  device="cpu")
-    assert "latency budget 0.97" in summary
+                                  device="cpu", reach_fastest=True)
+    assert "latency budget 0.5" in summary and "was out of reach" in summary
     report = json.loads((out / "report.json").read_text())
     assert report["cost"] == "latency" and report["latency_size"] == [64, 64] and report["footprint_size"] == [64, 64]
     assert report["finetune"]["lr"] == 2e-3  # the latency default (default_lr)
@@ -153,7 +157,9 @@ def test_compress_under_a_latency_budget_reports_every_network(model, tmp_path, 
     for name in ("original", "packing (ours)", "uniform", "energy", "magnitude"):
         assert f"| {name} |" in markdown
     assert (out / "psnr_vs_latency.png").is_file() and (out / "layer_ranks.png").is_file()
-    assert json.loads((out / "plan.json").read_text())["cost"] == "latency"
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["cost"] == "latency" and plan["latency"]["requested_budget"] == 0.5 and plan["budget"] > 0.5
+    assert "Budget: 0.5 was out of reach" in markdown
 
 
 @pytest.mark.parametrize("rule", ["uniform", "energy", "magnitude"])
