@@ -22,7 +22,7 @@ from sparsesel.compress.report import evaluate_quality, measure, write_report
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets.adapter import adapter_for
 
-__all__ = ["DEFAULT_LR", "compress_checkpoint", "compress_model", "default_lr", "parse_size"]
+__all__ = ["DEFAULT_LR", "compress_checkpoint", "compress_model", "default_lr", "fastest_plan", "parse_size"]
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -125,7 +125,7 @@ def compress_model(
         except ValueError as exc:
             if not reach_fastest or "too small" not in str(exc):
                 raise
-            p = _fastest_plan(model, budget, exc, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
+            p = fastest_plan(model, budget, exc, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
         return apply_latency_plan(model, p), p, analysis
     if analysis is None:
         analysis = analyze(model, exclude=exclude, calibration=calibration, budget=Budget.coerce(budget, cost), processes=processes,
@@ -177,7 +177,7 @@ def parse_size(value: Any, name: str = "latency_size") -> tuple[int, int]:
     return numbers[0], numbers[1]
 
 
-def _fastest_plan(model, budget: Budget, error: ValueError, *, image_size, threads, calibration, analysis) -> Plan:
+def fastest_plan(model, budget: Budget, error: ValueError, *, image_size, threads, calibration, analysis) -> Plan:
     """The latency plan at the smallest fraction of the dense latency the analysis predicts reachable."""
     from sparsesel.compress.latency_plan import fastest_ms, plan_latency
 
