@@ -53,6 +53,7 @@ __all__ = [
     "official_to_ours",
     "ours_to_official",
     "register_structure_op",
+    "apply_structure",
 ]
 
 FORMAT_VERSION = 1
@@ -185,7 +186,13 @@ def register_structure_op(kind: str) -> Callable[[Callable[..., None]], Callable
     return decorator
 
 
-def _apply_structure(model: torch.nn.Module, ops: Any, name: str) -> None:
+def apply_structure(model: torch.nn.Module, ops: Any, name: str) -> None:
+    """Replay the structural edits ``ops`` (``[{"kind", "args"}, ...]``, read from file ``name``) on ``model``.
+
+    Each edit is appended to ``model.structure`` (created when the network has none).
+    """
+    if not isinstance(getattr(model, "structure", None), list):
+        model.structure = []
     if not isinstance(ops, list):
         raise ValueError(f"{name}: 'structure' must be a list of edits, got {type(ops).__name__}")
     for i, op in enumerate(ops):
@@ -459,7 +466,7 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
 
     def build() -> UHDformer:
         model = UHDformer(config)
-        _apply_structure(model, structure, name)
+        apply_structure(model, structure, name)
         return model
 
     show = (lambda k: _map_key(k, "official") or k) if official else str  # noqa: E731

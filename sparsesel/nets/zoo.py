@@ -14,7 +14,8 @@ presets, or a plain dict of its fields). :func:`save_net` writes the file that
 :func:`load_net` reads back::
 
     {"format": "sparsesel.nets", "version": 1, "net": name,
-     "config": {field: value, ...}, "params": state_dict, "meta": {...}}
+     "config": {field: value, ...}, "params": state_dict, "meta": {...},
+     "structure": [{"kind": str, "args": {...}}, ...]}   # only when the network has structural edits
 
 UHDformer files use that network's own format (``"format": "sparsesel.uhdformer"``, see
 :mod:`sparsesel.nets.checkpoints`), and :func:`load_net` also reads official UHDformer
@@ -188,6 +189,8 @@ def save_net(model: nn.Module, path: str | os.PathLike, *, net: str, meta: dict 
         "params": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": dict(meta or {}),
     }
+    if getattr(model, "structure", None):  # structural edits (e.g. block-sparse layers), replayed by load_net
+        payload["structure"] = [dict(op) for op in model.structure]
     _atomic_torch_save(payload, path)
     return path
 
@@ -288,7 +291,15 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         config = _payload_dict(payload["config"], "config", path)
         if payload["net"] == "tshrnet":
             config = {"value_space": "unit", **config}  # written before TSHRNet had the official value space
-        model = build_from_checkpoint(path, payload["net"], config, payload["params"])
+        structure = payload.get("structure", [])
+        edits = None
+        if structure:
+            from sparsesel.nets.checkpoints import apply_structure
+
+            def edits(model: nn.Module) -> None:
+                apply_structure(model, structure, str(path))
+
+        model = build_from_checkpoint(path, payload["net"], config, payload["params"], edits=edits)
         return model, {"net": payload["net"], "config": dict(config), "meta": dict(meta)}
     if isinstance(payload, dict) and any(str(k).removeprefix("module.") == "Cv0.conv.weight" for k in payload):
         raise ValueError(
