@@ -34,7 +34,7 @@ checkpoints of the :mod:`sparsesel.nets` formats load again (see :func:`pack_lay
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -164,7 +164,8 @@ class PackedBlocks(nn.Module):
         b1, b2 = self.block_shape
         if index.numel():
             if index.min() < 0 or index.max() >= rows_n * cols_n or not bool((index[1:] > index[:-1]).all()):
-                raise ValueError(f"index must hold distinct block positions in [0, {rows_n * cols_n - 1}], ascending")
+                raise ValueError(f"a block-sparse layer's index must hold distinct block positions in [0, {rows_n * cols_n - 1}], "
+                                 "ascending (is the checkpoint corrupt?)")
         row_of, col_of = (index // cols_n).tolist(), (index % cols_n).tolist()
         rows = sorted(set(row_of))
         counts = [row_of.count(r) for r in rows]
@@ -497,7 +498,10 @@ def _bsr_matrix(layer: PackedBlocks) -> torch.Tensor:
         crow = torch.zeros(rows_n + 1, dtype=torch.long, device=index.device)
         crow[1:] = torch.bincount(index // cols_n, minlength=rows_n).cumsum(0)
         values = layer._values().reshape(-1, *layer.block_shape)
-        return torch.sparse_bsr_tensor(crow, index % cols_n, values, size=(layer.out_features, layer.in_features))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "BSR support is in beta state"
+            return torch.sparse_bsr_tensor(crow, index % cols_n, values, size=(layer.out_features, layer.in_features),
+                                           check_invariants=False)
 
     return layer._cached("bsr", build)
 

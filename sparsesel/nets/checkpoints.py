@@ -30,6 +30,7 @@ module names, optionally prefixed by ``restoration_network.`` (and
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
@@ -166,6 +167,12 @@ def save_checkpoint(
 # ---------------------------------------------------------------------------
 
 _STRUCTURE_OPS: dict[str, Callable[..., None]] = {}
+#: the module that registers each edit kind of this package, imported when a file uses the kind
+EDIT_MODULES = {
+    "sparsesel.compress.factorize": "sparsesel.compress.apply",
+    "sparsesel.compress.prune_channels": "sparsesel.compress.channel_pruning",
+    "sparsesel.blocks.pack": "sparsesel.block_layers",
+}
 
 
 def register_structure_op(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -198,6 +205,8 @@ def apply_structure(model: torch.nn.Module, ops: Any, name: str) -> None:
     for i, op in enumerate(ops):
         if not isinstance(op, dict) or not isinstance(op.get("kind"), str) or not isinstance(op.get("args", {}), dict):
             raise ValueError(f"{name}: structure[{i}] must be a dict with a str 'kind' and a dict 'args', got {op!r}")
+        if op["kind"] not in _STRUCTURE_OPS and op["kind"] in EDIT_MODULES:
+            importlib.import_module(EDIT_MODULES[op["kind"]])
         fn = _STRUCTURE_OPS.get(op["kind"])
         if fn is None:
             raise ValueError(
