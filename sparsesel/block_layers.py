@@ -22,8 +22,8 @@ Kernels (``kernel=``), all computing ``y = x Wᵀ + b`` (resp. the convolution) 
 * ``"bsr"`` -- torch's block-sparse row format (``torch.sparse_bsr_tensor``) multiplied with the
   dense input, for ``Linear`` and ``1x1`` convolutions whose weight square blocks tile (torch's
   CPU product, MKL sparse, refuses non-square blocks).
-  Inference only (no gradient) and not exportable (:mod:`sparsesel.export` falls back to the
-  dense form).
+  Not exportable (:mod:`sparsesel.export` falls back to the dense form); while a gradient is needed
+  the layer computes with ``"grouped"`` instead (the BSR product has no backward).
 
 Which kernel (or the dense layer) is fastest depends on the widths, the density and the input
 size; :mod:`sparsesel.block_speed` measures it per layer. Rows that keep no block produce their
@@ -182,6 +182,8 @@ class PackedBlocks(nn.Module):
         gather = (torch.tensor(padded, dtype=torch.long)[:, None] * b2 + channels).reshape(-1).clamp_(max=last_channel)
         self._set_buffer("gather", gather)
         self._set_buffer("gather_rows", gather_rows)
+        self._set_buffer("gather_blocks", torch.tensor(padded, dtype=torch.long))
+        self._set_buffer("gather_blocks_rows", torch.tensor(col_of, dtype=torch.long))
         self._set_buffer("slot", torch.tensor(slot, dtype=torch.long))
         self._set_buffer("valid", None if self.tiles else self._valid_mask(row_of, col_of))
         self._set_buffer("rows_index", torch.tensor(rows, dtype=torch.long))
@@ -407,22 +409,64 @@ class PackedBlockConv2d(PackedBlocks):
 # ---------------------------------------------------------------------------------------------
 
 
+def _kernel(layer: PackedBlocks) -> str:
+    """The layer's kernel; ``"grouped"`` in place of ``"bsr"`` while a gradient is needed (torch's BSR
+    product has no backward)."""
+    if layer.kernel == "bsr" and torch.is_grad_enabled() and layer.blocks.requires_grad:
+        return "grouped"
+    return layer.kernel
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _gather_last(layer: PackedBlocks, x: torch.Tensor, padded: bool) -> torch.Tensor:
+    """``(N, in) -> (N, count·b2)``: the input channels of the kept blocks (``padded``: row by row, padded to ``m``).
+
+    When ``b2`` divides ``in``, whole blocks of ``b2`` channels are copied (a gather of contiguous chunks)."""
+    b2 = layer.block_shape[1]
+    if layer.in_features % b2 == 0:
+        columns = layer.gather_blocks if padded else layer.gather_blocks_rows
+        return x.reshape(x.shape[0], -1, b2).index_select(1, columns).reshape(x.shape[0], -1)
+    return x.index_select(1, layer.gather if padded else layer.gather_rows)
+
+
+def _gather_channels(layer: PackedBlocks, x: torch.Tensor, padded: bool) -> torch.Tensor:
+    """``(B, in, H, W) -> (B, count·b2, H, W)`` in ``x``'s memory format (see :func:`_gather_last`)."""
+    if _channels_last(x) and layer.in_features % layer.block_shape[1] == 0:
+        batch, _, height, width = x.shape
+        gathered = _gather_last(layer, x.permute(0, 2, 3, 1).reshape(-1, layer.in_features), padded)
+        return gathered.view(batch, height, width, -1).permute(0, 3, 1, 2)
+    return x.index_select(1, layer.gather if padded else layer.gather_rows)
+
+
+def _row_ranges(layer: PackedBlocks, layout: _Layout) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each non-empty block-row's channels in the unpadded gather."""
+    b2, ranges, start = layer.block_shape[1], [], 0
+    for count in layout.counts:
+        ranges.append((start * b2, (start + count) * b2))
+        start += count
+    return ranges
+
+
 def _rows_last(layer: PackedBlocks, x: torch.Tensor) -> torch.Tensor:
     """``(N, in) -> (N, out)``: the kept blocks applied with the channels in the last dimension."""
     layout = layer._current_layout()
     n, b1 = x.shape[0], layer.block_shape[0]
     if not layout.rows:
         return layer._assemble(x.new_zeros(n, 0), 1, layout)
-    if layer.kernel == "bsr":
+    if _kernel(layer) == "bsr":
         y = _bsr_matrix(layer).matmul(x.t()).t()
         return y if layer.bias is None else y + layer.bias
     if layer.kernel == "rows":
-        weights = layer._cached("rows_t", lambda: [w.reshape(b1, -1).t().contiguous() for w in layer._row_weights(layout)])  # (count·b2, b1)
-        pieces = [x.index_select(1, index).matmul(weight) for index, weight in zip(_row_slices(layer, layout), weights)]
-        y = torch.cat(pieces, 1)
+        weights = layer._cached("rows_mm_t", lambda: [w.reshape(b1, -1).t().contiguous() for w in layer._row_weights(layout)])
+        gathered = _gather_last(layer, x, padded=False)  # (N, K·b2)
+        y = torch.cat([gathered[:, a:b].matmul(w) for (a, b), w in zip(_row_ranges(layer, layout), weights)], 1)
     else:
-        weight = layer._cached("grouped_t", lambda: layer._grouped_weight(layout).reshape(len(layout.rows), b1, -1).transpose(1, 2).contiguous())  # (R', m·b2, b1)
-        gathered = x.index_select(1, layer.gather).view(n, len(layout.rows), -1).transpose(0, 1)  # (R', N, m·b2)
+        weight = layer._cached("grouped_mm_t", lambda: layer._grouped_weight(layout).reshape(len(layout.rows), b1, -1)
+                               .transpose(1, 2).contiguous())  # (R', m·b2, b1)
+        gathered = _gather_last(layer, x, padded=True).view(n, len(layout.rows), -1).transpose(0, 1)  # (R', N, m·b2)
         y = torch.bmm(gathered, weight).transpose(0, 1).reshape(n, len(layout.rows) * b1)
     bias = layer._row_bias()
     return layer._assemble(y if bias is None else y + bias, 1, layout)
@@ -436,17 +480,17 @@ def _rows_channels_first(layer: PackedBlockConv2d, x: torch.Tensor) -> torch.Ten
     flat = x.reshape(batch, layer.in_features, pixels)
     if not layout.rows:
         return layer._assemble(x.new_zeros(batch, 0, height, width), 1, layout)
-    if layer.kernel == "bsr":
+    if _kernel(layer) == "bsr":
         matrix = _bsr_matrix(layer)
         y = torch.stack([matrix.matmul(flat[b]) for b in range(batch)])
         y = y if layer.bias is None else y + layer.bias[:, None]
         return y.view(batch, layer.out_features, height, width)
     if layer.kernel == "rows":
-        weights = layer._cached("rows", lambda: [w.reshape(b1, -1) for w in layer._row_weights(layout)])  # (b1, count·b2)
-        y = torch.cat([torch.matmul(weight, flat.index_select(1, index))
-                       for index, weight in zip(_row_slices(layer, layout), weights)], 1)
+        weights = layer._cached("rows_mm", lambda: [w.reshape(b1, -1) for w in layer._row_weights(layout)])  # (b1, count·b2)
+        gathered = flat.index_select(1, layer.gather_rows)  # (B, K·b2, P)
+        y = torch.cat([torch.matmul(w, gathered[:, a:b]) for (a, b), w in zip(_row_ranges(layer, layout), weights)], 1)
     else:
-        weight = layer._cached("grouped", lambda: layer._grouped_weight(layout).reshape(len(layout.rows), b1, -1))
+        weight = layer._cached("grouped_mm", lambda: layer._grouped_weight(layout).reshape(len(layout.rows), b1, -1))
         gathered = flat.index_select(1, layer.gather).view(batch, len(layout.rows), -1, pixels)  # (B, R', m·b2, P)
         y = torch.matmul(weight, gathered).view(batch, len(layout.rows) * b1, pixels)
     bias = layer._row_bias()
@@ -458,35 +502,26 @@ def _rows_channels_first(layer: PackedBlockConv2d, x: torch.Tensor) -> torch.Ten
 def _conv_rows(layer: PackedBlockConv2d, x: torch.Tensor) -> torch.Tensor:
     """A ``kh x kw`` convolution of the kept blocks: gathered input channels, grouped (or per-row) convolution."""
     layout = layer._current_layout()
-    if layer.padding_mode != "zeros":
-        x = F.pad(x, layer._reversed_padding_repeated_twice, mode=layer.padding_mode)
-        padding: Any = 0
+    padding: Any = layer.padding
+    if not layout.rows:  # only the bias: the output size of the dense convolution, from a one-channel probe
+        x = x[:, :1]
     else:
-        padding = layer.padding
+        x = _gather_channels(layer, x, padded=layer.kernel != "rows")  # channel-wise: commutes with the padding
+    if layer.padding_mode != "zeros":
+        x, padding = F.pad(x, layer._reversed_padding_repeated_twice, mode=layer.padding_mode), 0
     options = dict(stride=layer.stride, padding=padding, dilation=layer.dilation)
-    if not layout.rows:  # only the bias: the output size of the dense convolution, from a zero-channel probe
-        probe = F.conv2d(x[:, :1], x.new_zeros(1, 1, *layer.kernel_size), **options)
-        return layer._assemble(probe[:, :0], 1, layout)
+    if not layout.rows:
+        return layer._assemble(F.conv2d(x, x.new_zeros(1, 1, *layer.kernel_size), **options)[:, :0], 1, layout)
     bias = layer._row_bias()
     if layer.kernel == "rows":
         weights = layer._cached("rows_conv", lambda: layer._row_weights(layout))
         b1 = layer.block_shape[0]
-        pieces = [F.conv2d(x.index_select(1, index), weight, None if bias is None else bias[i * b1:(i + 1) * b1], **options)
-                  for i, (index, weight) in enumerate(zip(_row_slices(layer, layout), weights))]
-        y = torch.cat(pieces, 1)
+        y = torch.cat([F.conv2d(x[:, a:b], w, None if bias is None else bias[i * b1:(i + 1) * b1], **options)
+                       for i, ((a, b), w) in enumerate(zip(_row_ranges(layer, layout), weights))], 1)
     else:
-        weight = layer._cached("grouped", lambda: layer._grouped_weight(layout).flatten(0, 1))  # (R'·b1, m·b2, kh, kw)
-        y = F.conv2d(x.index_select(1, layer.gather), weight, bias, groups=len(layout.rows), **options)
+        weight = layer._cached("grouped_conv", lambda: layer._grouped_weight(layout).flatten(0, 1))  # (R'·b1, m·b2, kh, kw)
+        y = F.conv2d(x, weight, bias, groups=len(layout.rows), **options)
     return layer._assemble(y, 1, layout)
-
-
-def _row_slices(layer: PackedBlocks, layout: _Layout) -> list[torch.Tensor]:
-    """The input channels of each non-empty block-row (slices of ``gather_rows``)."""
-    b2, slices, start = layer.block_shape[1], [], 0
-    for count in layout.counts:
-        slices.append(layer.gather_rows[start * b2:(start + count) * b2])
-        start += count
-    return slices
 
 
 def _bsr_matrix(layer: PackedBlocks) -> torch.Tensor:

@@ -427,7 +427,10 @@ def build_checked(
         )
     check_weight_values(state, expected, name, show)
     model = _materialize(meta, state) or build()
-    model.load_state_dict(dict(state), strict=True)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except ValueError as exc:  # a layer refused its stored values (e.g. a block-sparse layer's index)
+        raise ValueError(f"{name}: {exc}") from None
     return model
 
 

@@ -152,6 +152,22 @@ def test_gradients_equal_the_masked_dense_layer():
             _close(layer.blocks.grad[k], weight.grad[r * 4:(r + 1) * 4, c * 4:(c + 1) * 4])
 
 
+def test_bsr_layers_train_through_the_gather_kernel():
+    """A BSR layer needing a gradient computes with the grouped kernel: its gradients are the masked dense layer's."""
+    torch.manual_seed(6)
+    linear = nn.Linear(16, 8)
+    mask = random_mask((2, 4), 0.5, seed=3)
+    layer = packed_from_dense(linear, mask, (4, 4), "bsr")
+    weight = masked_weight(linear.weight.detach(), mask, (4, 4)).requires_grad_(True)
+    x = torch.randn(6, 16)
+    layer(x).square().sum().backward()
+    F.linear(x, weight, linear.bias.detach()).square().sum().backward()
+    kept = torch.nonzero(mask.reshape(-1)).reshape(-1).tolist()
+    for k, flat in enumerate(kept):
+        r, c = divmod(flat, 4)
+        _close(layer.blocks.grad[k], weight.grad[r * 4:(r + 1) * 4, c * 4:(c + 1) * 4])
+
+
 def test_dense_layer_and_unpack_restore_a_plain_layer():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1))

@@ -252,3 +252,43 @@ def test_prune_refuses_bad_timing_options_before_any_write(argv, message, csattn
     out = tmp_path / "o.pt"
     assert main(["prune", str(csattn_file), "--density", "0.5", "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+# --- the README's command ------------------------------------------------------------------------
+
+
+def readme_prune_commands() -> list[str]:
+    """The README's concrete ``sparsesel prune`` commands on the demo checkpoint (code blocks, no synopsis)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", readme, flags=re.S)
+    lines = [line.strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line.startswith("sparsesel prune sparsesel/assets/") and not re.search(r"[|\[]", line)]
+
+
+def test_the_readme_shows_a_block_sparse_prune_command():
+    assert any("--kernel" in command for command in readme_prune_commands())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", readme_prune_commands())
+def test_readme_prune_command_runs_as_written(command, tmp_path, monkeypatch, capsys):
+    """Run in a scratch folder where ``sparsesel/assets`` is the package's own (a link), so the outputs land there."""
+    import shlex
+    from pathlib import Path
+
+    import sparsesel
+
+    (tmp_path / "sparsesel").mkdir()
+    (tmp_path / "sparsesel" / "assets").symlink_to(Path(sparsesel.__file__).parent / "assets")
+    monkeypatch.chdir(tmp_path)
+    argv = shlex.split(command)[1:]
+    assert main(argv) == 0, capsys.readouterr().err
+    out = Path(argv[argv.index("--out") + 1])
+    speed = json.loads(out.with_name(out.name + ".prune.json").read_text())["speed"]
+    assert speed["example_size"] == [512, 512] and speed["total"]["layers_ms_dense"] > 0
+    assert "dense wins in" in capsys.readouterr().out
+    model, _ = zoo.load_net(out)
+    assert sum(isinstance(m, PackedBlocks) for m in model.modules()) == speed["total"]["block_layers"]
