@@ -1,7 +1,8 @@
 """Benchmark of block-sparse inference (issue 20, item 2): when do the kept blocks run faster than dense?
 
-All in one process, timed side by side (interleaved, best of ``--repeats``, after a warm-up call), at
-1 and 2 torch threads:
+All in one process, timed side by side (interleaved, best of ``--repeats`` -- more for layers under
+60 ms, up to 50, so that each form gets about 0.3 s of samples -- after a warm-up call), at 1 and 2
+torch threads:
 
 (a) ``layers`` -- one layer of each type keeping 10 % of its blocks (chosen at random, as magnitude
     selection on random weights does), for 4x4, 8x8 and 16x16 blocks: ``Linear`` (channels-last input
@@ -20,10 +21,11 @@ All in one process, timed side by side (interleaved, best of ``--repeats``, afte
     shape at width 64 (512²) and 256 (64²): the densities below which the block form wins.
 
 Speed-up = dense time / block time (> 1: the block form is faster). The machine is shared: the load
-average (``uptime``) is recorded before and after. Writes benchmarks/results/block_sparse_kernels.json
+average (``uptime``) is recorded before and after each part. Each part is stored in
+benchmarks/results/block_sparse_kernels.json as it ends (a part not rerun keeps its last results)
 and benchmarks/results/block_sparse_kernels.png (speed-up vs density per block shape).
 
-    python benchmarks/block_sparse_kernels.py [--threads 1,2] [--repeats 5] [--parts layers,networks,sweep]
+    python benchmarks/block_sparse_kernels.py [--threads 1,2] [--network-threads 1] [--repeats 5] [--parts layers,networks,sweep]
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def time_layer(kind: str, width: int, side: int, block: int, density: float, rep
     for kernel in kernels:
         twin = packed_from_dense(dense, mask, (block, block), kernel)
         forms.append(twin)
-    times = time_calls(forms, [(layer_input(kind, width, side), 1)], repeats)
+    x = layer_input(kind, width, side)
+    first = time_calls([dense], [(x, 1)], 1)[0]  # fast layers get more samples: at least ~0.3 s per form
+    times = time_calls(forms, [(x, 1)], max(repeats, min(50, int(300 / max(first, 1e-3)))))
     best = min(range(len(kernels)), key=lambda i: times[1 + i])
     return {"layer": kind, "width": width, "side": side, "block": block, "density": density,
             "kept_blocks": int(mask.sum()), "total_blocks": int(mask.numel()), "ms_dense": round(times[0], 3),
@@ -213,31 +217,39 @@ def main() -> None:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", default="layers,networks,sweep")
+    parser.add_argument("--network-threads", default=None, help="threads of part (b) (default: --threads)")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     parts = set(args.parts.split(","))
     started, load_before = time.time(), load_average()
     print(f"load average before: {load_before} (2 shared cores); torch {torch.__version__}")
-    results: dict = {"command": "python benchmarks/block_sparse_kernels.py " + " ".join(
-        f"--{k} {v}" for k, v in (("threads", args.threads), ("repeats", args.repeats), ("parts", args.parts))),
-        "torch": torch.__version__, "load_before": load_before, "repeats": args.repeats, "threads": threads}
-    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    if "layers" in parts:
-        results["layers"] = part_layers(threads, args.repeats)
-    if "networks" in parts:
-        results["networks"] = part_networks(threads, args.repeats)
-    if "sweep" in parts:
-        results["sweep"] = part_sweep(args.repeats)
-        plot(results["sweep"])
-    results["load_after"] = load_average()
-    results["seconds"] = round(time.time() - started, 1)
-    print(f"load average after: {results['load_after']}; {results['seconds']} s")
-    for key in ("layers", "networks", "sweep"):  # parts not rerun keep their last results
-        if key not in results and key in previous:
-            results[key] = previous[key]
+    results = {"command": "python benchmarks/block_sparse_kernels.py " + " ".join(
+        f"--{k} {v}" for k, v in (("threads", args.threads), ("network-threads", args.network_threads),
+                                  ("repeats", args.repeats), ("parts", args.parts)) if v is not None),
+               "torch": torch.__version__}
+    network_threads = [int(t) for t in (args.network_threads or args.threads).split(",")]
+    runs = {"layers": lambda: part_layers(threads, args.repeats),
+            "networks": lambda: part_networks(network_threads, args.repeats),
+            "sweep": lambda: part_sweep(args.repeats)}
+    for part in ("layers", "networks", "sweep"):
+        if part not in parts:
+            continue
+        before = load_average()
+        rows = runs[part]()
+        save(part, {"command": results["command"], "torch": results["torch"], "repeats": args.repeats,
+                    "load_before": before, "load_after": load_average(), "rows": rows})
+        if part == "sweep":
+            plot(rows)
+    print(f"load average after: {load_average()}; {time.time() - started:.0f} s")
+
+
+def save(part: str, record: dict) -> None:
+    """Store one part's rows (with the load average around it) in the JSON; the other parts keep their last results."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[part] = record
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {part} to {RESULTS}")
 
 
 if __name__ == "__main__":

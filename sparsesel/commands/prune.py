@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from sparsesel.atomic import write_text_atomic
-from sparsesel.block_speed import KERNEL_CHOICES
 from sparsesel.outputs import check_output_file
+
+#: ``--kernel`` values (those of :data:`sparsesel.block_speed.KERNEL_CHOICES`; not imported here: no torch at ``--help``)
+KERNEL_CHOICES = ("auto", "dense", "block")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -192,7 +194,7 @@ def speed_summary(speed: dict) -> str:
             continue
         lines.append(f"  {entry['name']} ({entry['layer']}, {entry['kept_blocks']}/{entry['total_blocks']} blocks): "
                      f"dense {entry['ms_dense']:.3f} ms, block {entry['ms_block']:.3f} ms ({entry['block_kernel']}), "
-                     f"x{entry['speedup']:.2f} -> {entry['form']}" + ("" if entry["speedup"] > 1 else "  [dense wins]"))
+                     f"x{entry['speedup'] or 0:.2f} -> {entry['form']}" + ("" if (entry["speedup"] or 0) > 1 else "  [dense wins]"))
     if total["network_ms_dense"] is not None:
         lines.append(f"network: dense {total['network_ms_dense']:.2f} ms, chosen {total['network_ms_chosen']:.2f} ms"
                      + ("  [block layers reverted: the network was slower with them]" if total["reverted"] else ""))

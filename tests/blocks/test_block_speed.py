@@ -122,6 +122,12 @@ def test_pack_model_measures_for_real(csattn):
     assert report["threads"] == 1 and report["total"]["network_ms_dense"] > 0
 
 
+def test_prune_offers_the_kernel_choices_of_pack_model():
+    from sparsesel.commands import prune
+
+    assert prune.KERNEL_CHOICES == block_speed.KERNEL_CHOICES
+
+
 def test_pack_model_refuses_bad_options(csattn):
     with pytest.raises(ValueError, match="kernel must be one of"):
         block_speed.pack_model(csattn, {}, (4, 4), kernel="sparse")
