@@ -201,6 +201,8 @@ def plot(sweep: list[dict]) -> None:
         side = dict(SWEEP_WIDTHS)[width]
         ax.axhline(1.0, color="gray", lw=0.8, ls="--")
         ax.set_xscale("log")
+        ax.set_xticks(DENSITIES, [f"{d:g}" for d in DENSITIES])
+        ax.minorticks_off()
         ax.set_title(f"{kind}, C={width}, {side}²", fontsize=9)
         ax.set_ylabel("speed-up vs dense")
     for ax in axes[-1]:
@@ -212,13 +214,62 @@ def plot(sweep: list[dict]) -> None:
     print(f"wrote {PLOT}")
 
 
+def markdown(results: dict) -> str:
+    """The README's tables from the stored results (1 thread; 2 threads in brackets where measured)."""
+    lines = []
+    layers = results.get("layers", {}).get("rows", [])
+    if layers:
+        lines += ["| layer (C -> C, input) | 4×4 | 8×8 | 16×16 |", "|---|---|---|---|"]
+        for kind in LAYER_TYPES:
+            for width, side in WIDTHS:
+                cells = []
+                for block in BLOCKS:
+                    found = {r["threads"]: r for r in layers if (r["layer"], r["width"], r["block"]) == (kind, width, block)}
+                    if 1 not in found:
+                        cells.append("–")
+                        continue
+                    cell = f"{found[1]['speedup']:.2f}× ({found[1]['ms_dense']:.1f} → {found[1]['ms_block']:.1f} ms, {found[1]['kernel']})"
+                    cells.append(cell + (f" [{found[2]['speedup']:.2f}×]" if 2 in found else ""))
+                lines.append(f"| {kind} {width} ({side}²) | " + " | ".join(cells) + " |")
+        lines.append(f"\nload average {results['layers']['load_before']} before, {results['layers']['load_after']} after\n")
+    networks = results.get("networks", {}).get("rows", [])
+    if networks:
+        lines += ["| network (512², threads) | blocks | dense ms | all block ms | auto ms | block faster in |", "|---|---|---|---|---|---|"]
+        for row in networks:
+            lines.append(f"| {row['net']} ({row['threads']}) | {row['block']}×{row['block']} | {row['network_ms_dense']:.0f} | "
+                         f"{row['network_ms_block']:.0f} ({row['speedup_block']:.2f}×) | {row['network_ms_auto']:.0f} "
+                         f"({row['speedup_auto']:.2f}×) | {row['block_wins']}/{row['timed_layers']} layers |")
+        lines.append(f"\nload average {results['networks']['load_before']} before, {results['networks']['load_after']} after\n")
+    sweep = results.get("sweep", {}).get("rows", [])
+    if sweep:
+        lines += ["| layer (C, input) | " + " | ".join(f"{b}×{b}" for b in BLOCKS) + " |", "|---|---|---|---|"]
+        for kind in LAYER_TYPES:
+            for width, side in SWEEP_WIDTHS:
+                cells = []
+                for block in BLOCKS:
+                    rows = [r for r in sweep if (r["layer"], r["width"], r["block"]) == (kind, width, block)]
+                    wins = [r["density"] for r in rows if r["speedup"] > 1]
+                    best = max(rows, key=lambda r: r["speedup"]) if rows else None
+                    cells.append("never" if not wins else f"≤ {max(wins):g} (best {best['speedup']:.2f}× at {best['density']:g})")
+                lines.append(f"| {kind} {width} ({side}²) | " + " | ".join(cells) + " |")
+        lines.append(f"\nload average {results['sweep']['load_before']} before, {results['sweep']['load_after']} after")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", default="layers,networks,sweep")
     parser.add_argument("--network-threads", default=None, help="threads of part (b) (default: --threads)")
+    parser.add_argument("--markdown", action="store_true", help="print the README tables from the stored results, redraw the plot and stop")
     args = parser.parse_args()
+    if args.markdown:  # the README tables (and the plot) from the stored results
+        stored = json.loads(RESULTS.read_text())
+        print(markdown(stored))
+        if "sweep" in stored:
+            plot(stored["sweep"]["rows"])
+        return
     threads = [int(t) for t in args.threads.split(",")]
     parts = set(args.parts.split(","))
     started, load_before = time.time(), load_average()

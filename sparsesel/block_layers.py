@@ -117,7 +117,7 @@ class PackedBlocks(nn.Module):
             raise ValueError(f"kept blocks must lie in [0, {rows * cols}] for a {rows}x{cols} grid, got {kept}")
         self.blocks = nn.Parameter(torch.zeros(int(kept), b1, b2, *self.kernel_size))
         self.register_buffer("index", torch.arange(int(kept), dtype=torch.long))
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.register_parameter("bias", nn.Parameter(torch.zeros(out_features)) if bias else None)
         self.kernel = self._checked_kernel(kernel)
         self._cache: dict[str, tuple[Any, torch.Tensor]] = {}
         self.refresh_layout()
