@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sparsesel.budget import Budget
 from sparsesel.compress import apply, deploy, plan, save_compressed
 from sparsesel.compress.channel_pruning import magnitude_prune_uhdformer
 from sparsesel.compress.deploy import recorded_inputs, time_calls
@@ -47,7 +48,7 @@ CHECKPOINT = ROOT / "sparsesel" / "assets" / "uhdformer_lowlight.pt"
 RESULTS = ROOT / "benchmarks" / "results" / "compressed_kernels.json"
 
 
-def build(checkpoint: Path, budget: float) -> tuple[dict[str, nn.Module], list[str]]:
+def build(checkpoint: Path, budget: Budget) -> tuple[dict[str, nn.Module], list[str]]:
     """The four networks and the names of the layers the plan factorized."""
     model, _ = zoo.load_net(checkpoint)
     model.eval()
@@ -55,7 +56,7 @@ def build(checkpoint: Path, budget: float) -> tuple[dict[str, nn.Module], list[s
     packing = apply(model, plan_).eval()
     deployed = deploy(packing, refold="auto", example_size=(512, 512), device="cpu")
     params = sum(p.numel() for p in model.parameters())
-    channels, _ = magnitude_prune_uhdformer(model, int(budget * params))
+    channels, _ = magnitude_prune_uhdformer(model, budget.resolve(params))
     names = [layer.name for layer in plan_.layers if layer.factorization != "dense"]
     print("deploy decisions:", ", ".join(f"{e['name']}={e['form']} ({e['ms_factorized']:.2f} vs {e['ms_dense']:.2f} ms)"
                                          for e in deployed.deploy_report if e["ms_dense"] is not None))
@@ -172,7 +173,7 @@ def four_k(nets: dict[str, nn.Module], threads: int) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
-    parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--budget", default="0.5", help="parameters kept, as `sparsesel compress --budget` reads it")
     parser.add_argument("--sizes", default="512", help="square sides, comma-separated (default 512)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--repeats", type=int, default=5)
@@ -181,7 +182,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",")]
     print(f"load before: {os.getloadavg()}  (2-core machine shared with other jobs: best-of-{args.repeats}, interleaved)")
-    nets, names = build(args.checkpoint, args.budget)
+    nets, names = build(args.checkpoint, Budget.parse(args.budget, "params", name="--budget"))
     results: dict = {"load_before": os.getloadavg(), "planned_layers": names, "rows": {}}
     macs = {size: {name: model_macs(net, (size, size)) for name, net in nets.items()} for size in sizes}
     torch.set_num_threads(1)

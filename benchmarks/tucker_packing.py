@@ -85,7 +85,7 @@ def budget_fractions(X: np.ndarray, count: int) -> list[float]:
 
 def problem_at(X, spectra, budget_fraction, with_tensor):
     """CoreShape at this budget from precomputed spectra, truncated like ``from_tensor``."""
-    B = ss.problems.core_shape.resolve_budget(budget_fraction, X.size)
+    B = ss.problems.core_shape.budget_entries(budget_fraction, X.size)
     caps = [max(1, (B - (sum(X.shape) - X.shape[n])) // (X.shape[n] + 1)) for n in range(X.ndim)]
     cut = [s[: min(len(s), c)] for s, c in zip(spectra, caps)]
     return ss.CoreShape(cut, X.shape, B, total_energy=float(np.vdot(X, X)), tensor=X if with_tensor else None)
@@ -107,7 +107,7 @@ def per_mode_best(X: np.ndarray, one_mode, budget_seconds: float = 0.5, max_repe
 
 
 def spectra_timing(X: np.ndarray, max_fraction: float) -> dict:
-    B = ss.problems.core_shape.resolve_budget(max_fraction, X.size)
+    B = ss.problems.core_shape.budget_entries(max_fraction, X.size)
     caps = [max(1, (B - (sum(X.shape) - X.shape[n])) // (X.shape[n] + 1)) for n in range(X.ndim)]
     t_spec, spectra = per_mode_best(X, lambda n: mode_spectrum(X, n, max_rank=caps[n], method="gram"))
     t_svd, ref = per_mode_best(X, lambda n: np.linalg.svd(tl.unfold(X, n), full_matrices=False, compute_uv=False))

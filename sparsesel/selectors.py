@@ -23,12 +23,13 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from sparsesel.budget import Budget
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import solve
 from sparsesel.result import Result
 
-#: Allowed values of the budget ``k``: a count >= 1 or a fraction of the features in (0, 1).
-_BUDGET = [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="neither")]
+#: Allowed values of the budget ``k``: a count >= 1 or a fraction of the features in (0, 1].
+_BUDGET = [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right")]
 
 
 def resolve_budget(k: int | float, n_features: int) -> int:
@@ -37,9 +38,10 @@ def resolve_budget(k: int | float, n_features: int) -> int:
     Parameters
     ----------
     k : int or float
-        A count ``1 <= k <= n_features``, or a fraction in ``(0, 1)`` that selects
-        ``max(1, floor(k * n_features))`` features (like scikit-learn's
-        ``SequentialFeatureSelector(n_features_to_select=fraction)``, but never 0).
+        A count ``1 <= k <= n_features``, or a fraction in ``(0, 1]`` that selects
+        ``floor(k * n_features)`` features, computed exactly (:class:`sparsesel.budget.Budget`,
+        unit ``features``; ``0.29`` of 100 is 29), and at least one (scikit-learn's estimator
+        checks fit data with a single feature). ``1.0`` selects every feature.
     n_features : int
         Number of columns of ``X``.
 
@@ -48,11 +50,10 @@ def resolve_budget(k: int | float, n_features: int) -> int:
     ValueError
         An integer ``k`` larger than ``n_features``.
     """
-    if isinstance(k, (Integral, np.integer)) and not isinstance(k, bool):
-        if k > n_features:
-            raise ValueError(f"k={k} must be <= the number of features (n_features={n_features})")
-        return int(k)
-    return max(1, int(np.floor(float(k) * n_features)))
+    budget = Budget.coerce(k, "features", name="k")
+    if not budget.is_fraction and budget.amount > n_features:
+        raise ValueError(f"k={k} must be <= the number of features (n_features={n_features})")
+    return budget.resolve(n_features, name="k", at_least_one=True)
 
 
 class _SolverSelector(SelectorMixin, BaseEstimator):
@@ -128,8 +129,8 @@ class OMPSelector(_SolverSelector):
     Parameters
     ----------
     k : int or float, default=0.5
-        Number of features to select, or a fraction in ``(0, 1)`` of the features
-        (``max(1, floor(k·d))``).
+        Number of features to select, or a fraction in ``(0, 1]`` of the features
+        (``floor(k·d)`` computed exactly, at least 1; see :func:`resolve_budget`).
     fit_intercept : bool, default=True
         Centre ``X`` and ``y`` (an unpenalised intercept) before selecting.
 
@@ -165,8 +166,8 @@ class SequentialAttentionSelector(_SolverSelector):
     Parameters
     ----------
     k : int or float, default=0.5
-        Number of features to select, or a fraction in ``(0, 1)`` of the features
-        (``max(1, floor(k·d))``).
+        Number of features to select, or a fraction in ``(0, 1]`` of the features
+        (``floor(k·d)`` computed exactly, at least 1; see :func:`resolve_budget`).
     loss : {"auto", "squared", "logistic"}, default="auto"
         ``"auto"`` uses the logistic (cross-entropy) loss when ``y`` holds class
         labels (binary or multiclass, at most ``max(2, n/2)`` classes) and the

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sparsesel.budget import Budget
+
 METHODS = ("packing", "uniform", "energy", "magnitude")
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "uhdformer_lowlight.pt"
 
@@ -30,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", type=Path, nargs="?", help="a network file of sparsesel.nets (or an official UHDformer release)")
     parser.add_argument("--demo", action="store_true", help=f"use the shipped demo checkpoint ({DEMO_CHECKPOINT.name})")
-    parser.add_argument("--budget", type=float, default=0.5, help="fraction (0, 1] of the parameters to keep, or an absolute count")
+    parser.add_argument("--budget", default="0.5",
+                        help="parameters to keep: a fraction written with a decimal point (0.5; 1.0 keeps the whole "
+                             "network; rounded down) or a whole count (500000); default 0.5")
     parser.add_argument("--method", default="packing", help=f"one of {', '.join(METHODS)} (default packing)")
     parser.add_argument("--finetune-steps", type=int, default=None, help="distillation steps (default 100, --demo 60; 0: none)")
     parser.add_argument("--task", default=None, help="degradation used for calibration, fine-tuning and evaluation (default: the network's own task)")
@@ -39,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--eval-count", type=int, default=24, help="held-out 128x128 patches for PSNR/SSIM (6 gave +-1 dB noise)")
     parser.add_argument("--eval-size", type=int, default=128)
-    parser.add_argument("--curve", default="0.25,0.5,0.75", help="budgets of the quality-vs-size curve ('' for none)")
+    parser.add_argument("--curve", default="0.25,0.5,0.75",
+                        help="budgets of the quality-vs-size curve, written as --budget ('' for none)")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     parser.add_argument("--latency-size", type=int, default=512)
     parser.add_argument("--latency-repeats", type=int, default=3, help="0 skips the latency measurement")
@@ -78,15 +83,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--finetune-steps must be >= 0, got {args.finetune_steps}")
     if args.out is None:
         raise ValueError("--out DIR is required")
+    budget = Budget.parse(args.budget, "params", name="--budget")
     try:
-        curve = [float(b) for b in args.curve.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--curve must be comma-separated budgets such as 0.25,0.5,0.75 (or ''), got {args.curve!r}") from None
+        curve = [Budget.parse(b, "params", name="--curve budget") for b in args.curve.split(",") if b.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--curve must be comma-separated budgets such as 0.25,0.5,0.75 (or ''): {exc}") from None
     from sparsesel.compress.pipeline import compress_checkpoint
 
     try:
         summary = compress_checkpoint(
-            args.checkpoint, args.out, budget=args.budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
+            args.checkpoint, args.out, budget=budget, method=args.method, finetune_steps=args.finetune_steps, task=args.task,
             batch_size=args.batch_size, patch_size=args.patch_size, lr=args.lr, eval_count=args.eval_count, eval_size=args.eval_size,
             curve=curve, baselines=not args.no_baselines,
             latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,

@@ -11,6 +11,7 @@ import numpy as np
 
 import sparsesel
 from sparsesel.atomic import write_text_atomic
+from sparsesel.budget import Budget
 from sparsesel.outputs import check_output_file
 
 
@@ -25,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--tensor", required=True, help="FILE.npy or builtin:NAME (" + ", ".join(_builtin_names()) + ")")
-    parser.add_argument("--budget", required=True, help="entries (int, e.g. 5000) or a fraction of the tensor size (e.g. 0.1; rounded down)")
+    parser.add_argument("--budget", required=True, help="entries: a whole count (e.g. 5000) or a fraction of the tensor size written with a decimal "
+                             "point (e.g. 0.1 or 1.0; rounded down); 1 is one entry")
     parser.add_argument("--solver", default="ilp", help="a solver name (see `sparsesel solvers`); default ilp")
     parser.add_argument("--tree", default=None, help="tt (tensor train), tucker (star) or a JSON file {\"edges\": [[u, v], ...], \"modes\": {node: mode}}; default: Tucker core shape")
     parser.add_argument("--epsilon", type=float, default=None, help="epsilon of the ptas solver")
@@ -71,17 +73,6 @@ def load_tensor_argument(spec: str) -> tuple[np.ndarray, str]:
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"--tensor {spec}: not a readable .npy array of numbers ({exc})") from None
     return X, str(path)
-
-
-def parse_budget(text: str) -> int | float:
-    """``"5000"`` -> 5000 entries; ``"0.1"`` / ``"1e-2"`` -> a fraction."""
-    text = text.strip()
-    try:
-        if any(c in text for c in ".eE"):
-            return float(text)
-        return int(text)
-    except ValueError:
-        raise ValueError(f"--budget must be an int (entries) or a fraction such as 0.1, got {text!r}") from None
 
 
 def load_tree_argument(spec: str, n_modes: int):
@@ -139,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
     _check_solver_numbers(args)
     if args.output:  # refuse before any work
         _check_output(args)
+    budget = Budget.parse(args.budget, "entries", name="--budget")  # refused before the tensor is read
     X, label = load_tensor_argument(args.tensor)
-    budget = parse_budget(args.budget)
     options: dict[str, Any] = {}
     if args.epsilon is not None:
         options["epsilon"] = args.epsilon

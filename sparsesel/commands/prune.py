@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from sparsesel.atomic import write_text_atomic
+from sparsesel.budget import Budget
 from sparsesel.outputs import check_output_file
 
 #: ``--kernel`` values (those of :data:`sparsesel.block_speed.KERNEL_CHOICES`; not imported here: no torch at ``--help``)
@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="a network file of sparsesel.nets (sparsesel train, compress) or an official UHDformer checkpoint")
-    parser.add_argument("--density", type=float, required=True, help="fraction of blocks kept, in (0, 1]")
+    parser.add_argument("--density", required=True,
+                        help="fraction of blocks kept, in (0, 1], written with a decimal point (0.25; 1.0 keeps every block)")
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
     parser.add_argument("--allocation", choices=("per_layer", "global"), default="per_layer",
                         help="same density in every weight (default) or one global budget")
@@ -82,6 +83,26 @@ def prune_model(model: Any, density: float, block: str, allocation: str = "per_l
     problem = ss.BlockSparsification(model, block_shape=block, density=density, allocation=allocation, min_blocks=min_blocks)
     result = ss.solve(problem, solver="magnitude", epochs=0)
     return bake_masks(result.info["model"]), result
+
+
+def parse_density(text: str) -> float:
+    """``--density``: a fraction of the blocks in ``(0, 1]`` (:class:`sparsesel.budget.Budget`, unit
+    ``blocks``); a whole count is refused (the density applies to every weight, whatever its size).
+
+    Raises
+    ------
+    ValueError
+        Not a number, outside ``(0, 1]``, or a whole count.
+    """
+    message = (f"--density must be a fraction in (0, 1] of the blocks, written with a decimal point (e.g. 0.25; "
+               f"1.0 keeps every block), got {text!r}")
+    try:
+        budget = Budget.parse(text, "blocks", name="--density")
+    except ValueError:
+        raise ValueError(message) from None
+    if not budget.is_fraction:
+        raise ValueError(message + " (a whole number is a count of blocks)")
+    return float(budget.value)
 
 
 def default_output(checkpoint: Path, density: float, block_shape: tuple[int, int]) -> Path:
@@ -142,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"checkpoint {args.checkpoint} is a directory, not a checkpoint file")
     if not args.checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-    density = args.density
-    if not (math.isfinite(density) and 0.0 < density <= 1.0):
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    density = parse_density(args.density)
     block_shape = parse_block_shape(args.block, "--block")
     check_timing_options(args.latency_size, args.threads)
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
@@ -153,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from sparsesel.nets import load_net, save_net
 
     model, info = load_net(args.checkpoint)  # any network of sparsesel.nets, or an official UHDformer file
-    pruned, result = prune_model(model, args.density, args.block, args.allocation, args.min_blocks)
+    pruned, result = prune_model(model, density, args.block, args.allocation, args.min_blocks)
     from sparsesel.block_speed import pack_model
 
     pruned, speed = pack_model(pruned, block_masks_of(result, pruned, block_shape), block_shape, kernel=args.kernel,
@@ -162,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         "input": str(args.checkpoint),
         "net": info["net"],
         "block": args.block,
-        "target_density": args.density,
+        "target_density": density,
         "achieved_density": result.info["density"],
         "layer_density": result.info["layer_density"],
         "kept_blocks": result.info["kept_blocks"],

@@ -6,6 +6,7 @@ import argparse
 import json
 
 import sparsesel as ss
+from sparsesel.budget import Budget
 from sparsesel.tabular import BUILTIN, load_table
 
 
@@ -19,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data", required=True, help=f"builtin:NAME ({', '.join(BUILTIN)}), FILE.csv or FILE.npz"
     )
     parser.add_argument("--target", help="response column (CSV) or array key (NPZ; default 'y')")
-    parser.add_argument("--k", type=int, required=True, help="number of features to select")
+    parser.add_argument("--k", required=True,
+                        help="features to select: a whole count (5) or a fraction of the features written with a "
+                             "decimal point (0.1; rounded down)")
     parser.add_argument("--solver", default="omp", help="solver name (see `sparsesel solvers`); default omp")
     parser.add_argument("--loss", choices=("squared", "logistic"), default="squared")
     parser.add_argument("--no-intercept", action="store_true", help="fit without an intercept")
@@ -35,10 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.k < 1:
-        raise ValueError(f"--k must be >= 1, got {args.k}")
+    budget = Budget.parse(args.k, "features", name="--k")
     table = load_table(args.data, args.target)
-    problem = ss.FeatureSelection(table.X, table.y, k=args.k, loss=args.loss, fit_intercept=not args.no_intercept)
+    k = budget.resolve(table.X.shape[1], name="--k")
+    problem = ss.FeatureSelection(table.X, table.y, k=k, loss=args.loss, fit_intercept=not args.no_intercept)
     options = {}
     # --seed goes only to solvers with a seed option: the others are deterministic, so any
     # seed reproduces their answer (a script looping over solvers with one --seed keeps working)

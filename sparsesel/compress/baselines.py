@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sparsesel.budget import Budget
 from sparsesel.compress.apply import apply, count_params
 from sparsesel.compress.plan import plan
 
@@ -95,14 +96,14 @@ def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor 
     return best
 
 
-def baseline_model(model: nn.Module, name: str, budget: float | int, *, example: torch.Tensor, analysis=None) -> tuple[nn.Module, dict]:
-    """The baseline ``name`` compression of ``model`` (not modified) at ``budget``; returns (network, info)."""
+def baseline_model(model: nn.Module, name: str, budget: float | int | Budget, *, example: torch.Tensor, analysis=None) -> tuple[nn.Module, dict]:
+    """The baseline ``name`` compression of ``model`` (not modified) at ``budget`` (parameters, as
+    :func:`~sparsesel.compress.plan.plan` takes it); returns (network, info)."""
     if name in ("uniform", "energy"):
         p = plan(model, budget, method=name, analysis=analysis)
         return apply(model, p), {"plan_objective": p.solver.get("objective"), "params": p.params_after}
     if name == "magnitude":
-        total = count_params(model)
-        cap = int(budget * total) if budget <= 1 else int(budget)
+        cap = Budget.coerce(budget, "params").resolve(count_params(model))
         net = magnitude_prune(model, cap, example)
         info = {"params": count_params(net)}
         if getattr(net, "channel_pruning", None) is not None:

@@ -1,41 +1,40 @@
 """Fine-tune a compressed network by distillation from the original one.
 
-Loss per batch: ``L1+0.1·FFT-L1(student, teacher output) + L1+0.1·FFT-L1(student, target)``
-(:func:`sparsesel.training.losses.l1_fft_loss`), on degraded patches of
-:class:`sparsesel.data.datasets.PairedPatchDataset`. AdamW + cosine schedule.
+The fine-tuning is the training loop of :mod:`sparsesel.training.loop` with the distillation
+recipe (:func:`sparsesel.training.distillation.distillation_recipe`): loss per batch
+``L1+0.1·FFT-L1(student, teacher output) + L1+0.1·FFT-L1(student, target)`` on degraded patches
+of :class:`sparsesel.data.datasets.PairedPatchDataset`, AdamW + cosine schedule. From the loop:
 
 * **Resumable**: every ``checkpoint_every`` steps the full state (student, optimizer,
   schedule, step, losses) is written atomically to ``state_file``; ``resume=True`` continues
-  from it. Batch ``t`` is samples ``t·B .. t·B+B-1`` (each a pure function of the seed and its
-  index), so a resumed run sees the batches an uninterrupted one would. With ``keep_state=True``
-  the state of the last step is written too and left in place, so that a caller with more work
-  to do after the fine-tuning (``sparsesel compress``: evaluation, report) can resume after it
-  without a single step redone, and removes the file once its own outputs are written.
+  from it, bit for bit. With ``keep_state=True`` the state of the last step is written too and
+  left in place, so that a caller with more work to do after the fine-tuning (``sparsesel
+  compress``: evaluation, report) can resume after it without a single step redone, and removes
+  the file once its own outputs are written.
 * **Data-parallel**: launched with ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` set), the
   student is wrapped in ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); rank ``r`` takes
   the ``r``-th slice of each global batch, so gradients averaged over ranks equal the global
   batch's gradient and the weights equal a one-process run up to floating-point noise.
+
+:func:`finetune_several` runs several fine-tunings side by side in worker processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
-from sparsesel.atomic import write_atomic
-from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.compress.network_io import network_input, network_output
-from sparsesel.training.losses import l1_fft_loss
+from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.training.distillation import distillation_recipe
+from sparsesel.training.loop import StateFile, Trainable, read_state, run_loop, world
 
 __all__ = ["FinetuneConfig", "finetune", "finetune_several", "read_state"]
 
@@ -89,39 +88,6 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    write_atomic(path, lambda stream: torch.save(obj, stream), force=True)
-
-
-def read_state(state_file: str | os.PathLike) -> dict[str, Any]:
-    """The fine-tuning state in ``state_file`` (read with ``weights_only=True``).
-
-    Returns
-    -------
-    dict
-        ``{"format", "config", "step", "student", "optimizer", "schedule", "losses", "meta"}``;
-        ``meta`` is what the writer passed as ``state_meta`` (``{}`` if nothing).
-
-    Raises
-    ------
-    ValueError
-        The file is not a fine-tuning state.
-    """
-    from sparsesel.nets.zoo import load_checkpoint_file
-
-    state = load_checkpoint_file(state_file)
-    if not isinstance(state, dict) or state.get("format") != "sparsesel.compress.finetune":
-        raise ValueError(f"{state_file} is not a fine-tuning state")
-    state.setdefault("meta", {})
-    return state
-
-
 def finetune(
     student: nn.Module,
     teacher: nn.Module,
@@ -165,90 +131,35 @@ def finetune(
     """
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"config must be a FinetuneConfig, got {type(config).__name__}")
-    rank, world = _world()
-    if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
     state_file = None if state_file is None else Path(state_file)
     if resume and (state_file is None or not state_file.exists()):
         raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
-    was_training = teacher.training
-    teacher.eval()  # its outputs are computed under no_grad; its parameters are left as they are
-    student.train()
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.steps, 1), eta_min=config.eta_min)
-    start, losses = 0, []
-    if resume:
-        state = read_state(state_file)
-        saved = state.get("config", {})
-        changed = [k for k in _RESUME_KEYS if saved.get(k) != getattr(config, k)]
-        if changed:
-            raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
-        try:
-            student.load_state_dict(state["student"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot resume {state_file}: it does not fit this network (made with other settings?): {first}") from None
-        start, losses = int(state["step"]), [float(v) for v in state["losses"]]
-    model = student
-    if world > 1:
-        # some parameters (e.g. of channels a matching step never selects) may get no gradient in a step
-        model = nn.parallel.DistributedDataParallel(student, find_unused_parameters=True)
+    recipe = distillation_recipe(teacher, lr=config.lr, weight_decay=config.weight_decay, eta_min=config.eta_min,
+                                 teacher_weight=config.teacher_weight, target_weight=config.target_weight,
+                                 input_of=network_input, output_of=network_output)
+    trainable = Trainable.from_recipe(student, recipe.steps, recipe.optimizer, config.steps)
+    state = None if state_file is None else StateFile(state_file, "distillation", config.to_dict(), _RESUME_KEYS, dict(state_meta or {}))
     dataset = PairedPatchDataset(config.task, split="train", patch_size=config.patch_size,
                                  length=max(config.steps, 1) * config.batch_size, seed=config.seed)
-    local = config.batch_size // world
-
-    def save(step: int) -> None:
-        if state_file is None or rank != 0:
-            return
-        _atomic_torch_save({
-            "format": "sparsesel.compress.finetune", "config": config.to_dict(), "step": step,
-            "student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "losses": list(losses), "meta": dict(state_meta or {}),
-        }, state_file)
-
-    began = time.perf_counter()
-    bar = tqdm(total=config.steps, initial=start, desc="fine-tune", disable=not progress or rank != 0, dynamic_ncols=True)
+    was_training = teacher.training
+    teacher.eval()  # its outputs are computed under no_grad; its parameters are left as they are
     try:
-        for step in range(start, config.steps):
-            first = step * config.batch_size + rank * local
-            batch = dataset.batch(range(first, first + local))
-            inputs = network_input(model, batch)
-            with torch.no_grad():
-                taught = network_output(teacher, inputs)
-            out = network_output(model, inputs)
-            loss = config.teacher_weight * l1_fft_loss(out, taught) + config.target_weight * l1_fft_loss(out, batch["target"])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss became {loss.item()} at step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            value = float(loss.detach())
-            if world > 1:
-                reduced = torch.tensor([value], dtype=torch.float64)
-                dist.all_reduce(reduced)
-                value = float(reduced) / world
-            losses.append(value)
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}")
-            done = step + 1
-            if done % config.checkpoint_every == 0 and done < config.steps:
-                save(done)
-            if callback is not None:
-                callback(done, value)
+        outcome = run_loop(trainable, dataset, total_steps=config.steps, batch_size=config.batch_size,
+                           checkpoint_every=config.checkpoint_every, state=state, resume=resume, save_final=keep_state,
+                           data_parallel=True, progress=progress, desc="fine-tune",
+                           callback=None if callback is None else lambda step, logs: callback(step, _distillation_loss(logs)))
     finally:
-        bar.close()
-    if keep_state:
-        if start < config.steps:  # a resume from the final state has nothing new to save
-            save(config.steps)
-    elif state_file is not None and rank == 0 and state_file.exists():
+        teacher.train(was_training)
+    if not keep_state and state_file is not None and world()[0] == 0 and state_file.exists():
         state_file.unlink()
     student.eval()
-    teacher.train(was_training)
-    return {"losses": losses, "steps": config.steps, "resumed_from": start if resume else None,
-            "wall_time": time.perf_counter() - began, "world_size": world}
+    return {"losses": outcome.losses, "steps": config.steps, "resumed_from": outcome.resumed_from,
+            "wall_time": outcome.wall_time, "world_size": outcome.world_size}
+
+
+def _distillation_loss(logs: dict[str, float]) -> float:
+    """The distillation loss in the logs of one step of :func:`~sparsesel.training.loop.run_loop`."""
+    return logs["distillation_loss"]
 
 
 def _finetune_in_worker(student: nn.Module, teacher: nn.Module, config: FinetuneConfig, threads: int,
@@ -310,7 +221,7 @@ def finetune_several(
         processes = max(1, min(len(students), threads, MAX_WORKERS))
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
-    if _world()[1] > 1 and processes > 1:
+    if world()[1] > 1 and processes > 1:
         raise ValueError("finetune_several runs one process per rank under torch.distributed: use processes=1")
     if processes == 1 or len(students) <= 1:
         return [finetune(student, teacher, config, **opts) for student, opts in zip(students, options)]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from sparsesel.budget import Budget
 from sparsesel.compress.apply import apply, count_params, save_compressed
 from sparsesel.compress.finetune import MAX_WORKERS, FinetuneConfig, finetune_several
 from sparsesel.compress.network_io import example_input, network_input
@@ -43,7 +44,7 @@ def default_task(model: torch.nn.Module) -> str:
 
 def compress_model(
     model: torch.nn.Module,
-    budget: float,
+    budget: float | int | Budget,
     *,
     method: str = "packing",
     task: str | None = None,
@@ -64,7 +65,7 @@ def compress_model(
         from sparsesel.compress.baselines import magnitude_prune
 
         example = example_input(model, 64, 64, seed=seed)
-        cap = int(budget * count_params(model)) if budget <= 1 else int(budget)
+        cap = Budget.coerce(budget, "params").resolve(count_params(model))
         return magnitude_prune(model, cap, example), None, analysis
     multiple = int(getattr(model, "size_multiple", getattr(model, "multiple", 1)) or 1)
     size = max(multiple, calibration_size // multiple * multiple)
@@ -78,18 +79,20 @@ def compress_model(
 
 
 def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: Any, eval_count: Any, eval_size: Any,
-                         latency_size: Any, latency_repeats: Any, threads: Any) -> None:
-    """Refuse bad arguments of :func:`compress_checkpoint` before any work (and before ``out`` is touched)."""
-    from sparsesel.compress.plan import METHODS, _resolve_budget
+                         latency_size: Any, latency_repeats: Any, threads: Any) -> tuple[Budget, list[Budget]]:
+    """Refuse bad arguments of :func:`compress_checkpoint` before any work (and before ``out`` is touched);
+    returns the budget and the curve's budgets (the size checks need the model)."""
+    from sparsesel.compress.plan import METHODS
     from sparsesel.data.datasets import TASKS
     from sparsesel.validation import check_int, max_threads
 
-    _resolve_budget(budget, 1)  # the type and range checks of plan(); the size check needs the model
+    budget = Budget.coerce(budget, "params")
+    points = []
     for point in curve:
         try:
-            _resolve_budget(point, 1)
-        except ValueError as exc:
-            raise ValueError(f"curve: {exc}") from None
+            points.append(Budget.coerce(point, "params"))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"curve: {exc}") from None
     if method not in (*METHODS, "magnitude"):
         raise ValueError(f"unknown method {method!r}; choose one of {(*METHODS, 'magnitude')}")
     if task is not None and task not in TASKS:
@@ -100,13 +103,14 @@ def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: A
     check_int(latency_repeats, "latency_repeats", low=0)
     if threads is not None:
         check_int(threads, "threads", low=1, high=max_threads())
+    return budget, points
 
 
 def compress_checkpoint(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    budget: float = 0.5,
+    budget: float | int | Budget = 0.5,
     method: str = "packing",
     finetune_steps: int = 100,
     task: str | None = None,
@@ -115,7 +119,7 @@ def compress_checkpoint(
     lr: float = 2e-4,
     eval_count: int = 24,
     eval_size: int = 128,
-    curve: Sequence[float] = (0.25, 0.5, 0.75),
+    curve: Sequence[float | int | Budget] = (0.25, 0.5, 0.75),
     baselines: bool = True,
     latency_size: int = 512,
     latency_repeats: int = 3,
@@ -147,7 +151,7 @@ def compress_checkpoint(
     from sparsesel.outputs import OutputLock, first_missing, remove_if_empty
 
     began = time.perf_counter()
-    _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats, threads)
+    budget, curve = _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats, threads)
     out = Path(out)
     run_folder.prepare(out, checkpoint, force=force, resume=resume)
     if threads is not None:
@@ -163,15 +167,19 @@ def compress_checkpoint(
     try:
         with OutputLock(out, "sparsesel compress"):
             run_folder.start(out, force=force, resume=resume)
-            return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+            try:
+                return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
+            except BaseException:
+                run_folder.remove_temporaries(out)  # of a worker stopped mid-write (the workers are stopped by now)
+                raise
     finally:
         if created is not None:  # the folders this run made, if it left them empty (it failed before writing)
             remove_if_empty(out, created)
 
 
-def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int, began: float, budget: float, method: str,
+def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int, began: float, budget: Budget, method: str,
               finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
-              eval_size: int, curve: Sequence[float], baselines: bool, latency_size: int, latency_repeats: int,
+              eval_size: int, curve: Sequence[Budget], baselines: bool, latency_size: int, latency_repeats: int,
               exclude: Sequence[str], seed: int, resume: bool, progress: bool) -> str | None:
     """The work of :func:`compress_checkpoint`, once ``out`` is checked and locked (rank 0)."""
     from sparsesel.compress import run_folder
@@ -182,7 +190,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     task = task or zoo.net_entry(net).tasks[0]
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
-    settings = run_folder.run_settings(checkpoint, task=task, budget=budget, method=method, exclude=exclude, seed=seed,
+    settings = run_folder.run_settings(checkpoint, task=task, budget=budget.value, method=method, exclude=exclude, seed=seed,
                                        finetune_steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
                                        baselines=bool(baselines))
     if resume:
@@ -250,7 +258,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     before = measure(teacher, held_out, latency_size=latency_size, repeats=latency_repeats)
     after = measure(student, held_out, latency_size=latency_size, repeats=latency_repeats)
     report: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "net": net, "method": method, "budget": budget, "task": task,
+        "checkpoint": str(checkpoint), "net": net, "method": method, "budget": budget.value, "task": task,
         "params_before": before["params"], "params_after": after["params"],
         "psnr_before": before["psnr"], "psnr_after": after["psnr"], "ssim_before": before["ssim"], "ssim_after": after["ssim"],
         "latency_ms_before": before["latency_ms"], "latency_ms_after": after["latency_ms"],
@@ -278,9 +286,9 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
                 try:
                     model_c, p_c, _ = compress_model(teacher, b, method=name, task=task, exclude=exclude, seed=seed, analysis=analysis)
                 except ValueError as exc:
-                    points.append({"method": name, "budget": b, "error": str(exc)})
+                    points.append({"method": name, "budget": b.value, "error": str(exc)})
                     continue
-                points.append({"method": name, "budget": b, "params": count_params(model_c), **evaluate_quality(model_c, held_out)})
+                points.append({"method": name, "budget": b.value, "params": count_params(model_c), **evaluate_quality(model_c, held_out)})
     lap("curve")
     report["curve"] = points
     report["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
@@ -293,7 +301,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
         the_plan.save(out / "plan.json", force=True)
     files = write_report(report, out, force=True)
     run_folder.finish(out, ["compressed.pt", *(["plan.json"] if the_plan is not None else []), *files])
-    lines = [f"compressed {checkpoint} ({net}) with {method} at budget {budget}: params {report['params_before']} -> {report['params_after']}, "
+    lines = [f"compressed {checkpoint} ({net}) with {method} at budget {budget.text}: params {report['params_before']} -> {report['params_after']}, "
              f"PSNR {report['psnr_before']:.3f} -> {report['psnr_after']:.3f} dB, SSIM {report['ssim_before']:.4f} -> {report['ssim_after']:.4f}"]
     for name, b in report["baselines"].items():
         lines.append(f"  baseline {name}: " + (f"params {b['params']}, PSNR {b['psnr']:.3f} dB, SSIM {b['ssim']:.4f}" if b.get("psnr") is not None else f"failed: {b.get('error')}"))

@@ -46,7 +46,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -59,6 +58,7 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from sparsesel.budget import Budget
 from sparsesel.atomic import write_text_atomic
 from sparsesel.compress.factorized import block_norms, factorized_params, linear_block_shape
 from sparsesel.compress.network_io import example_input, network_output
@@ -583,7 +583,7 @@ def analyze(
     cost: str = "params",
     image_size: Sequence[int] | None = None,
     calibration: torch.Tensor | None = None,
-    budget: float | int | None = None,
+    budget: float | int | Budget | None = None,
     processes: int = 1,
 ) -> tuple[list[LayerAnalysis], list[dict]]:
     """Option menus of every prunable layer of ``model`` (not modified).
@@ -598,7 +598,7 @@ def analyze(
     calibration : torch.Tensor, shape (B, 3, H, W), optional
         Inputs for :func:`output_distortions`: each option's objective is then its predicted
         output MSE. Without it, an option's objective is its predicted relative weight error.
-    budget : float or int, optional
+    budget : float, int or Budget, optional
         The budget the analysis is for (as :func:`plan` takes it): checked as soon as the layers'
         options are known, before the calibration passes (minutes on large networks), so that a
         budget no plan can meet fails at once (``ValueError`` with the smallest achievable cost).
@@ -645,7 +645,8 @@ def _analyze(model, *, exclude, cost, image_size, calibration, budget, processes
             layer.pixels = pixels[layer.name]
             layer.macs = np.asarray([_macs(layer, f, r) for f, r in layer.options], dtype=np.int64)
     if budget is not None:
-        _check_budget(budget, layers, cost, _model_params(model) if cost == "params" else model_macs(model, image_size))
+        _check_budget(Budget.coerce(budget, cost), layers, cost,
+                      _model_params(model) if cost == "params" else model_macs(model, image_size))
     if calibration is not None:
         calibrate_layers(model, layers, calibration, processes=processes)
     return layers, skipped
@@ -836,39 +837,30 @@ def _layer_cost(layer: LayerAnalysis, option, cost: str) -> int:
     return factorized_params(layer.shape, factorization, ranks, layer.bias)
 
 
-def _check_budget(budget: float | int, layers: list[LayerAnalysis], cost: str, cost_before: int) -> tuple[int, int]:
+def _check_budget(budget: Budget, layers: list[LayerAnalysis], cost: str, cost_before: int) -> tuple[int, int]:
     """``(cap, fixed)``: the budget in units of ``cost`` and the cost outside the planned layers.
 
     Raises ``ValueError`` (with the smallest achievable cost) when no choice of the layers' options fits.
     """
     dense_total = sum(_layer_cost(layer, ("dense", None), cost) for layer in layers)
     fixed = cost_before - dense_total
-    cap = _resolve_budget(budget, cost_before)
+    cap = budget.resolve(cost_before)
     minimum = fixed + sum(int(min(_layer_cost(layer, o, cost) for o in layer.options)) for layer in layers)
     if minimum > cap:
+        hint = "" if budget.is_fraction else f"; {budget.text} is a count of {cost}: write a fraction with a decimal point (1.0: the whole network)"
         raise ValueError(
-            f"budget {budget!r} ({cap} {cost}) is too small: the smallest plan costs {minimum} {cost} "
-            f"({minimum / cost_before:.4f} of {cost_before}; {fixed} of them outside the planned layers)"
+            f"budget {budget.text} ({cap} {cost}) is too small: the smallest plan costs {minimum} {cost} "
+            f"({minimum / cost_before:.4f} of {cost_before}; {fixed} of them outside the planned layers){hint}"
         )
     return cap, fixed
 
 
-def _resolve_budget(budget: float | int, total: int) -> int:
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) or not math.isfinite(budget):
-        raise ValueError(f"budget must be a fraction in (0, 1] or a positive count, got {budget!r}")
-    if 0 < budget <= 1:
-        return int(math.floor(float(budget) * total))
-    if budget > 1 and float(budget).is_integer():
-        return int(budget)
-    raise ValueError(f"budget must be a fraction in (0, 1] or a positive integer count, got {budget!r}")
-
-
 def plan(
     model: nn.Module,
-    budget: float | int,
+    budget: float | int | Budget,
     *,
     method: str = "packing",
-    cost: str = "params",
+    cost: str | None = None,
     image_size: Sequence[int] | None = None,
     exclude: Sequence[str] = (),
     time_limit: float = 60.0,
@@ -882,10 +874,11 @@ def plan(
     ----------
     model : torch.nn.Module
         A trained network.
-    budget : float or int
+    budget : float, int or Budget
         A fraction in ``(0, 1]`` of the whole network's cost (parameters, or MACs at
-        ``image_size``), or an absolute cost (an integer > 1). The planned network's total
-        cost never exceeds it; parameters outside the planned layers count in full.
+        ``image_size``; a float, rounded down exactly), or an absolute cost (an int; ``1`` is one
+        unit, ``1.0`` the whole network): :class:`sparsesel.budget.Budget`. The planned network's
+        total cost never exceeds it; parameters outside the planned layers count in full.
     method : {"packing", "uniform", "energy", "dp", "cp_sat", "greedy"}
         ``packing``: the exact multiple-choice knapsack minimising the summed predicted errors,
         solved by ``dp`` (dynamic programming) or, for large capacities, ``cp_sat``
@@ -894,7 +887,8 @@ def plan(
         rank fraction in every layer), ``energy`` (the same kept spectral-energy fraction in
         every unfolding), each at the largest fraction that fits, ``greedy`` (convex-hull
         greedy), or an exact solver forced. ``Plan.solver["name"]`` names the solver used.
-    cost : {"params", "macs"}
+    cost : {"params", "macs"}, optional
+        The unit of the budget; default: the unit of a :class:`~sparsesel.budget.Budget`, else ``"params"``.
     image_size : (H, W), optional
         Needed for ``cost="macs"``.
     exclude : sequence of str
@@ -922,8 +916,11 @@ def plan(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS} (or 'magnitude' via sparsesel.compress.baselines)")
+    if cost is None:
+        cost = budget.unit if isinstance(budget, Budget) else "params"
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    budget = Budget.coerce(budget, cost)
     began = time.perf_counter()
     layers, skipped = analysis if analysis is not None else analyze(
         model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration)
@@ -947,7 +944,7 @@ def plan(
     cost_after = params_after if cost == "params" else fixed + sum(_layer_cost(layer, o, cost) for layer, o in zip(layers, options))
     solver["wall_time_total"] = time.perf_counter() - began
     return Plan(
-        method=method, budget=budget, budget_cost=int(cap), cost=cost,
+        method=method, budget=budget.value, budget_cost=int(cap), cost=cost,
         image_size=None if image_size is None else [int(s) for s in image_size],
         params_before=params_before, params_after=int(params_after), cost_before=int(cost_before), cost_after=int(cost_after),
         layers=planned, skipped=list(skipped), solver=solver,

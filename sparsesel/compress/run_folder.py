@@ -31,6 +31,7 @@ __all__ = [
     "enter_stage",
     "finish",
     "prepare",
+    "remove_temporaries",
     "run_settings",
     "start",
     "state_file",
@@ -116,10 +117,17 @@ def prepare(out: str | os.PathLike, checkpoint: str | os.PathLike, *, force: boo
         )
 
 
+def remove_temporaries(out: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of this command's files in ``out`` that a process stopped mid-write left
+    (a fine-tuning worker terminated by Ctrl-C while it wrote its state); returns them. Call it only when
+    no writer of ``out`` is alive."""
+    return remove_leftover_temporaries(out, _own_names())
+
+
 def start(out: str | os.PathLike, *, force: bool, resume: bool) -> None:
     """Once the lock is held: remove what killed runs left half-written, and with ``force`` (no ``resume``)
     the states of an earlier run (the final outputs stay until this run replaces them)."""
-    remove_leftover_temporaries(out, _own_names())
+    remove_temporaries(out)
     if force and not resume:
         for path in state_files(out):
             path.unlink(missing_ok=True)
@@ -146,7 +154,7 @@ def check_resume_settings(out: str | os.PathLike, settings: dict[str, Any]) -> N
     """Refuse a resume whose settings differ from the interrupted run's, naming every change.
 
     Reads the settings stored with each state in ``out`` (states written before settings were
-    stored are not compared here; :func:`~sparsesel.compress.finetune.finetune` still checks its own
+    stored are not compared here; the training loop (:class:`sparsesel.training.loop.StateFile`) still checks its own
     configuration).
 
     Raises
@@ -154,7 +162,7 @@ def check_resume_settings(out: str | os.PathLike, settings: dict[str, Any]) -> N
     ValueError
         A setting differs: ``--budget 0.5 (now 0.4)``, ...
     """
-    from sparsesel.compress.finetune import read_state
+    from sparsesel.training.loop import read_state
 
     for path in state_files(out):
         saved = read_state(path)["meta"].get("compress_settings")

@@ -12,44 +12,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
+from sparsesel.budget import Budget
 from sparsesel.problems.base import Problem
 from sparsesel.tensors.size_model import SizeModel
 from sparsesel.tensors.spectra import as_real_tensor, mode_spectra
 from sparsesel.validation import as_finite_array, check_int, check_tensor_shape
 
 
-def resolve_budget(budget: Any, full_size: int, name: str = "budget") -> int:
-    """Turn ``budget`` into a number of entries.
-
-    An int ``>= 1`` is a number of entries. A float in ``(0, 1]`` is a fraction of
-    ``full_size`` (the number of entries of the tensor): it is read as its shortest decimal
-    representation in its own precision (``repr``, so ``0.29`` means exactly 29/100, and
-    ``np.float32(0.7)`` means 7/10) and the product is rounded **down**, ``floor(fraction · full_size)``.
-    """
-    if isinstance(budget, bool):
-        raise TypeError(f"{name} must be an int (entries) or a float fraction in (0, 1], got {budget!r}")
-    if isinstance(budget, (int, np.integer)):
-        return check_int(int(budget), name, low=1)
-    if isinstance(budget, (float, np.floating)):
-        value = float(budget)
-        if not math.isfinite(value) or not 0.0 < value <= 1.0:
-            raise ValueError(
-                f"{name} given as a float must be a fraction of the tensor size in (0, 1], got {budget!r}; "
-                "pass an int for a number of entries"
-            )
-        # The shortest decimal that round-trips in the value's own precision: np.float32(0.7)
-        # means 0.7 (its float64 widening, 0.699999988..., would round 0.7 * 10 down to 6).
-        text = str(budget) if isinstance(budget, np.floating) else repr(value)
-        entries = math.floor(Fraction(text) * full_size)
-        if entries < 1:
-            raise ValueError(f"{name}={budget!r} of {full_size} entries rounds down to 0 entries")
-        return entries
-    raise TypeError(f"{name} must be an int (entries) or a float fraction in (0, 1], got {type(budget).__name__}")
+def budget_entries(budget: Any, full_size: int) -> int:
+    """``budget`` in entries of a tensor of ``full_size`` entries (:class:`sparsesel.budget.Budget`:
+    an int is a count, a float a fraction in ``(0, 1]`` rounded down exactly)."""
+    return Budget.coerce(budget, "entries").resolve(full_size)
 
 
 def check_spectrum(values: Any, name: str, max_length: int) -> np.ndarray:
@@ -188,9 +165,10 @@ class CoreShape(SpectralRankProblem):
         when ``total_energy`` is given, the missing tail being ``total_energy − Σσ²``.
     shape : sequence of int
         ``(I_0, ..., I_{N-1})``, ``N >= 2``.
-    budget : int or float
-        Entries the decomposition may hold (core ``Π r_n`` plus factors ``Σ I_n r_n``), or a
-        float fraction in ``(0, 1]`` of ``Π I_n`` (rounded down, see :func:`resolve_budget`).
+    budget : int, float or Budget
+        Entries the decomposition may hold (core ``Π r_n`` plus factors ``Σ I_n r_n``): an int is a
+        count, a float a fraction in ``(0, 1]`` of ``Π I_n`` (rounded down exactly; see
+        :class:`sparsesel.budget.Budget`, unit ``"entries"``).
         A budget below the all-ones size is accepted: solvers then return ``status="infeasible"``.
     total_energy : float, optional
         ``‖X‖²_F``. Default: the largest ``Σ_i σ_{n,i}²`` over the modes.
@@ -209,7 +187,7 @@ class CoreShape(SpectralRankProblem):
 
     singular_values: Sequence[Any]
     shape: Sequence[int]
-    budget: int | float
+    budget: int | float | Budget
     total_energy: float | None = None
     tensor: np.ndarray | None = None
 
@@ -233,11 +211,11 @@ class CoreShape(SpectralRankProblem):
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "singular_values", spectra)
         object.__setattr__(self, "tensor", tensor)
-        budget = resolve_budget(self.budget, full)
+        budget = budget_entries(self.budget, full)
         self._finish(spectra, SizeModel.tucker(shape), budget, self.total_energy)
 
     @classmethod
-    def from_tensor(cls, X: Any, budget: int | float, *, method: str = "auto", seed: int = 0) -> CoreShape:
+    def from_tensor(cls, X: Any, budget: int | float | Budget, *, method: str = "auto", seed: int = 0) -> CoreShape:
         """Build the problem from a tensor: its mode spectra, ``‖X‖²`` and the tensor itself.
 
         Only the leading ``⌊(B − Σ_{m≠n} I_m) / (I_n + 1)⌋`` values of mode ``n`` are computed
@@ -254,7 +232,7 @@ class CoreShape(SpectralRankProblem):
         """
         X = as_real_tensor(X)
         shape = X.shape
-        B = resolve_budget(budget, X.size)
+        B = budget_entries(budget, X.size)
         caps = [max(1, (B - (sum(shape) - shape[n])) // (shape[n] + 1)) for n in range(X.ndim)]
         spectra = mode_spectra(X, max_ranks=caps, method=method, seed=seed)
         return cls(spectra, shape, B, total_energy=float(np.vdot(X, X)), tensor=X)

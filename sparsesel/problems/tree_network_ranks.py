@@ -16,7 +16,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from sparsesel.problems.core_shape import SpectralRankProblem, check_spectrum, resolve_budget
+from sparsesel.budget import Budget
+from sparsesel.problems.core_shape import SpectralRankProblem, budget_entries, check_spectrum
 from sparsesel.tensors.spectra import as_real_tensor
 from sparsesel.tensors.tree_networks import (
     check_tree,
@@ -44,8 +45,9 @@ class TreeNetworkRanks(SpectralRankProblem):
         a sequence aligned with ``list(tree.edges())`` or a mapping ``{(u, v): values}``.
     shape : sequence of int
         ``(I_0, ..., I_{N-1})``.
-    budget : int or float
-        Entries (``Σ_v I_v Π_{e ∋ v} r_e``) or a fraction in ``(0, 1]`` of ``Π I_n``.
+    budget : int, float or Budget
+        Entries (``Σ_v I_v Π_{e ∋ v} r_e``): an int is a count, a float a fraction in ``(0, 1]`` of
+        ``Π I_n`` (rounded down exactly; :class:`sparsesel.budget.Budget`, unit ``"entries"``).
     total_energy : float, optional
         ``‖X‖²_F`` (default: the largest edge energy).
     tensor : ndarray, optional
@@ -60,7 +62,7 @@ class TreeNetworkRanks(SpectralRankProblem):
     tree: nx.Graph
     edge_singular_values: Sequence[Any] | Mapping[Any, Any]
     shape: Sequence[int]
-    budget: int | float
+    budget: int | float | Budget
     total_energy: float | None = None
     tensor: np.ndarray | None = None
 
@@ -94,11 +96,11 @@ class TreeNetworkRanks(SpectralRankProblem):
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "edge_singular_values", spectra)
         object.__setattr__(self, "tensor", tensor)
-        budget = resolve_budget(self.budget, math.prod(shape))
+        budget = budget_entries(self.budget, math.prod(shape))
         self._finish(spectra, tree_size_model(tree, edges, shape), budget, self.total_energy)
 
     @classmethod
-    def from_tensor(cls, X: Any, tree: nx.Graph, budget: int | float, *, method: str = "auto", seed: int = 0) -> TreeNetworkRanks:
+    def from_tensor(cls, X: Any, tree: nx.Graph, budget: int | float | Budget, *, method: str = "auto", seed: int = 0) -> TreeNetworkRanks:
         """Build the problem from a tensor and a tree: cut spectra, ``‖X‖²`` and the tensor.
 
         Only the leading ``⌊B / (c_u + c_v)⌋`` values of edge ``(u, v)`` are computed
@@ -107,7 +109,7 @@ class TreeNetworkRanks(SpectralRankProblem):
         X = as_real_tensor(X)
         tree = check_tree(tree, X.ndim)
         edges = tuple(tree.edges())
-        B = resolve_budget(budget, X.size)
+        B = budget_entries(budget, X.size)
 
         def dim(v: Any) -> int:
             m = tree.nodes[v].get("mode")
@@ -118,12 +120,12 @@ class TreeNetworkRanks(SpectralRankProblem):
         return cls(tree, spectra, X.shape, B, total_energy=float(np.vdot(X, X)), tensor=X)
 
     @classmethod
-    def tensor_train(cls, X: Any, budget: int | float, **options: Any) -> TreeNetworkRanks:
+    def tensor_train(cls, X: Any, budget: int | float | Budget, **options: Any) -> TreeNetworkRanks:
         """The tensor-train (path) problem of ``X``; ranks are ordered along the path."""
         return cls.from_tensor(X, path_tree(np.ndim(X)), budget, **options)
 
     @classmethod
-    def tucker(cls, X: Any, budget: int | float, **options: Any) -> TreeNetworkRanks:
+    def tucker(cls, X: Any, budget: int | float | Budget, **options: Any) -> TreeNetworkRanks:
         """The Tucker (star) problem of ``X``; rank ``k`` belongs to the edge of mode ``k``."""
         return cls.from_tensor(X, star_tree(np.ndim(X)), budget, **options)
 

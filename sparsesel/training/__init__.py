@@ -1,4 +1,5 @@
-"""Training of the restoration networks: losses, per-network recipes and a resumable trainer."""
+"""Training of the restoration networks: losses, per-network recipes, the distillation recipe and one
+resumable training loop (:mod:`sparsesel.training.loop`) that every recipe runs in."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """A small, resumable trainer for the restoration networks of :mod:`sparsesel.nets.zoo`.
 
+It runs the network's recipe in the one training loop, :func:`sparsesel.training.loop.run_loop`
+(which the distillation fine-tuning of :mod:`sparsesel.compress.finetune` runs in too):
+
 * The network's :func:`~sparsesel.training.losses.training_recipe`: its steps (one optimizer
   for plain networks, generator and discriminator optimizers for the GAN), their losses and
   the optimizer settings — UHDformer's (AdamW lr 5e-4, weight decay 1e-3, betas (0.9, 0.99),
@@ -24,7 +27,6 @@ import dataclasses
 import json
 import os
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +34,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from sparsesel.atomic import write_atomic, write_text_atomic
+from sparsesel.atomic import write_text_atomic
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
-from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, predict, training_recipe
+from sparsesel.training import loop
+from sparsesel.training.loop import StateFile, Trainable
+from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, OptimizerRecipe, predict, training_recipe
 from sparsesel.validation import max_threads
 
-__all__ = ["TrainConfig", "evaluate", "make_optimizers", "state_path", "train"]
+__all__ = ["TrainConfig", "evaluate", "make_optimizers", "optimizer_recipe", "state_path", "train"]
 
 # fields whose change makes a saved state unusable for resuming
 _RESUME_KEYS = (
@@ -180,19 +183,17 @@ def make_optimizers(config: TrainConfig, model: torch.nn.Module) -> tuple[list, 
         ``config.lr``, ``config.betas`` and ``config.weight_decay``.
     schedules : list of torch.optim.lr_scheduler.LRScheduler
         ``CosineAnnealingLR`` over ``config.steps`` down to ``config.eta_min``, or a constant
-        rate (``ConstantLR`` with factor 1).
+        rate (``ConstantLR`` with factor 1) (:func:`sparsesel.training.loop.make_optimizers`).
     """
     steps = list(training_recipe(config.net).steps)
-    optimizer_class = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.optimizer]
-    optimizers, schedules = [], []
-    for step in steps:
-        optimizer = optimizer_class(list(step.parameters(model)), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        optimizers.append(optimizer)
-        if config.schedule == "cosine":
-            schedules.append(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.eta_min))
-        else:
-            schedules.append(torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0))
+    optimizers, schedules = loop.make_optimizers(steps, optimizer_recipe(config), model, config.steps)
     return steps, optimizers, schedules
+
+
+def optimizer_recipe(config: TrainConfig) -> OptimizerRecipe:
+    """The optimizer settings of ``config`` (the network's recipe, with the fields the config overrides)."""
+    return OptimizerRecipe(config.optimizer, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                           schedule=config.schedule, eta_min=config.eta_min)
 
 
 def evaluate(net: str, model: torch.nn.Module, dataset: PairedPatchDataset) -> dict[str, float]:
@@ -230,6 +231,39 @@ def evaluate(net: str, model: torch.nn.Module, dataset: PairedPatchDataset) -> d
     return {key: float(np.mean(values)) for key, values in sums.items()}
 
 
+def _check_outputs(out: Path, state_file: Path, *, resume: bool, force: bool) -> None:
+    """Refuse, before any work, outputs that cannot or must not be written, and a resume with no state."""
+    from sparsesel.outputs import check_output_file
+
+    check_output_file(out, force=True)  # a folder, under a file, a name too long, unwritable: refused before any work
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
+    check_output_file(_json_path(out), label="the record of --out", force=force or resume)
+    check_output_file(state_file, label="the training state of --out", force=True)
+    if resume and not state_file.exists():
+        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
+    if state_file.exists() and not resume and not force:
+        raise FileExistsError(f"an interrupted run left {state_file}; pass resume=True (--resume) to continue it or force=True (--force) to start over")
+
+
+def _write_outputs(config: TrainConfig, model: torch.nn.Module, out: Path, *, evaluation: dict[str, float], train_time: float,
+                   steps_done: int, force: bool) -> None:
+    """Write the network ``out`` (with how it was made in its meta) and its JSON record."""
+    meta = {
+        "train": config.to_dict(),
+        "train_seconds": round(train_time, 2),
+        "steps_done_in_this_process": steps_done,
+        "evaluation": evaluation,
+        "evaluation_split": "test images (see sparsesel.data.images.IMAGE_SPLITS), random crops",
+        "torch": str(torch.__version__),
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+    }
+    zoo.save_net(model, out, net=config.net, meta=meta, force=force)
+    write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
+
+
 def train(
     config: TrainConfig,
     out: str | os.PathLike,
@@ -264,92 +298,26 @@ def train(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    from sparsesel.outputs import check_output_file
-
     out = Path(out)
     state_file = state_path(out)
-    check_output_file(out, force=True)  # a folder, under a file, a name too long, unwritable: refused before any work
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass force=True (--force) to overwrite it")
-    check_output_file(_json_path(out), label="the record of --out", force=force or resume)
-    check_output_file(state_file, label="the training state of --out", force=True)
-    if resume and not state_file.exists():
-        raise FileNotFoundError(f"nothing to resume: {state_file} does not exist")
-    if state_file.exists() and not resume and not force:
-        raise FileExistsError(f"an interrupted run left {state_file}; pass resume=True (--resume) to continue it or force=True (--force) to start over")
-
+    _check_outputs(out, state_file, resume=resume, force=force)
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
         model = _build(config)
-        steps, optimizers, schedules = make_optimizers(config, model)
-        start, history = 0, []
-        if resume:
-            state = zoo.load_checkpoint_file(state_file)
-            saved = state.get("config", {}) if isinstance(state, dict) else {}
-            current = config.to_dict()
-            changed = [key for key in _RESUME_KEYS if saved.get(key) != current[key]]
-            if changed:
-                raise ValueError(f"cannot resume {state_file}: its configuration differs in {changed}")
-            model.load_state_dict(state["model"])
-            for optimizer, schedule, saved_opt, saved_sched in zip(optimizers, schedules, state["optimizers"], state["schedules"]):
-                optimizer.load_state_dict(saved_opt)
-                schedule.load_state_dict(saved_sched)
-            start, history = int(state["step"]), [float(v) for v in state["losses"]]
-        elif force and state_file.exists():
+        trainable = Trainable(model, *make_optimizers(config, model))
+        state = StateFile(state_file, config.net, config.to_dict(), _RESUME_KEYS)
+        if force and not resume and state_file.exists():
             state_file.unlink()
-
         dataset = PairedPatchDataset(
             config.task, split="train", patch_size=config.patch_size, length=config.steps * config.batch_size, seed=config.seed
         )
-
-        def save_state(step: int) -> None:
-            state = {
-                "format": "sparsesel.training",
-                "config": config.to_dict(),
-                "step": step,
-                "model": model.state_dict(),
-                "optimizers": [o.state_dict() for o in optimizers],
-                "schedules": [s.state_dict() for s in schedules],
-                "losses": list(history),
-            }
-            write_atomic(state_file, lambda stream: torch.save(state, stream), force=True)
-
-        model.train()
-        began = time.perf_counter()
-        logs: dict[str, float] = {}
-        bar = tqdm(total=config.steps, initial=start, desc=f"train {config.net}/{config.task}", disable=not progress, dynamic_ncols=True)
-        try:
-            for step in range(start, config.steps):
-                b = config.batch_size
-                batch = dataset.batch(range(step * b, (step + 1) * b))
-                cache: dict = {}
-                logs = {}
-                for training_step, optimizer, schedule in zip(steps, optimizers, schedules):
-                    optimizer.zero_grad(set_to_none=True)
-                    result = training_step.loss(model, batch, cache)
-                    loss = result["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"{training_step.name} loss became {loss.item()} at step {step + 1}")
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    prefix = "" if training_step.name == "main" else f"{training_step.name}_"
-                    logs.update({f"{prefix}{key}": float(value.detach()) for key, value in result.items()})
-                history.append(logs.get("loss", logs.get("generator_loss", float("nan"))))
-                bar.update(1)
-                bar.set_postfix(loss=f"{history[-1]:.4f}")
-                done = step + 1
-                if done % config.checkpoint_every == 0 and done < config.steps:
-                    save_state(done)
-                if callback is not None:
-                    callback(done, logs)
-        finally:
-            bar.close()
-        train_time = time.perf_counter() - began
-        if start < config.steps:  # kept until OUT is written: a resume after this point redoes no step
-            save_state(config.steps)
+        outcome = loop.run_loop(trainable, dataset, total_steps=config.steps, batch_size=config.batch_size,
+                                checkpoint_every=config.checkpoint_every, state=state, resume=resume, save_final=True,
+                                progress=progress, desc=f"train {config.net}/{config.task}", callback=callback)
+        start = outcome.resumed_from or 0
+        train_time = outcome.wall_time
 
         evaluation: dict[str, float] = {}
         if config.eval_count:
@@ -357,29 +325,17 @@ def train(
                 config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
             )
             evaluation = evaluate(config.net, model, held_out)
-        meta = {
-            "train": config.to_dict(),
-            "train_seconds": round(train_time, 2),
-            "steps_done_in_this_process": config.steps - start,
-            "evaluation": evaluation,
-            "evaluation_split": "test images (see sparsesel.data.images.IMAGE_SPLITS), random crops",
-            "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(),
-            "machine": platform.machine(),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-        }
-        zoo.save_net(model, out, net=config.net, meta=meta, force=force)
-        write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
+        _write_outputs(config, model, out, evaluation=evaluation, train_time=train_time, steps_done=config.steps - start, force=force)
         if state_file.exists():
             state_file.unlink()
         return {
             "steps": config.steps,
-            "losses": history,
-            "logs": logs,
+            "losses": outcome.losses,
+            "logs": outcome.logs,
             "evaluation": evaluation,
             "wall_time": train_time,
             "out": str(out),
-            "resumed_from": start if resume else None,
+            "resumed_from": outcome.resumed_from,
         }
     finally:
         torch.set_num_threads(previous_threads)

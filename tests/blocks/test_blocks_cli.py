@@ -72,7 +72,7 @@ def test_prune_errors(tmp_path, capsys, checkpoint):
     assert main(["prune", str(tmp_path / "missing.pth"), "--density", "0.5", "--out", str(tmp_path / "o.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["prune", str(checkpoint), "--density", "1.5", "--out", str(tmp_path / "o.pth")]) == 2
-    assert "density must be in (0, 1]" in capsys.readouterr().err
+    assert "--density must be a fraction in (0, 1] of the blocks, written with a decimal point" in capsys.readouterr().err
     assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "8by8", "--out", str(tmp_path / "o.pth")]) == 2
     assert "must look like '8x8'" in capsys.readouterr().err
 
@@ -215,7 +215,7 @@ def test_prune_bad_arguments_are_refused_before_any_write(checkpoint, tmp_path, 
     state = snapshot(tmp_path)
     for density in ("0", "nan", "inf", "-0.5"):
         assert main(["prune", str(checkpoint), "--density", density]) == 2
-        assert "density must be in (0, 1]" in capsys.readouterr().err
+        assert "--density must be a fraction in (0, 1] of the blocks, written with a decimal point" in capsys.readouterr().err
     assert main(["prune", str(checkpoint), "--density", "0.5", "--block", "8/8"]) == 2
     assert "must look like '8x8'" in capsys.readouterr().err
     assert snapshot(tmp_path) == state

@@ -66,6 +66,7 @@ def test_fraction_budget_and_string_labels():
     assert 4 in selector.selected_features_.tolist()
     assert selector.classes_.tolist() == ["no", "yes"]
     assert resolve_budget(0.01, 10) == 1 and resolve_budget(0.5, 7) == 3 and resolve_budget(4, 10) == 4
+    assert resolve_budget(0.29, 100) == 29 and resolve_budget(1.0, 7) == 7  # exact: not int(0.29 * 100) == 28
 
 
 @pytest.mark.parametrize(

@@ -362,3 +362,24 @@ def test_force_with_the_checkpoint_inside_out_deletes_nothing(tmp_path):
     before = snapshot(tmp_path)
     expect_clear_error(command.argv({"checkpoint": model}, out) + ["--force"], "holds the input checkpoint")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.reliability("right_result")
+def test_an_interrupted_run_removes_the_temporary_file_of_a_worker_stopped_mid_write(tmp_path, monkeypatch):
+    """Ctrl-C terminates the fine-tuning workers at once; one stopped while it wrote its state leaves
+    ``.finetune-uniform.state.<random>.tmp``: the run removes it (and keeps the finished states)."""
+    import sparsesel.compress.pipeline as pipeline
+
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not read: the work is replaced below")
+    out = tmp_path / "run"
+
+    def interrupted(checkpoint, out, **options):
+        (out / "finetune.state").write_bytes(b"a finished state")
+        (out / ".finetune-uniform.state.x1y2z3.tmp").write_bytes(b"half a state")  # a worker terminated mid-write
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_compress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.compress_checkpoint(checkpoint, out, threads=1, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["finetune.state"]

@@ -117,7 +117,7 @@ def test_fraction_budget_and_infeasible_budget():
         tucker_rank(X, 10)
     with pytest.raises(ValueError, match="budget 10 is below the size of the smallest decomposition"):
         tt_rank(X, 10)
-    with pytest.raises(ValueError, match=r"budget given as a float must be a fraction of the tensor size in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"budget must be a fraction in \(0, 1\] of the entries or a whole count of entries >= 1, got 1.5"):
         tucker_rank(X, 1.5)
 
 

@@ -50,7 +50,7 @@ def test_cli_tree_file_and_errors(tensor_file, tmp_path, capsys):
     assert main(["core-shape", "--tensor", str(path), "--budget", "5", "--json"]) == 1  # infeasible: exit 1
     assert json.loads(capsys.readouterr().out)["status"] == "infeasible"
     assert main(["core-shape", "--tensor", str(path), "--budget", "abc"]) == 2
-    assert "--budget must be an int" in capsys.readouterr().err
+    assert "--budget must be a fraction in (0, 1] of the entries (e.g. 0.5) or a whole count of entries (e.g. 5000), got 'abc'" in capsys.readouterr().err
     assert main(["core-shape", "--tensor", "builtin:nope", "--budget", "0.1"]) == 2
     assert "unknown built-in tensor" in capsys.readouterr().err
     assert main(["core-shape", "--tensor", str(tmp_path / "missing.npy"), "--budget", "0.1"]) == 2

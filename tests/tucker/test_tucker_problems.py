@@ -21,13 +21,14 @@ def test_budget_fraction_rounds_down_exactly():
 @pytest.mark.parametrize(
     "budget, error, match",
     [
-        (True, TypeError, "budget must be an int"),
-        (1.5, ValueError, "fraction of the tensor size in \\(0, 1\\]"),
-        (0.0, ValueError, "fraction of the tensor size"),
-        (float("nan"), ValueError, "fraction of the tensor size"),
-        (0, ValueError, "budget must be >= 1"),
-        ("10", TypeError, "budget must be an int"),
-        (0.001, ValueError, "rounds down to 0 entries"),
+        (True, TypeError, r"budget must be a fraction in \(0, 1\] of the entries \(a float\) or a whole count of entries \(an int\), got bool"),
+        (1.5, ValueError, r"budget must be a fraction in \(0, 1\] of the entries or a whole count of entries >= 1, got 1.5$"),
+        (2.0, ValueError, "got 2.0; a number written with a decimal point or exponent is a fraction: write the count as 2"),
+        (0.0, ValueError, r"fraction in \(0, 1\] of the entries or a whole count of entries >= 1, got 0.0"),
+        (float("nan"), ValueError, "of the entries or a whole count of entries, got nan"),
+        (0, ValueError, "whole count of entries >= 1, got 0"),
+        ("10", TypeError, r"got str \(read text with sparsesel.budget.Budget.parse\('10', 'entries'\)\)"),
+        (0.001, ValueError, "budget 0.001 of 100 entries rounds down to 0 entries"),
     ],
 )
 def test_bad_budgets(budget, error, match):

@@ -20,7 +20,7 @@ from tensorly.decomposition import tucker
 import sparsesel as ss
 from solvers import tucker_ptas
 from sparsesel.cli import main
-from sparsesel.problems.core_shape import resolve_budget
+from sparsesel.problems.core_shape import budget_entries as resolve_budget
 from sparsesel.tensors.tree_networks import path_tree, star_tree
 
 ALL_CORE_SOLVERS = ["ilp", "ptas", "brute_force", "greedy_surrogate", "bang_for_buck", "uniform", "energy_threshold", "greedy_tucker", "ilp_refine"]
