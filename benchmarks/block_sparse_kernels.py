@@ -219,7 +219,7 @@ def markdown(results: dict) -> str:
     lines = []
     layers = results.get("layers", {}).get("rows", [])
     if layers:
-        lines += ["| layer (C -> C, input) | 4×4 | 8×8 | 16×16 |", "|---|---|---|---|"]
+        lines += ["| layer C → C (input) | 4×4 | 8×8 | 16×16 |", "|---|---|---|---|"]
         for kind in LAYER_TYPES:
             for width, side in WIDTHS:
                 cells = []
@@ -228,13 +228,12 @@ def markdown(results: dict) -> str:
                     if 1 not in found:
                         cells.append("–")
                         continue
-                    cell = f"{found[1]['speedup']:.2f}× ({found[1]['ms_dense']:.1f} → {found[1]['ms_block']:.1f} ms, {found[1]['kernel']})"
-                    cells.append(cell + (f" [{found[2]['speedup']:.2f}×]" if 2 in found else ""))
+                    cells.append(f"{found[1]['speedup']:.2f}×" + (f" [{found[2]['speedup']:.2f}×]" if 2 in found else ""))
                 lines.append(f"| {kind} {width} ({side}²) | " + " | ".join(cells) + " |")
         lines.append(f"\nload average {results['layers']['load_before']} before, {results['layers']['load_after']} after\n")
     networks = results.get("networks", {}).get("rows", [])
     if networks:
-        lines += ["| network (512², threads) | blocks | dense ms | all block ms | auto ms | block faster in |", "|---|---|---|---|---|---|"]
+        lines += ["| network, 512², threads | blocks | dense ms | every layer block, ms | auto, ms | block faster alone |", "|---|---|---|---|---|---|"]
         for row in networks:
             lines.append(f"| {row['net']} ({row['threads']}) | {row['block']}×{row['block']} | {row['network_ms_dense']:.0f} | "
                          f"{row['network_ms_block']:.0f} ({row['speedup_block']:.2f}×) | {row['network_ms_auto']:.0f} "
@@ -242,7 +241,7 @@ def markdown(results: dict) -> str:
         lines.append(f"\nload average {results['networks']['load_before']} before, {results['networks']['load_after']} after\n")
     sweep = results.get("sweep", {}).get("rows", [])
     if sweep:
-        lines += ["| layer (C, input) | " + " | ".join(f"{b}×{b}" for b in BLOCKS) + " |", "|---|---|---|---|"]
+        lines += ["| block form wins at density | " + " | ".join(f"{b}×{b}" for b in BLOCKS) + " |", "|---|---|---|---|"]
         for kind in LAYER_TYPES:
             for width, side in SWEEP_WIDTHS:
                 cells = []
@@ -250,7 +249,7 @@ def markdown(results: dict) -> str:
                     rows = [r for r in sweep if (r["layer"], r["width"], r["block"]) == (kind, width, block)]
                     wins = [r["density"] for r in rows if r["speedup"] > 1]
                     best = max(rows, key=lambda r: r["speedup"]) if rows else None
-                    cells.append("never" if not wins else f"≤ {max(wins):g} (best {best['speedup']:.2f}× at {best['density']:g})")
+                    cells.append("never" if not wins else f"≤ {max(wins):g} ({best['speedup']:.1f}× at {best['density']:g})")
                 lines.append(f"| {kind} {width} ({side}²) | " + " | ".join(cells) + " |")
         lines.append(f"\nload average {results['sweep']['load_before']} before, {results['sweep']['load_after']} after")
     return "\n".join(lines)
