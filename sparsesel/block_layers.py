@@ -28,7 +28,7 @@ Kernels (``kernel=``), all computing ``y = x Wᵀ + b`` (resp. the convolution) 
 Which kernel (or the dense layer) is fastest depends on the widths, the density and the input
 size; :mod:`sparsesel.block_speed` measures it per layer. Rows that keep no block produce their
 bias only. Structural edits are recorded in ``model.structure`` as
-``{"kind": "sparsesel.blocks.pack", "args": {"name", "block_shape", "kept", "kernel"}}``, so
+``{"kind": "block_pack", "args": {"name", "block_shape", "kept", "kernel"}}``, so
 checkpoints of the :mod:`sparsesel.nets` formats load again (see :func:`pack_layer`).
 """
 
@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsesel.nets.checkpoints import register_structure_op
+from sparsesel.compress.apply import set_submodule
+from sparsesel.nets.edits import drop_edits, record_edit
 
 __all__ = [
     "EDIT_KIND",
@@ -64,7 +65,7 @@ __all__ = [
 
 KERNELS = ("grouped", "rows", "bsr")
 #: the structural edit that replaces a layer by its packed block-sparse form
-EDIT_KIND = "sparsesel.blocks.pack"
+EDIT_KIND = "block_pack"
 
 
 def ceil_grid(shape: Sequence[int], block_shape: tuple[int, int]) -> tuple[int, int]:
@@ -618,11 +619,6 @@ def dense_layer(layer: PackedBlocks) -> nn.Module:
     return dense
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
 def pack_layer(model: nn.Module, name: str, block_mask: torch.Tensor, block_shape: tuple[int, int], kernel: str = "grouped") -> PackedBlocks:
     """Replace layer ``name`` of ``model`` (in place) by its packed form and record the edit in ``model.structure``.
 
@@ -630,25 +626,20 @@ def pack_layer(model: nn.Module, name: str, block_mask: torch.Tensor, block_shap
     "kept", "kernel"}}``; replaying it (:func:`replay_pack`) and loading the state dict rebuilds the layer.
     """
     layer = packed_from_dense(model.get_submodule(name), block_mask, block_shape, kernel)
-    _set_submodule(model, name, layer)
-    if not isinstance(getattr(model, "structure", None), list):
-        model.structure = []
-    model.structure.append({"kind": EDIT_KIND, "args": {"name": name, "block_shape": [int(b) for b in block_shape],
-                                                        "kept": int(layer.blocks.shape[0]), "kernel": layer.kernel}})
+    set_submodule(model, name, layer)
+    record_edit(model, EDIT_KIND, {"name": name, "block_shape": [int(b) for b in block_shape],
+                                   "kept": int(layer.blocks.shape[0]), "kernel": layer.kernel})
     return layer
 
 
 def unpack_layer(model: nn.Module, name: str) -> nn.Module:
     """Replace the packed layer ``name`` of ``model`` (in place) by its dense form and drop its edit from ``model.structure``."""
     dense = dense_layer(model.get_submodule(name))
-    _set_submodule(model, name, dense)
-    structure = getattr(model, "structure", None)
-    if isinstance(structure, list):
-        structure[:] = [e for e in structure if not (e.get("kind") == EDIT_KIND and e.get("args", {}).get("name") == name)]
+    set_submodule(model, name, dense)
+    drop_edits(model, EDIT_KIND, name)
     return dense
 
 
-@register_structure_op(EDIT_KIND)
 def replay_pack(model: nn.Module, name: str, block_shape: Sequence[int], kept: int, kernel: str = "grouped") -> None:
     """Structural edit: replace layer ``name`` by an empty packed layer of ``kept`` blocks (the state dict fills it)."""
     try:
@@ -657,4 +648,4 @@ def replay_pack(model: nn.Module, name: str, block_shape: Sequence[int], kept: i
         raise ValueError(f"the block-sparse edit names layer {name!r}, which the network does not have") from None
     if not isinstance(block_shape, (list, tuple)) or len(block_shape) != 2:
         raise ValueError(f"the block-sparse edit of {name!r} has block_shape {block_shape!r}; expected [b1, b2]")
-    _set_submodule(model, name, empty_packed(module, int(kept), (int(block_shape[0]), int(block_shape[1])), kernel))
+    set_submodule(model, name, empty_packed(module, int(kept), (int(block_shape[0]), int(block_shape[1])), kernel))

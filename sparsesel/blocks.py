@@ -340,3 +340,50 @@ def _select_units(first: nn.Module, second: nn.Module, keep: torch.Tensor) -> No
         first.out_features, second.in_features = count, count
     else:
         first.out_channels, second.in_channels = count, count
+
+
+def replay_block_mask(model: nn.Module, parameter: str, block_shape: Sequence[int], kept: Sequence[int]) -> None:
+    """Structural edit ``block_mask``: the weight ``parameter`` holds zeros outside its ``kept`` blocks.
+
+    Written by ``sparsesel prune`` (whose masks are baked into plain weights), so the structure is
+    unchanged; replaying checks that the network has the parameter, that ``block_shape`` tiles it
+    and that the flat block indices ``kept`` (row-major, see the module docstring) lie in its grid.
+    :func:`block_masks` turns a network's log back into masks (e.g. for :func:`apply_masks`, to keep
+    the zeros while fine-tuning).
+
+    Raises
+    ------
+    ValueError
+        The parameter does not exist, the blocks do not tile it, or an index is outside its grid.
+    """
+    try:
+        module, attribute = resolve(model, parameter)
+    except AttributeError:
+        raise ValueError(f"block mask of {parameter!r}: the network has no such parameter") from None
+    weight = getattr(module, attribute, None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"block mask of {parameter!r}: the network has no such parameter")
+    rows, cols = block_grid(weight.shape, parse_block_shape(tuple(block_shape)), parameter)
+    outside = [i for i in kept if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < rows * cols]
+    if outside:  # checked in Python: the replay may run on the meta device
+        raise ValueError(f"block mask of {parameter!r}: block indices must be integers in [0, {rows * cols - 1}], "
+                         f"got {outside[:5]}")
+
+
+def block_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``{parameter: mask}`` (boolean, the weight's shape) of the ``block_mask`` edits in ``model``'s log."""
+    from sparsesel.nets.edits import edit_log
+
+    masks = {}
+    for edit in edit_log(model):
+        if edit.get("kind") != "block_mask":
+            continue
+        args = edit["args"]
+        module, attribute = resolve(model, args["parameter"])
+        weight = getattr(module, attribute)
+        shape = parse_block_shape(tuple(args["block_shape"]))
+        grid = block_grid(weight.shape, shape, args["parameter"])
+        mask = expand_block_values(block_mask_from_indices(args["kept"], grid), weight.shape, shape)
+        masks[args["parameter"]] = mask if args["parameter"] not in masks else masks[args["parameter"]] & mask
+    return masks
+

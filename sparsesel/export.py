@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from sparsesel.atomic import refuse_existing, write_atomic
-from sparsesel.compress.network_io import example_input, network_output
+from sparsesel.compress.network_io import example_input, network_output, size_multiple
 
 __all__ = ["EXPORT_FORMATS", "DenseFallbackWarning", "ExportableNetwork", "export_model", "size_multiple"]
 
@@ -48,15 +48,6 @@ VERIFY_TOLERANCE = 1e-4
 
 class DenseFallbackWarning(UserWarning):
     """Block-sparse layers (:mod:`sparsesel.block_layers`) were exported in their dense form (same function)."""
-
-
-def size_multiple(model: nn.Module) -> int:
-    """Input sides of ``model`` must be multiples of this (``size_multiple`` or ``multiple`` attribute; 1 if none)."""
-    for name in ("size_multiple", "multiple"):
-        value = getattr(model, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-    return 1
 
 
 class ExportableNetwork(nn.Module):

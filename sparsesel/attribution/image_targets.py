@@ -7,7 +7,7 @@ so the number explained here is the **mean output intensity in a box** of the ou
 image bright in this region?" is then answered like "which pixels make this a cat?".
 
 * :class:`RegionMean` — ``(N, C, H, W)`` images in, ``(N,)`` box means of the wrapped network's output out;
-* :class:`RestorationOutput` — a network of :mod:`sparsesel.nets` as a differentiable
+* :class:`RestorationOutput` — a restoration network (its adapter says how to run it) as a differentiable
   ``(N, 3, H, W) → (N, 3, H, W)`` function of any image size (reflect-padded to the size
   multiple it needs, run, cropped back), the image its ``restore`` returns, but with
   gradients (``restore`` and :func:`sparsesel.training.losses.predict` run without them).
@@ -20,42 +20,42 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-#: Networks of :mod:`sparsesel.nets` that map one image to one image (the harmonizer also needs a mask).
-IMAGE_TO_IMAGE_NETS: tuple[str, ...] = ("uhdformer", "csattn", "tshrnet")
-#: The entry of a network's output dict that is its final image (what ``restore`` returns).
-FINAL_OUTPUT: dict[str, str] = {"tshrnet": "diffuse_tc"}
-
 
 class RestorationOutput(nn.Module):
-    """A :mod:`sparsesel.nets` network as a differentiable function of images of any size.
+    """A restoration network as a differentiable function of images of any size.
 
     Parameters
     ----------
     net : str
-        Its name in :func:`sparsesel.nets.net_names` (one of :data:`IMAGE_TO_IMAGE_NETS`).
+        Its name in :func:`sparsesel.nets.net_names` or its factory (for messages and its adapter).
     model : nn.Module
-        The network, in eval mode.
+        The network, in eval mode; its adapter (:func:`sparsesel.nets.adapter.get_adapter`) says how
+        to pad, run it and read its image.
+
+    Raises
+    ------
+    ValueError
+        For a network that needs more than the image (the harmonizer's foreground mask).
     """
 
     def __init__(self, net: str, model: nn.Module) -> None:
+        from sparsesel.nets.adapter import get_adapter
+
         super().__init__()
-        if net not in IMAGE_TO_IMAGE_NETS:
-            hint = " (it needs a foreground mask besides the image)" if net == "harmonizer" else ""
-            raise ValueError(f"network {net!r} cannot be explained image-to-image{hint}; "
-                             f"attribution supports {IMAGE_TO_IMAGE_NETS}")
+        adapter = get_adapter(net)
+        if adapter.takes_mask:
+            raise ValueError(f"network {net!r} cannot be explained image-to-image (it needs a foreground mask besides "
+                             "the image); attribution supports the networks that take an image alone")
         self.net = net
         self.model = model
+        self.adapter = adapter
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Output images ``(N, 3, H, W)`` for inputs ``(N, 3, H, W)`` in ``[0, 1]``."""
         from sparsesel.nets.layers import reflect_pad_to_multiple
 
-        multiple = self.model.size_multiple if self.net == "uhdformer" else getattr(self.model, "multiple", 1)
-        padded, (height, width) = reflect_pad_to_multiple(images, int(multiple))
-        out = self.model(padded)
-        if isinstance(out, dict):
-            out = out[FINAL_OUTPUT[self.net]]
-        return out[..., :height, :width]
+        padded, (height, width) = reflect_pad_to_multiple(images, self.adapter.size_multiple(self.model))
+        return self.adapter.output_image(self.model, padded)[..., :height, :width]
 
 
 class RegionMean(nn.Module):

@@ -454,7 +454,7 @@ def _checkpoint_model(spec: str, trust_code: bool = False) -> tuple[object, int,
             raise ValueError(f"checkpoint {spec!r} does not fit {arch}: {exc}") from None
         return _as_cli_classifier(arch, model), BUILTIN_CHANNELS[arch], "classifier"
     try:
-        network, info = load_net(spec)
+        network, info = load_net(spec, trust_code=trust_code)
     except ValueError as exc:
         keys = ", ".join(repr(key) for key in list(payload)[:20]) + (", ..." if len(payload) > 20 else "")
         raise ValueError(f"{spec!r} is a readable torch file but lacks the key(s) 'arch' of a checkpoint "

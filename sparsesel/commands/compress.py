@@ -1,8 +1,7 @@
 """``sparsesel compress CHECKPOINT --budget 0.5 --out DIR``: plan, apply, fine-tune and report.
 
-Writes into ``DIR``: ``compressed.pt`` (loadable by :func:`sparsesel.compress.load_compressed`;
-UHDformer files also by :func:`sparsesel.nets.load_uhdformer` once :mod:`sparsesel.compress` is
-imported), ``plan.json`` (editable), ``report.json``, ``report.md`` and PNG plots; nothing else in
+Writes into ``DIR``: ``compressed.pt`` (the one network format, :mod:`sparsesel.nets.zoo`: every command
+reads it; :func:`sparsesel.compress.load_compressed`, :func:`sparsesel.nets.load_net`), ``plan.json`` (editable), ``report.json``, ``report.md`` and PNG plots; nothing else in
 ``DIR`` is touched. Until those are written, ``DIR/finetune*.state`` allow ``--resume`` after an
 interruption (Ctrl-C, ``kill -9``) at any stage, and ``DIR/.sparsesel.lock`` keeps a second run out
 of ``DIR``. Under ``torchrun --nproc_per_node=N`` the fine-tuning is data-parallel (rank 0 writes the files).
@@ -14,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from sparsesel.budget import Budget
+from sparsesel.network_arguments import add_network_arguments, check_network_argument
 
 METHODS = ("packing", "uniform", "energy", "magnitude")
 DEMO_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "uhdformer_lowlight.pt"
@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "The input checkpoint is never modified."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, nargs="?", help="a network file of sparsesel.nets (or an official UHDformer release)")
+    parser.add_argument("checkpoint", type=Path, nargs="?",
+                        help="a network file (sparsesel train, compress, prune; an official UHDformer release; with "
+                             "--net package.module:function also a plain state dict of your own network)")
     parser.add_argument("--demo", action="store_true", help=f"use the shipped demo checkpoint ({DEMO_CHECKPOINT.name})")
     parser.add_argument("--budget", default="0.5",
                         help="parameters to keep: a fraction written with a decimal point (0.5; 1.0 keeps the whole "
@@ -59,6 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="write into a non-empty --out, replacing only this command's own files there "
                              "(and discarding the state of an interrupted run); nothing else in it is touched")
     parser.add_argument("--no-progress", action="store_true")
+    add_network_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         args.out = args.out or Path("compress-demo")
     if args.checkpoint is None:
         raise ValueError("CHECKPOINT is required (or --demo)")
+    check_network_argument(args.net)
     if args.finetune_steps is None:
         args.finetune_steps = 60 if args.demo else 100
     if args.finetune_steps < 0:
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
             curve=curve, baselines=not args.no_baselines,
             latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
             threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
+            net=args.net, trust_code=args.trust_code,
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(args)) from None

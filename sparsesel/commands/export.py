@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sparsesel.network_arguments import add_network_arguments, check_network_argument, load_network
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,11 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--static", action="store_true", help="fix the input size to the example size")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_network_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsesel.compress.apply import load_compressed
     import warnings
 
     from sparsesel.export import DenseFallbackWarning, export_model
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     # every output check (folder, under a file, name length, writable, the input itself, existing) before the slow load
     check_output_file(args.out, label="--out", inputs={"CHECKPOINT": args.checkpoint}, force=args.force)
-    model, info = load_compressed(args.checkpoint)
+    check_network_argument(args.net)
+    model, info = load_network(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DenseFallbackWarning)
         path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,

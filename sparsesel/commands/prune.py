@@ -9,6 +9,7 @@ from typing import Any
 
 from sparsesel.atomic import write_text_atomic
 from sparsesel.budget import Budget
+from sparsesel.network_arguments import add_network_arguments, load_network
 from sparsesel.outputs import check_output_file
 
 #: ``--kernel`` values (those of :data:`sparsesel.block_speed.KERNEL_CHOICES`; not imported here: no torch at ``--help``)
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the block and dense times and where dense wins."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="a network file of sparsesel.nets (sparsesel train, compress) or an official UHDformer checkpoint")
+    parser.add_argument("checkpoint", type=Path, help="a network file (sparsesel train, compress, prune) or an official UHDformer checkpoint")
     parser.add_argument("--density", required=True,
                         help="fraction of blocks kept, in (0, 1], written with a decimal point (0.25; 1.0 keeps every block)")
     parser.add_argument("--block", default="8x8", help="block shape, e.g. 8x8 or 4x16 (default 8x8)")
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true",
                         help="overwrite the outputs (checkpoint and its .prune.json) if they exist; "
                              "the input is never overwritten")
+    add_network_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -169,10 +171,13 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
     sidecar = sidecar_path(out)
     check_outputs(args.checkpoint, [("--out", out), ("the summary", sidecar)], bool(args.force))
-    from sparsesel.nets import load_net, save_net
+    from sparsesel.nets.edits import record_edit
+    from sparsesel.nets.zoo import save_net
 
-    model, info = load_net(args.checkpoint)  # any network of sparsesel.nets, or an official UHDformer file
+    model, info = load_network(args)  # any network file, or an official UHDformer file
     pruned, result = prune_model(model, density, args.block, args.allocation, args.min_blocks)
+    for parameter, kept in result.selected:  # the zeros, in the network's edit log
+        record_edit(pruned, "block_mask", {"parameter": parameter, "block_shape": list(block_shape), "kept": [int(i) for i in kept]})
     from sparsesel.block_speed import pack_model
 
     pruned, speed = pack_model(pruned, block_masks_of(result, pruned, block_shape), block_shape, kernel=args.kernel,
@@ -190,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
         "selected": [[name, list(idx)] for name, idx in result.selected],
         "speed": speed,
     }
-    save_net(pruned, out, net=info["net"], meta={**info["meta"], "prune": summary}, force=bool(args.force))
+    recorded = {key: value for key, value in summary.items() if key != "selected"}  # the kept blocks are in the edits
+    save_net(pruned, out, net=info["net"], config=info["config"], meta={**info["meta"], "prune": recorded}, force=bool(args.force))
     write_text_atomic(sidecar, json.dumps(summary, indent=1), force=bool(args.force))
     print(
         f"pruned {len(result.selected)} weights of {args.checkpoint}: kept {result.info['kept_blocks']}/"

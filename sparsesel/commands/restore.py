@@ -6,6 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
+from sparsesel.network_arguments import add_network_arguments, check_network_argument, load_network
+
 # the value, not an import of sparsesel.data (building the parser must not import numpy/torch)
 DEFAULT_MAX_PIXELS = 8192 * 8192
 
@@ -15,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "restore",
         help="restore an image file with a trained network",
         description=(
-            "Run the network stored in CHECKPOINT (written by `sparsesel train`, `compress` or `prune`, or an "
-            "official UHDformer release) on IMAGE and write the result to OUT. The image may have any size. "
+            "Run the network stored in CHECKPOINT (written by `sparsesel train`, `compress` or `prune`, an "
+            "official UHDformer release or a folder of official TSHRNet files) on IMAGE and write the result to OUT. The image may have any size. "
             "The harmonizer also needs --mask (the foreground, white on black)."
         ),
     )
@@ -33,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "= 8192x8192)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    add_network_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -41,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sparsesel.data.image_files import output_format, read_image, write_image
+    from sparsesel.nets.adapter import get_adapter
     from sparsesel.nets.checkpoint_checks import finite_or_explain
-    from sparsesel.compress.apply import load_compressed
     from sparsesel.training.losses import predict
     from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, inputs={"IMAGE": args.image, "--checkpoint": args.checkpoint, "--mask": args.mask}, force=args.force)
     output_format(args.out)  # an unknown suffix is refused before any work
+    check_network_argument(args.net)
     if args.max_pixels < 1:
         raise ValueError(f"--max-pixels must be a positive integer, got {args.max_pixels}")
     if args.threads is not None:
@@ -57,20 +61,21 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--threads must be between 1 and {max_threads()} ({MAX_THREADS_PER_CPU} per CPU), got {args.threads}")
         torch.set_num_threads(args.threads)
     image = read_image(args.image, max_pixels=args.max_pixels)
-    model, info = load_compressed(args.checkpoint)  # any network file of sparsesel.nets, compressed or not
+    model, info = load_network(args)  # any network file, compressed, pruned or not
     net = info["net"]
+    adapter = get_adapter(net)
     batch = {"input": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]}
-    if net == "harmonizer":
+    if adapter.takes_mask:
         if args.mask is None:
-            raise ValueError("the harmonizer needs --mask (the foreground of the composite)")
+            raise ValueError(f"the {net} needs --mask (the foreground of the composite)")
         mask = read_image(args.mask, max_pixels=args.max_pixels).mean(axis=2)
         if mask.shape != image.shape[:2]:
             raise ValueError(f"--mask has size {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
         batch["mask"] = torch.from_numpy((mask > 0.5).astype(np.float32))[None, None]
     elif args.mask is not None:
-        raise ValueError(f"--mask is only used by the harmonizer, not by {net}")
+        raise ValueError(f"--mask is only used by networks that take a foreground mask (the harmonizer), not by {net}")
     try:
-        output = predict(net, model, batch)
+        output = predict(net, model, batch)  # the adapter's restore, without gradients
     except (MemoryError, RuntimeError) as exc:
         reason = _out_of_memory(exc)
         if reason is None:

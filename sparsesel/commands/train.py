@@ -6,8 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-# kept literal so that building the CLI parser does not import torch (checked by the tests)
-NETS = ("uhdformer", "csattn", "tshrnet", "harmonizer")
+from sparsesel.nets.adapter import net_names
+
+# the adapters' names, read without importing torch (building the parser must not: checked by the tests)
+NETS = net_names()
 TASKS = ("lowlight", "haze", "blur", "specular", "harmonize")
 PRESETS = ("small", "paper")
 
@@ -24,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "and, while running, OUT.state (resumable with --resume)."
         ),
     )
-    parser.add_argument("net", metavar="NET", help=f"network: one of {', '.join(NETS)}")
+    parser.add_argument("net", metavar="NET",
+                        help=f"network: one of {', '.join(NETS)}, or your own network's factory package.module:function "
+                             "(imported: its code runs; trained with the default recipe on an image-to-image task)")
     parser.add_argument("--task", required=True, choices=TASKS, help="degradation to learn to undo")
     parser.add_argument("--out", required=True, type=Path, help="output network file (.pt)")
     parser.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")

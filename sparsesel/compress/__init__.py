@@ -11,8 +11,6 @@ See :mod:`sparsesel.compress.plan`, :mod:`~sparsesel.compress.apply`,
 run: its files, lock and resumable state).
 """
 
-from sparsesel import block_layers  # noqa: F401  (registers the block-sparse pack structural edit)
-from sparsesel.compress import channel_pruning  # noqa: F401  (registers the prune_channels structural edit)
 from sparsesel.compress.apply import apply, count_params, load_compressed, save_compressed
 from sparsesel.compress.deploy import deploy
 from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Sequence
 
 import torch
@@ -35,7 +36,8 @@ def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor 
     Parameters
     ----------
     model : torch.nn.Module
-        A UHDformer is pruned by :func:`~sparsesel.compress.channel_pruning.magnitude_prune_uhdformer`
+        A network whose adapter names its own channel pruner (UHDformer:
+        :func:`~sparsesel.compress.channel_pruning.magnitude_prune_uhdformer`) is pruned by it
         (``example``, ``ignored`` and ``iterations`` are not used; the result's
         ``channel_pruning`` attribute holds kept channels per group and the threshold);
         any other network by Torch-Pruning.
@@ -52,12 +54,12 @@ def magnitude_prune(model: nn.Module, budget_params: int, example: torch.Tensor 
     ValueError
         If the budget cannot be met, or Torch-Pruning cannot trace the network.
     """
-    from sparsesel.nets.uhdformer import UHDformer
+    from sparsesel.nets.adapter import adapter_for
 
-    if isinstance(model, UHDformer):
-        from sparsesel.compress.channel_pruning import magnitude_prune_uhdformer
-
-        return magnitude_prune_uhdformer(model, budget_params)[0]
+    pruner = adapter_for(model).channel_pruner
+    if pruner is not None:
+        module_name, _, function = pruner.partition(":")
+        return getattr(importlib.import_module(module_name), function)(model, budget_params)[0]
     if example is None:
         raise ValueError(f"magnitude pruning of a {type(model).__name__} needs an example input for Torch-Pruning")
     import torch_pruning as tp

@@ -18,8 +18,8 @@ by its dense weight anyway (rebuilt on every call), and no CPU kernel makes a bl
 of these sizes faster than the dense one.
 
 The result computes the same function (up to float rounding) and is in eval mode on ``device``.
-Refolded layers are removed from the network's structural edit log (``model.structure``), so a
-deployed UHDformer saves and loads like any other.
+Refolded layers (and any edit inside them) are removed from the network's structural edit log
+(:func:`sparsesel.nets.edits.drop_edits`), so a deployed network saves and loads like any other.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ import torch
 from torch import nn
 
 from sparsesel.compress.factorized import BlockSparseLinear, LowRankConv, LowRankLinear, Tucker2Conv
-from sparsesel.compress.network_io import example_input, network_output
+from sparsesel.compress.network_io import example_input, network_output, size_multiple
+from sparsesel.nets.edits import drop_edits
 
 __all__ = ["REFOLD_CHOICES", "default_device", "deploy", "recorded_inputs", "refolded", "resolve_device", "time_calls"]
 
 REFOLD_CHOICES = ("auto", "always", "never")
 FACTORIZED_TYPES = (Tucker2Conv, LowRankConv, LowRankLinear, BlockSparseLinear)
-_EDIT_KIND = "sparsesel.compress.factorize"
 
 
 def default_device() -> torch.device:
@@ -162,9 +162,7 @@ def deploy(
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
-    structure = getattr(model, "structure", None)
-    if isinstance(structure, list):  # the layer is its original dense type again: drop its edit
-        structure[:] = [e for e in structure if not (e.get("kind") == _EDIT_KIND and e.get("args", {}).get("name") == name)]
+    drop_edits(model, "factorize", name)  # the layer is its original dense type again
 
 
 def recorded_inputs(model: nn.Module, layers: dict[str, nn.Module], example_size: Sequence[int]) -> dict[str, list[tuple[torch.Tensor, int]]]:
@@ -174,7 +172,7 @@ def recorded_inputs(model: nn.Module, layers: dict[str, nn.Module], example_size
     make the network call every layer on its data (the tiled UHDformer: once per tile)."""
     if len(example_size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in example_size):
         raise ValueError(f"example_size must be (H, W) with positive integer sides, got {example_size!r}")
-    multiple = int(getattr(model, "size_multiple", 1))
+    multiple = size_multiple(model)
     height, width = (-(-int(v) // multiple) * multiple for v in example_size)
     seen: dict[str, dict[tuple, list]] = {name: {} for name in layers}
 

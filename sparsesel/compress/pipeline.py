@@ -14,10 +14,11 @@ import torch.distributed as dist
 from sparsesel.budget import Budget
 from sparsesel.compress.apply import apply, count_params, save_compressed
 from sparsesel.compress.finetune import MAX_WORKERS, FinetuneConfig, finetune_several
-from sparsesel.compress.network_io import example_input, network_input
+from sparsesel.compress.network_io import example_input
 from sparsesel.compress.plan import Plan, analyze, plan
 from sparsesel.compress.report import evaluate_quality, measure, write_report
 from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.nets.adapter import adapter_for
 
 __all__ = ["compress_checkpoint", "compress_model"]
 
@@ -32,14 +33,9 @@ def _init_distributed() -> tuple[int, int]:
 
 
 def default_task(model: torch.nn.Module) -> str:
-    """The first task of ``model``'s entry in :mod:`sparsesel.nets.zoo` (``lowlight`` if none)."""
-    from sparsesel.nets import zoo
-
-    for name in zoo.net_names():
-        entry = zoo.net_entry(name)
-        if type(model).__name__ == entry.model_class:
-            return entry.tasks[0]
-    return "lowlight"
+    """The first task of ``model``'s adapter (:func:`sparsesel.nets.adapter.adapter_for`; ``lowlight``
+    for a network without one of its own)."""
+    return adapter_for(model).tasks[0]
 
 
 def compress_model(
@@ -58,7 +54,8 @@ def compress_model(
     """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis).
 
     ``task`` (the degradation of the calibration patches) defaults to the network's first task
-    in :mod:`sparsesel.nets.zoo` (``lowlight`` for networks outside it). ``processes``: worker
+    (its adapter's; ``lowlight`` for networks without one of their own). The adapter's
+    ``compress_exclude`` layers are left untouched besides ``exclude``. ``processes``: worker
     processes for the analysis's calibration passes (:func:`~sparsesel.compress.plan.calibrate_layers`).
     """
     if method == "magnitude":
@@ -67,11 +64,12 @@ def compress_model(
         example = example_input(model, 64, 64, seed=seed)
         cap = Budget.coerce(budget, "params").resolve(count_params(model))
         return magnitude_prune(model, cap, example), None, analysis
-    multiple = int(getattr(model, "size_multiple", getattr(model, "multiple", 1)) or 1)
+    adapter = adapter_for(model)
+    multiple = adapter.size_multiple(model)
     size = max(multiple, calibration_size // multiple * multiple)
-    task = task or default_task(model)
-    exclude = tuple([exclude] if isinstance(exclude, str) else exclude) + tuple(getattr(model, "compress_exclude", ()))
-    calibration = network_input(model, PairedPatchDataset(task, split="train", patch_size=size, length=calibration_count, seed=seed + 7).batch(range(calibration_count)))
+    task = task or adapter.tasks[0]
+    exclude = tuple([exclude] if isinstance(exclude, str) else exclude) + tuple(adapter.compress_exclude)
+    calibration = adapter.network_input(PairedPatchDataset(task, split="train", patch_size=size, length=calibration_count, seed=seed + 7).batch(range(calibration_count)))
     if analysis is None:
         analysis = analyze(model, exclude=exclude, calibration=calibration, budget=budget, processes=processes)
     p = plan(model, budget, method=method, analysis=analysis, calibration=calibration, seed=seed)
@@ -129,8 +127,15 @@ def compress_checkpoint(
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
+    net: str | None = None,
+    trust_code: bool = False,
 ) -> str | None:
     """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks).
+
+    ``checkpoint`` is any network file (:func:`sparsesel.nets.zoo.load_net`); ``net`` names the network
+    it must hold (a factory ``"package.module:function"`` given here is the opt-in to import it, and
+    ``checkpoint`` may then be a plain state dict of the network the factory builds); ``trust_code``
+    lets a file built by a factory import it without naming it.
 
     With ``torch.get_num_threads()`` (``threads``) above 1 and no ``torch.distributed``, the analysis's
     calibration passes and the fine-tuning of the result and of the baselines run in that many worker
@@ -157,7 +162,8 @@ def compress_checkpoint(
     if threads is not None:
         torch.set_num_threads(int(threads))
     rank, world = _init_distributed()
-    options = dict(budget=budget, method=method, finetune_steps=finetune_steps, task=task, batch_size=batch_size,
+    options = dict(net=net, trust_code=trust_code, budget=budget, method=method, finetune_steps=finetune_steps, task=task,
+                   batch_size=batch_size,
                    patch_size=patch_size, lr=lr, eval_count=eval_count, eval_size=eval_size, curve=curve, baselines=baselines,
                    latency_size=latency_size, latency_repeats=latency_repeats, exclude=exclude, seed=seed, resume=resume,
                    progress=progress and rank == 0)
@@ -177,7 +183,8 @@ def compress_checkpoint(
             remove_if_empty(out, created)
 
 
-def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int, began: float, budget: Budget, method: str,
+def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int, began: float, net: str | None,
+              trust_code: bool, budget: Budget, method: str,
               finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
               eval_size: int, curve: Sequence[Budget], baselines: bool, latency_size: int, latency_repeats: int,
               exclude: Sequence[str], seed: int, resume: bool, progress: bool) -> str | None:
@@ -185,9 +192,10 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     from sparsesel.compress import run_folder
     from sparsesel.nets import zoo
 
-    teacher, info = zoo.load_net(checkpoint)
+    teacher, info = zoo.load_net(checkpoint, trust_code=trust_code, net=net)
     net = info["net"]
-    task = task or zoo.net_entry(net).tasks[0]
+    adapter = adapter_for(teacher)
+    task = task or adapter.tasks[0]
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
     settings = run_folder.run_settings(checkpoint, task=task, budget=budget.value, method=method, exclude=exclude, seed=seed,
@@ -209,6 +217,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     run_folder.enter_stage("analyze", progress)
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
                                                  processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1)
+    zoo.check_saveable(student, net=net, config=info["config"])  # a network no file could rebuild fails now, not after the work
     lap("analyze_and_plan")
     if world > 1:
         dist.barrier()
@@ -218,7 +227,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
         for name in ("uniform", "energy", "magnitude"):
             if name == method:
                 continue
-            if name == "magnitude" and net != "uhdformer":
+            if name == "magnitude" and adapter.channel_pruner is None:
                 # Torch-Pruning 1.6.1 needs minutes just to trace CSAttn/TSHRNet; run it on purpose
                 # with --method magnitude instead of stalling every compression
                 baseline_models[name] = (f"skipped for {net}: Torch-Pruning's dependency tracing takes minutes on this network; "
@@ -296,7 +305,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     if report["plan"] is None:  # magnitude: no factorization plan
         report["plan"] = {"layers": []}
     run_folder.enter_stage("write", progress)
-    save_compressed(student, out / "compressed.pt", net=net, meta={"compress_report": {k: report[k] for k in ("psnr_before", "psnr_after", "params_before", "params_after")}}, force=True)
+    save_compressed(student, out / "compressed.pt", net=net, config=info["config"], meta={"compress_report": {k: report[k] for k in ("psnr_before", "psnr_after", "params_before", "params_after")}}, force=True)
     if the_plan is not None:
         the_plan.save(out / "plan.json", force=True)
     files = write_report(report, out, force=True)

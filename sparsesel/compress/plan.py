@@ -81,7 +81,7 @@ __all__ = [
 
 #: ``packing`` (the exact solver that fits, see :func:`packing_solver`) or a LayerAllocation solver's name.
 METHODS: tuple[str, ...] = ("packing", "uniform", "energy", "dp", "cp_sat", "greedy")
-COSTS: tuple[str, ...] = ("params", "macs")
+COSTS: tuple[str, ...] = ("params", "macs", "latency")
 PLAN_VERSION = 1
 #: Layers x (capacity + 1) up to which ``packing`` uses the dynamic program (2 bytes each), else CP-SAT.
 DP_CELLS = 100_000_000
@@ -141,8 +141,8 @@ class Plan:
     budget : float or int
         As requested: a fraction of the model's cost, or an absolute cost.
     budget_cost : int
-        The resolved cap, in the unit of ``cost``.
-    cost : {"params", "macs"}
+        The resolved cap, in the unit of ``cost`` (microseconds for ``latency``).
+    cost : {"params", "macs", "latency"}
     image_size : list of int or None
         ``[H, W]`` at which MACs are counted (``cost="macs"``).
     params_before, params_after : int
@@ -154,6 +154,12 @@ class Plan:
         ``{"name", "reason"}`` for the layers left untouched.
     solver : dict
         ``{"status", "objective", "wall_time", ...}`` of the allocation.
+    structured : list of dict
+        Channel groups kept narrower (``cost="latency"`` plans): ``{"module", "kind", "channels", "of"}``
+        (:mod:`sparsesel.compress.channel_pruning` kinds; applied by
+        :func:`sparsesel.compress.latency_plan.apply_latency_plan` before the factorizations).
+    latency : dict
+        How a latency plan was measured and what it predicts (``predicted_ms``, ``dense_ms``, sizes, threads).
     """
 
     method: str
@@ -169,6 +175,8 @@ class Plan:
     skipped: list[dict] = field(default_factory=list)
     solver: dict = field(default_factory=dict)
     version: int = PLAN_VERSION
+    structured: list = field(default_factory=list)
+    latency: dict = field(default_factory=dict)
 
     # -- serialisation ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +189,7 @@ class Plan:
         if not isinstance(data, dict):
             raise TypeError(f"a plan must be a dict, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names - set(data) if n not in ("skipped", "solver", "version"))
+        missing = sorted(n for n in names - set(data) if n not in ("skipped", "solver", "version", "structured", "latency"))
         unknown = sorted(set(data) - names)
         if missing or unknown:
             raise ValueError(f"plan fields: missing {missing}, unknown {unknown}")
@@ -234,6 +242,8 @@ class Plan:
         lines = [f"plan ({self.method}, cost={self.cost}): params {self.params_before} -> {self.params_after} "
                  f"({self.params_after / max(self.params_before, 1):.3f}); cost {self.cost_before} -> {self.cost_after} "
                  f"(budget {self.budget_cost})"]
+        for entry in self.structured:
+            lines.append(f"  {(entry['module'] or '<net>') + ':' + entry['kind']:40s} channels {entry['of']} -> {entry['channels']}")
         for layer in self.layers:
             ranks = "dense" if layer.ranks is None else f"{layer.factorization} {layer.ranks}"
             lines.append(f"  {layer.name:40s} {str(layer.shape):22s} {ranks:22s} {layer.dense_params:>8d} -> {layer.params:>8d}  err {layer.error:.4f}")
@@ -457,7 +467,7 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
     """
     import copy
 
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
     from sparsesel.compress.factorized import factorize
 
     work = copy.deepcopy(model).eval()
@@ -473,9 +483,9 @@ def output_distortions(model: nn.Module, layers: list["LayerAnalysis"], calibrat
             points = {0.0: 0.0}
             for j in sorted({cheapest, middle}):
                 factorization, ranks = layer.options[j]
-                _set_submodule(work, layer.name, factorize(original, factorization, ranks))
+                set_submodule(work, layer.name, factorize(original, factorization, ranks))
                 points[float(layer.errors[j])] = float(((network_output(work, calibration) - reference) ** 2).mean())
-            _set_submodule(work, layer.name, original)
+            set_submodule(work, layer.name, original)
             xs = np.array(sorted(points))
             ys = np.maximum.accumulate(np.array([points[x] for x in xs]))  # damage never decreases with error
             values = np.interp(layer.errors, xs, ys)
@@ -564,7 +574,7 @@ def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, ca
     """Mean squared output change on ``calibration`` when ``layers`` take ``options`` (a copy is edited)."""
     import copy
 
-    from sparsesel.compress.apply import _set_submodule
+    from sparsesel.compress.apply import set_submodule
     from sparsesel.compress.factorized import factorize
 
     work = copy.deepcopy(model).eval()
@@ -572,7 +582,7 @@ def calibration_mse(model: nn.Module, layers: list["LayerAnalysis"], options, ca
         reference = network_output(work, calibration)
         for layer, (factorization, ranks) in zip(layers, options):
             if factorization != "dense":
-                _set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
+                set_submodule(work, layer.name, factorize(work.get_submodule(layer.name), factorization, ranks))
         return float(((network_output(work, calibration) - reference) ** 2).mean())
 
 
@@ -611,8 +621,9 @@ def analyze(
     skipped : list of dict
         ``{"name", "reason"}`` for every Conv2d/Linear/other weight layer left untouched.
     """
-    if cost not in COSTS:
-        raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    if cost not in ("params", "macs"):
+        raise ValueError(f"analyze() counts cost 'params' or 'macs', got {cost!r}"
+                         + ("; latency is measured by sparsesel.compress.latency_plan.analyze_latency" if cost == "latency" else ""))
     with threadpool_limits(1):  # small SVDs: BLAS threads only contend
         return _analyze(model, exclude=exclude, cost=cost, image_size=image_size, calibration=calibration,
                         budget=budget, processes=processes)
@@ -866,7 +877,8 @@ def plan(
     time_limit: float = 60.0,
     seed: int = 0,
     calibration: torch.Tensor | None = None,
-    analysis: tuple[list[LayerAnalysis], list[dict]] | None = None,
+    analysis: tuple[list[LayerAnalysis], list[dict]] | Any | None = None,
+    threads: int = 1,
 ) -> Plan:
     """Plan the compression of ``model`` (not modified) under a global budget.
 
@@ -887,10 +899,15 @@ def plan(
         rank fraction in every layer), ``energy`` (the same kept spectral-energy fraction in
         every unfolding), each at the largest fraction that fits, ``greedy`` (convex-hull
         greedy), or an exact solver forced. ``Plan.solver["name"]`` names the solver used.
-    cost : {"params", "macs"}, optional
+    cost : {"params", "macs", "latency"}, optional
         The unit of the budget; default: the unit of a :class:`~sparsesel.budget.Budget`, else ``"params"``.
+        ``latency``: the budget is a fraction of the network's *measured* latency at ``image_size``
+        with ``threads`` (or milliseconds); channel groups (trunk widths, hidden widths, heads,
+        matching candidates) and the factorizations that save time are the options, each timed in
+        place (:mod:`sparsesel.compress.latency_plan`; UHDformer; ``method="packing"``). Apply the
+        plan with :func:`sparsesel.compress.latency_plan.apply_latency_plan`.
     image_size : (H, W), optional
-        Needed for ``cost="macs"``.
+        Needed for ``cost="macs"`` and ``cost="latency"``.
     exclude : sequence of str
         Names or ``fnmatch`` patterns of layers to leave untouched.
     time_limit : float
@@ -900,7 +917,10 @@ def plan(
     calibration : torch.Tensor, shape (B, 3, H, W), optional
         Inputs to predict each option's output damage (see :func:`analyze`).
     analysis : optional
-        The output of :func:`analyze` for this model (reused across budgets).
+        The output of :func:`analyze` for this model (reused across budgets); for ``cost="latency"``
+        a :class:`~sparsesel.compress.latency_plan.LatencyAnalysis`.
+    threads : int
+        Torch threads the latency is measured with (``cost="latency"``).
 
     Returns
     -------
@@ -920,6 +940,15 @@ def plan(
         cost = budget.unit if isinstance(budget, Budget) else "params"
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
+    if cost == "latency":
+        from sparsesel.compress.latency_plan import plan_latency
+
+        if method != "packing":
+            raise ValueError(f"cost='latency' plans with method='packing' only, got {method!r}")
+        if image_size is None:
+            raise ValueError("cost='latency' needs image_size=(H, W)")
+        return plan_latency(model, Budget.coerce(budget, cost), image_size=image_size, threads=threads, calibration=calibration,
+                            analysis=analysis, exclude=exclude)
     budget = Budget.coerce(budget, cost)
     began = time.perf_counter()
     layers, skipped = analysis if analysis is not None else analyze(

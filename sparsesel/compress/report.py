@@ -21,22 +21,18 @@ from torch import nn
 
 from sparsesel.atomic import write_atomic, write_text_atomic
 from sparsesel.compress.apply import count_params
-from sparsesel.compress.network_io import example_input, network_input, network_output
+from sparsesel.compress.network_io import example_input, network_output
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
+from sparsesel.nets.adapter import adapter_for
 
 __all__ = ["evaluate_quality", "latency_ms", "measure", "write_report"]
 
 
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    restore = getattr(model, "restore", None)
+def _predict(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The network's image for ``batch``, any size (its adapter's ``restore``), clamped to [0, 1]."""
     with torch.inference_mode():
-        if callable(restore) and x.shape[1] == 3:  # pads to the network's multiple
-            out = restore(x)
-            if isinstance(out, dict):
-                out = out[model.final_output]
-            return out.clamp(0, 1)
-        return network_output(model, x).clamp(0, 1)
+        return adapter_for(model).restore(model, batch).clamp(0, 1)
 
 
 def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset, batch_size: int = 8) -> dict[str, float]:
@@ -51,7 +47,7 @@ def evaluate_quality(model: nn.Module, dataset: PairedPatchDataset, batch_size: 
     psnrs, ssims = [], []
     for start in range(0, len(dataset), batch_size):
         batch = dataset.batch(list(range(start, min(start + batch_size, len(dataset)))))
-        outputs = _predict(model, network_input(model, batch)).permute(0, 2, 3, 1).numpy()
+        outputs = _predict(model, batch).permute(0, 2, 3, 1).numpy()
         targets = batch["target"].permute(0, 2, 3, 1).numpy()
         for out, target in zip(outputs, targets):
             psnrs.append(metrics.psnr(out, target))

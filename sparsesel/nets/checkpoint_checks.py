@@ -40,6 +40,7 @@ from torch import nn
 __all__ = [
     "WEIGHT_LIMIT",
     "build_checked",
+    "check_on_meta",
     "check_weight_values",
     "finite_or_explain",
     "read_checkpoint_file",
@@ -370,7 +371,7 @@ def check_weight_values(
             )
 
 
-def build_checked(
+def check_on_meta(
     build: Callable[[], nn.Module],
     state: Mapping[str, torch.Tensor],
     *,
@@ -379,13 +380,11 @@ def build_checked(
     show: Callable[[str], str] = str,
     network: str = "the network",
 ) -> nn.Module:
-    """Build the network ``build()`` makes and load ``state`` into it, checking everything first.
+    """The network ``build()`` makes, built on the ``meta`` device and checked against ``state``.
 
-    ``build`` runs once on the ``meta`` device (no memory; stopped when it registers more than
-    about twice the stored tensors); its parameters and buffers are compared with ``state``
-    (names, shapes, kinds of dtype) and the values of ``state`` are checked
-    (:func:`check_weight_values`). Only if all agree is ``build`` run again for real and
-    ``state`` loaded strictly.
+    ``build`` runs on the ``meta`` device (no memory; stopped when it registers more than about
+    twice the stored tensors); its parameters and buffers are compared with ``state`` (names,
+    shapes, kinds of dtype) and the values of ``state`` are checked (:func:`check_weight_values`).
 
     Parameters
     ----------
@@ -406,7 +405,7 @@ def build_checked(
     Returns
     -------
     torch.nn.Module
-        On the CPU, with ``state`` loaded (training mode as built; callers set eval mode).
+        On the ``meta`` device.
 
     Raises
     ------
@@ -426,6 +425,34 @@ def build_checked(
             f"{name} does not fit {network}: {hint}" + "; ".join(problems) + f" (configuration: {_settings_text(settings)})"
         )
     check_weight_values(state, expected, name, show)
+    return meta
+
+
+def build_checked(
+    build: Callable[[], nn.Module],
+    state: Mapping[str, torch.Tensor],
+    *,
+    name: str,
+    settings: Mapping[str, Any],
+    show: Callable[[str], str] = str,
+    network: str = "the network",
+) -> nn.Module:
+    """Build the network ``build()`` makes and load ``state`` into it, checking everything first.
+
+    :func:`check_on_meta` first (no memory); only if the network and ``state`` agree is the
+    network made real and ``state`` loaded strictly. The parameters are those of :func:`check_on_meta`.
+
+    Returns
+    -------
+    torch.nn.Module
+        On the CPU, with ``state`` loaded (training mode as built; callers set eval mode).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the keys or shapes that disagree and the suspected configuration fields.
+    """
+    meta = check_on_meta(build, state, name=name, settings=settings, show=show, network=network)
     model = _materialize(meta, state) or build()
     try:
         model.load_state_dict(dict(state), strict=True)

@@ -8,18 +8,14 @@ the offending keys.
 
 Layouts
 -------
-``sparsesel`` (ours, written by :func:`save_checkpoint`)::
+``sparsesel`` (:func:`save_checkpoint`): the one format of every network,
+``{"format": "sparsesel.network", ...}`` (see :mod:`sparsesel.nets.zoo`). Files written by earlier
+versions in UHDformer's own format are still read::
 
     {"format": "sparsesel.uhdformer", "version": 1,
      "config": {...UHDformerConfig fields...},
      "structure": [{"kind": str, "args": {...}}, ...],   # structural edits, replayed in order
-     "meta": {...},                                      # free, plain values (training info, ...)
-     "state_dict": {our parameter names: tensors}}
-
-``structure`` records changes made to the network after it was built from
-``config`` (for instance by compression, which registers its edit kinds with
-:func:`register_structure_op`); loading rebuilds the network from ``config``,
-replays the edits, then loads ``state_dict`` strictly.
+     "meta": {...}, "state_dict": {our parameter names: tensors}}
 
 ``official`` (the UHDformer release, BasicSR): ``{"params": state_dict}``
 (``params_ema`` is accepted too) or a plain state dict, with keys of the official
@@ -30,7 +26,6 @@ module names, optionally prefixed by ``restoration_network.`` (and
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 import re
@@ -41,7 +36,9 @@ from typing import Any
 import torch
 
 from sparsesel.atomic import write_atomic
+from sparsesel.nets import zoo
 from sparsesel.nets.checkpoint_checks import build_checked, read_checkpoint_file
+from sparsesel.nets.edits import checked_edits, register_edit_kind, replay_edits
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
 
 __all__ = [
@@ -54,10 +51,11 @@ __all__ = [
     "official_to_ours",
     "ours_to_official",
     "register_structure_op",
-    "apply_structure",
 ]
 
 FORMAT_VERSION = 1
+#: UHDformer's own format, written by earlier versions
+LEGACY_FORMAT = "sparsesel.uhdformer"
 OFFICIAL_PREFIX = "restoration_network."
 
 # ---------------------------------------------------------------------------
@@ -80,28 +78,6 @@ def load_checkpoint(path: str | os.PathLike) -> Any:
     return read_checkpoint_file(path)
 
 
-def _check_plain(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{where} keys must be strings, got {key!r}")
-            _check_plain(item, f"{where}[{key!r}]")
-        return
-    raise TypeError(f"{where} must hold only None, bool, int, float, str, lists and dicts; got {type(value).__name__}")
-
-
-def _atomic_save(obj: Any, path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    write_atomic(path, lambda stream: torch.save(obj, stream), force=overwrite)
-
-
 def save_checkpoint(
     model: torch.nn.Module,
     path: str | os.PathLike,
@@ -115,11 +91,10 @@ def save_checkpoint(
     Parameters
     ----------
     model : torch.nn.Module
-        A network with a ``config`` (having ``to_dict``) and a
-        ``checkpoint_format`` class attribute, e.g. :class:`UHDformer`.
+        A network (``layout="sparsesel"``: any network :func:`sparsesel.nets.zoo.save_net` writes).
     path : path-like
     layout : {"sparsesel", "official"}
-        ``"sparsesel"``: our self-describing format (see the module docstring).
+        ``"sparsesel"``: the one format of every network (:mod:`sparsesel.nets.zoo`).
         ``"official"``: ``{"params": {"restoration_network.<official name>": tensor}}``
         as the UHDformer release (UHDformer only, no structural edits).
     meta : mapping, optional
@@ -132,33 +107,19 @@ def save_checkpoint(
     pathlib.Path
     """
     path = Path(path)
-    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
-    if layout == "official":
-        if not isinstance(model, UHDformer):
-            raise ValueError(f"layout='official' exists only for UHDformer, not {type(model).__name__}")
-        if model.structure:
-            raise ValueError("a network with structural edits cannot be written in the official layout; use layout='sparsesel'")
-        obj: Any = {"params": {OFFICIAL_PREFIX + k: v for k, v in ours_to_official(state).items()}}
-    elif layout == "sparsesel":
-        fmt = getattr(type(model), "checkpoint_format", None)
-        config = getattr(model, "config", None)
-        if fmt is None or config is None or not hasattr(config, "to_dict"):
-            raise TypeError(f"{type(model).__name__} has no checkpoint_format/config; cannot write the sparsesel layout")
-        meta = dict(meta or {})
-        _check_plain(meta, "meta")
-        structure = [dict(op) for op in getattr(model, "structure", [])]
-        _check_plain(structure, "model.structure")
-        obj = {
-            "format": fmt,
-            "version": FORMAT_VERSION,
-            "config": config.to_dict(),
-            "structure": structure,
-            "meta": meta,
-            "state_dict": state,
-        }
-    else:
+    if layout == "sparsesel":
+        return zoo.save_net(model, path, meta=meta, force=overwrite)
+    if layout != "official":
         raise ValueError(f"layout must be 'sparsesel' or 'official', got {layout!r}")
-    _atomic_save(obj, path, overwrite)
+    if not isinstance(model, UHDformer):
+        raise ValueError(f"layout='official' exists only for UHDformer, not {type(model).__name__}")
+    if model.structure:
+        raise ValueError("a network with structural edits cannot be written in the official layout; use layout='sparsesel'")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    official = {"params": {OFFICIAL_PREFIX + k: v for k, v in ours_to_official(state).items()}}
+    write_atomic(path, lambda stream: torch.save(official, stream), force=overwrite)
     return path
 
 
@@ -166,55 +127,10 @@ def save_checkpoint(
 # structural edits
 # ---------------------------------------------------------------------------
 
-_STRUCTURE_OPS: dict[str, Callable[..., None]] = {}
-#: the module that registers each edit kind of this package, imported when a file uses the kind
-EDIT_MODULES = {
-    "sparsesel.compress.factorize": "sparsesel.compress.apply",
-    "sparsesel.compress.prune_channels": "sparsesel.compress.channel_pruning",
-    "sparsesel.blocks.pack": "sparsesel.block_layers",
-}
-
-
 def register_structure_op(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Register a replayable structural edit ``fn(model, **args)`` under ``kind``.
-
-    A module that changes a network's structure (e.g. replaces a convolution
-    by a factorised one) registers the edit here and appends
-    ``{"kind": kind, "args": {...plain values...}}`` to ``model.structure``;
-    :func:`load_uhdformer` replays the edits before loading the weights.
-    """
-
-    def decorator(fn: Callable[..., None]) -> Callable[..., None]:
-        if kind in _STRUCTURE_OPS and _STRUCTURE_OPS[kind] is not fn:
-            raise ValueError(f"structural edit {kind!r} is already registered")
-        _STRUCTURE_OPS[kind] = fn
-        return fn
-
-    return decorator
-
-
-def apply_structure(model: torch.nn.Module, ops: Any, name: str) -> None:
-    """Replay the structural edits ``ops`` (``[{"kind", "args"}, ...]``, read from file ``name``) on ``model``.
-
-    Each edit is appended to ``model.structure`` (created when the network has none).
-    """
-    if not isinstance(getattr(model, "structure", None), list):
-        model.structure = []
-    if not isinstance(ops, list):
-        raise ValueError(f"{name}: 'structure' must be a list of edits, got {type(ops).__name__}")
-    for i, op in enumerate(ops):
-        if not isinstance(op, dict) or not isinstance(op.get("kind"), str) or not isinstance(op.get("args", {}), dict):
-            raise ValueError(f"{name}: structure[{i}] must be a dict with a str 'kind' and a dict 'args', got {op!r}")
-        if op["kind"] not in _STRUCTURE_OPS and op["kind"] in EDIT_MODULES:
-            importlib.import_module(EDIT_MODULES[op["kind"]])
-        fn = _STRUCTURE_OPS.get(op["kind"])
-        if fn is None:
-            raise ValueError(
-                f"{name}: unknown structural edit {op['kind']!r} (structure[{i}]); registered: {sorted(_STRUCTURE_OPS)} "
-                "(import the module that defines it first)"
-            )
-        fn(model, **op.get("args", {}))
-        model.structure.append(op)
+    """Register a replayable structural edit ``fn(model, **args)`` under ``kind``
+    (:func:`sparsesel.nets.edits.register_edit_kind`; the bundled kinds need no registration)."""
+    return register_edit_kind(kind)
 
 
 # ---------------------------------------------------------------------------
@@ -428,15 +344,21 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
         raise ValueError(f"{name}: expected a dict of tensors, got {type(obj).__name__}")
     structure: list[Any] = []
     config: UHDformerConfig | None = None
+    if obj.get("format") in (zoo.FORMAT, *zoo.LEGACY_FORMATS) and obj.get("format") != LEGACY_FORMAT:
+        model, info = zoo.read_network(obj, name)
+        if not isinstance(model, UHDformer):
+            raise ValueError(f"{name} holds a {info['net']} network, not a UHDformer")
+        return model
     if "format" in obj:
-        if obj["format"] != UHDformer.checkpoint_format:
-            raise ValueError(f"{name} is a {obj['format']!r} checkpoint, not {UHDformer.checkpoint_format!r}")
+        if obj["format"] != LEGACY_FORMAT:
+            raise ValueError(f"{name} is a {obj['format']!r} checkpoint, not one this code reads "
+                             f"({', '.join((zoo.FORMAT, *zoo.LEGACY_FORMATS))})")
         version = obj.get("version")
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-            raise ValueError(f"{name}: unsupported {UHDformer.checkpoint_format} version {version!r} (this code reads 1..{FORMAT_VERSION})")
+            raise ValueError(f"{name}: unsupported {LEGACY_FORMAT} version {version!r} (this code reads 1..{FORMAT_VERSION})")
         for field in ("config", "state_dict"):
             if field not in obj:
-                raise ValueError(f"{name}: missing field {field!r} of the {UHDformer.checkpoint_format} format")
+                raise ValueError(f"{name}: missing field {field!r} of the {LEGACY_FORMAT} format")
         try:
             config = UHDformerConfig.from_dict(obj["config"])
         except (TypeError, ValueError) as exc:
@@ -470,12 +392,11 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
             raise ValueError(f"{name}: cannot infer the UHDformer configuration from its tensors: {exc}") from None
         except ValueError as exc:
             raise ValueError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
-    if not isinstance(structure, list):
-        raise ValueError(f"{name}: 'structure' must be a list of edits, got {type(structure).__name__}")
+    structure = checked_edits(structure, name, field="structure")
 
     def build() -> UHDformer:
         model = UHDformer(config)
-        apply_structure(model, structure, name)
+        replay_edits(model, structure, name)
         return model
 
     show = (lambda k: _map_key(k, "official") or k) if official else str  # noqa: E731
@@ -492,7 +413,7 @@ def load_uhdformer(path: str | os.PathLike) -> UHDformer:
     path : path-like
         ``.pth``/``.pt`` file: ``{"params": state_dict}`` (official), a plain state
         dict (official or our names, optionally prefixed ``restoration_network.``),
-        or our format (:func:`save_checkpoint`).
+        or our format (:func:`save_checkpoint`, any version).
 
     Returns
     -------

@@ -218,12 +218,6 @@ class Harmonizer(nn.Module):
     losses. :meth:`restore` harmonizes a whole image of any size.
     """
 
-    #: read by :mod:`sparsesel.compress`: the result entry of ``forward``'s dict, the extra mask
-    #: input, and the layers that inference does not use (left out of compression plans)
-    final_output = "image"
-    takes_mask = True
-    compress_exclude = ("discriminator.*",)
-
     def __init__(self, config: HarmonizerConfig | None = None) -> None:
         super().__init__()
         config = HarmonizerConfig() if config is None else config

@@ -241,9 +241,6 @@ class TSHRNet(nn.Module):
     back with ``x · 0.5 + 0.5``.
     """
 
-    #: the entry of ``forward``'s dict that is the network's result (read by :mod:`sparsesel.compress`)
-    final_output = "diffuse_tc"
-
     def __init__(self, config: TSHRNetConfig | None = None) -> None:
         super().__init__()
         config = TSHRNetConfig() if config is None else config

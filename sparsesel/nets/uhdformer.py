@@ -68,7 +68,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -456,8 +456,9 @@ class CMTAttention(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor, pooled: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        batch, channels, height, width = x.shape
+        batch, _, height, width = x.shape
         q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        channels = v.shape[1]  # the attention's inner width (the trunk's unless heads were pruned)
         if self.match is not None:
             q = self.match(q, *pooled)
         shape = (batch, self.num_heads, channels // self.num_heads, height * width)
@@ -578,6 +579,17 @@ def _unit_interval(image: np.ndarray) -> np.ndarray:
     raise TypeError(f"restore expects a float, unsigned-integer or boolean numpy image, got dtype {image.dtype}")
 
 
+def _out_channels(module: nn.Module) -> int:
+    """Output channels of a convolution or its replacement (factorized, channel-pruned, wrapped)."""
+    for attribute in ("out_channels", "out_features"):
+        if isinstance(getattr(module, attribute, None), int):
+            return int(getattr(module, attribute))
+    inner = getattr(module, "conv", None)
+    if isinstance(inner, nn.Module):
+        return _out_channels(inner)
+    raise TypeError(f"cannot tell the output channels of a {type(module).__name__}")
+
+
 def _tiles(height: int, width: int, step: int) -> list[tuple[int, int, int, int]]:
     return [
         (r0, min(r0 + step, height), c0, min(c0 + step, width))
@@ -608,11 +620,9 @@ class UHDformer(nn.Module):
         3x3 convolutions need; small tiles keep the temporaries in cache and bound
         the memory.  It does not change the result.
     structure : list of dict
-        Structural edits applied after construction (e.g. by compression), saved
-        with the checkpoint and replayed on load; empty for the plain network.
+        The edit log (:mod:`sparsesel.nets.edits`): structural edits applied after construction
+        (e.g. by compression), saved with the checkpoint and replayed on load; empty for the plain network.
     """
-
-    checkpoint_format: ClassVar[str] = "sparsesel.uhdformer"
 
     def __init__(self, config: UHDformerConfig | None = None) -> None:
         super().__init__()
@@ -641,6 +651,19 @@ class UHDformer(nn.Module):
     def size_multiple(self) -> int:
         """Input heights and widths must be multiples of this (the scale factor)."""
         return self.config.scale_factor
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """The channel widths of the network's residual spaces, as built or as pruned.
+
+        ``encoder``: the full-resolution encoder (stem, shallow/middle/deep; the perception map
+        has ``3 * encoder`` channels); ``lowres``: the low-resolution trunk of the CMT groups;
+        ``upsampled``: the up-sampled branch entering the fusion; ``tail``: the fusion output,
+        the tail blocks and the head's input.  All equal ``config.width`` in the plain network.
+        """
+        s = self.config.scale_factor
+        return {"encoder": _out_channels(self.stem), "lowres": _out_channels(self.down),
+                "upsampled": _out_channels(self.up) // (s * s), "tail": _out_channels(self.fusion)}
 
     def _matchers(self) -> list[tuple[DualCMT, ChannelLayerNorm]]:
         return [(m, unit.norm_acm) for group in self.groups for unit in group.units for m in unit.matchers()]
@@ -706,8 +729,7 @@ class UHDformer(nn.Module):
         The reductions run one DualCMT at a time (each ``(B, H, W, C)`` map is pooled and freed),
         so the peak memory is that of the ``3C``-channel perception map, not of all reductions.
         """
-        cfg = self.config
-        c, s = cfg.width, cfg.scale_factor
+        c, s = self.widths["encoder"], self.config.scale_factor
         e = self.stem(x)
         f1 = self.shallow(e)
         f2 = self.middle(f1)
@@ -736,12 +758,13 @@ class UHDformer(nn.Module):
 
     def _tail_whole(self, x: torch.Tensor, deep: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         """:meth:`_tail` on the whole image, with tensor operations only (see :attr:`single_pass`)."""
-        c, s = self.config.width, self.config.scale_factor
+        widths, s = self.widths, self.config.scale_factor
+        u = widths["upsampled"]
         up = F.pixel_shuffle(self.up(low), s)
-        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
+        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, u + widths["encoder"], x)
         if fusion_map is not None:
             fusion_w, fusion_b = fusion_map
-            f = pointwise_conv(up, fusion_w[:, :c]) + pointwise_conv(deep, fusion_w[:, c:], fusion_b)
+            f = pointwise_conv(up, fusion_w[:, :u]) + pointwise_conv(deep, fusion_w[:, u:], fusion_b)
         else:
             f = self.fusion(torch.cat([up, deep], dim=1))
         for block in self.tail:
@@ -760,8 +783,7 @@ class UHDformer(nn.Module):
         ``reduce`` module (factorized, hooked) is called on each tile's
         normalised perception map and its output pooled.
         """
-        cfg = self.config
-        c, s = cfg.width, cfg.scale_factor
+        c, s = self.widths["encoder"], self.config.scale_factor
         batch, _, height, width = x.shape
         matchers = self._matchers()
         maps = [pointwise_affine_map(matcher.reduce, nn.Conv2d, 3 * c, x) for matcher, _ in matchers]
@@ -771,7 +793,7 @@ class UHDformer(nn.Module):
         halo = 5 if use_perception else 4  # 3x3 convs between the input and the ACM output
         factory = dict(dtype=x.dtype, device=x.device)
         deep_all = torch.empty(batch, c, height, width, **factory).contiguous(memory_format=torch.channels_last)
-        low = torch.empty(batch, c, height // s, width // s, **factory)
+        low = torch.empty(batch, self.widths["lowres"], height // s, width // s, **factory)
         grad = torch.is_grad_enabled()
         if fused:
             fused_w, fused_b = self._fused_reduction([(maps[i], matchers[i][1]) for i in fused])
@@ -865,10 +887,11 @@ class UHDformer(nn.Module):
         called; a ``fusion`` that is not known to be affine is called on the
         concatenation ``[up, deep]``.
         """
-        c, s = self.config.width, self.config.scale_factor
+        widths, s = self.widths, self.config.scale_factor
+        c, lowres = widths["upsampled"], widths["lowres"]
         batch, _, height, width = x.shape
         low_h, low_w = low.shape[2:]
-        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, 2 * c, x)
+        fusion_map = pointwise_affine_map(self.fusion, nn.Conv2d, c + widths["encoder"], x)
         fold = fusion_map is not None and is_plain_layer(self.up, nn.Conv2d)
         split = output_affine_split(self.up) if fusion_map is not None and not fold else None
         if fusion_map is not None:
@@ -876,8 +899,8 @@ class UHDformer(nn.Module):
             up_fusion_w, deep_w = fusion_w[:, :c], fusion_w[:, c:]
         if fold:
             # pixel_shuffle(conv(y, W')) == fusion_up(pixel_shuffle(conv(y, W)))
-            up_w = self.up.weight.view(c, s * s, c, 3, 3)
-            up_w = torch.einsum("dc,ckixy->dkixy", up_fusion_w, up_w).reshape(fusion_w.shape[0] * s * s, c, 3, 3)
+            up_w = self.up.weight.view(c, s * s, lowres, 3, 3)
+            up_w = torch.einsum("dc,ckixy->dkixy", up_fusion_w, up_w).reshape(fusion_w.shape[0] * s * s, lowres, 3, 3)
         elif split is not None:
             # a factorized up ending in a 1x1 factor: the fusion's half folded into that factor
             up_head, last_w, last_b = split

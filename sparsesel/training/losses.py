@@ -1,6 +1,8 @@
-"""Losses and per-network training recipes.
+"""Losses and the training recipe value objects (each network's recipe comes from its adapter).
 
-A :class:`TrainingRecipe` (see :func:`training_recipe`) is a value object: its
+A :class:`TrainingRecipe` (each network's adapter gives its own,
+:meth:`sparsesel.nets.adapter.NetworkAdapter.training_recipe`; :func:`training_recipe` looks it
+up by name) is a value object: its
 :class:`TrainingStep` list (each step owns a set of parameters, with one optimizer and one
 learning-rate schedule each, and computes a loss on a batch; plain restoration networks have one
 step, the GAN a generator and a discriminator step), the :class:`OptimizerRecipe` every step
@@ -23,12 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsesel.nets.layers import reflect_pad_to_multiple
+if TYPE_CHECKING:
+    from sparsesel.nets.adapter import NetworkAdapter
 
 __all__ = [
     "OPTIMIZERS",
@@ -38,8 +42,11 @@ __all__ = [
     "TrainingStep",
     "fft_l1_loss",
     "l1_fft_loss",
+    "multiscale_loss",
+    "multiscale_recipe",
     "predict",
     "recipe",
+    "restoration_recipe",
     "training_recipe",
 ]
 
@@ -82,12 +89,9 @@ class TrainingStep:
     loss: Callable[[nn.Module, dict, dict], dict]
 
 
-def _restoration_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
-    out = model(batch["input"])
-    return {"loss": l1_fft_loss(out, batch["target"])}
-
-
-def _multiscale_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
+def multiscale_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
+    """CSAttn's loss: ``L1 + 0.1·FFT-L1`` at every output scale of ``model.forward_multiscale`` (the target
+    resized bilinearly to each)."""
     outputs = model.forward_multiscale(batch["input"])
     target = batch["target"]
     total = l1_fft_loss(outputs[0], target)
@@ -95,30 +99,6 @@ def _multiscale_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
         scaled = F.interpolate(target, size=out.shape[-2:], mode="bilinear", align_corners=False)
         total = total + l1_fft_loss(out, scaled)
     return {"loss": total}
-
-
-def _tshrnet_loss(model: nn.Module, batch: dict, cache: dict) -> dict:
-    from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS, TSHRNET_MIX_LOSS_WEIGHTS, tshrnet_loss_terms
-
-    config = model.config
-    terms = tshrnet_loss_terms(model(batch["input"]), batch, value_space=config.value_space, stage_one=config.stage_one)
-    weights = TSHRNET_MIX_LOSS_WEIGHTS if config.stage_one == "direct" else TSHRNET_LOSS_WEIGHTS
-    total = sum(weights[name] * value for name, value in terms.items())
-    return {"loss": total, **terms}
-
-
-def _generator_step(model: nn.Module, batch: dict, cache: dict) -> dict:
-    from sparsesel.nets.harmonization import generator_loss
-
-    outputs = model(batch["input"], batch["mask"])
-    cache["fake"] = outputs["image"]
-    return generator_loss(model, outputs, batch)
-
-
-def _discriminator_step(model: nn.Module, batch: dict, cache: dict) -> dict:
-    from sparsesel.nets.harmonization import discriminator_loss
-
-    return {"loss": discriminator_loss(model, cache["fake"], batch)}
 
 
 @dataclass(frozen=True)
@@ -189,32 +169,30 @@ def _everything(model: nn.Module) -> Iterable[nn.Parameter]:
     return model.parameters()
 
 
-def training_recipe(net: str) -> TrainingRecipe:
-    """The :class:`TrainingRecipe` of network ``net`` (see :mod:`sparsesel.nets.zoo` and the module table)."""
-    if net == "uhdformer":
-        return TrainingRecipe((TrainingStep("main", _everything, _restoration_loss),), UHDFORMER_OPTIMIZER,
-                              MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), "UHDformer (AAAI 2024) official options")
-    if net == "csattn":
-        return TrainingRecipe((TrainingStep("main", _everything, _multiscale_loss),), UHDFORMER_OPTIMIZER,
-                              MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), "UHDformer's recipe at every output scale")
-    if net == "tshrnet":
-        from sparsesel.nets.tshrnet import TSHRNET_LOSS_WEIGHTS
+def restoration_recipe(adapter: NetworkAdapter, *, source: str) -> TrainingRecipe:
+    """One step on every parameter: ``L1 + 0.1·FFT-L1`` of the adapter's output image against the target,
+    with UHDformer's optimizer (the recipe of UHDformer and of any network without its own)."""
 
-        return TrainingRecipe(
-            (TrainingStep("main", _everything, _tshrnet_loss),), TSHRNET_OPTIMIZER, MappingProxyType(dict(TSHRNET_LOSS_WEIGHTS)),
-            "fu123456/TSHRNet train_4_networks.py (official: batch 16 of 256x256 for 100 epochs); "
-            "stage_one='direct' networks use train_4_networks_mix.py's four MSEs (TSHRNET_MIX_LOSS_WEIGHTS)",
-        )
-    if net == "harmonizer":
-        return TrainingRecipe(
-            (
-                TrainingStep("generator", lambda model: model.generator.parameters(), _generator_step),
-                TrainingStep("discriminator", lambda model: model.discriminator.parameters(), _discriminator_step),
-            ),
-            UHDFORMER_OPTIMIZER,
-            source="sparsesel.nets.harmonization generator_loss / discriminator_loss with UHDformer's optimizer",
-        )
-    raise ValueError(f"no training recipe for network {net!r}")
+    def loss(model: nn.Module, batch: dict, cache: dict) -> dict:
+        out = adapter.output_image(model, adapter.network_input(batch))
+        return {"loss": l1_fft_loss(out, batch["target"])}
+
+    return TrainingRecipe((TrainingStep("main", _everything, loss),), UHDFORMER_OPTIMIZER,
+                          MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), source)
+
+
+def multiscale_recipe(*, source: str) -> TrainingRecipe:
+    """One step on every parameter: :func:`multiscale_loss` with UHDformer's optimizer (CSAttn's recipe)."""
+    return TrainingRecipe((TrainingStep("main", _everything, multiscale_loss),), UHDFORMER_OPTIMIZER,
+                          MappingProxyType({"l1": 1.0, "fft_l1": 0.1}), source)
+
+
+def training_recipe(net: str) -> TrainingRecipe:
+    """The :class:`TrainingRecipe` of network ``net`` (a built-in name or a factory), from its adapter
+    (:meth:`sparsesel.nets.adapter.NetworkAdapter.training_recipe`)."""
+    from sparsesel.nets.adapter import get_adapter
+
+    return get_adapter(net).training_recipe()
 
 
 def recipe(net: str) -> list[TrainingStep]:
@@ -224,17 +202,8 @@ def recipe(net: str) -> list[TrainingStep]:
 
 @torch.no_grad()
 def predict(net: str, model: nn.Module, batch: dict) -> torch.Tensor:
-    """The network's final image for ``batch["input"]`` (B, 3, H, W), any size (reflect-padded)."""
-    x = batch["input"]
-    if net == "uhdformer":
-        return model.restore(x)
-    multiple = int(getattr(model, "multiple", 1))
-    padded, (height, width) = reflect_pad_to_multiple(x, multiple)
-    if net == "harmonizer":
-        mask, _ = reflect_pad_to_multiple(batch["mask"], multiple)
-        out = model(padded, mask)["image"]
-    elif net == "tshrnet":
-        out = model(padded)["diffuse_tc"]
-    else:
-        out = model(padded)
-    return out[..., :height, :width]
+    """The network's final image for ``batch["input"]`` (B, 3, H, W), any size (its adapter's
+    :meth:`~sparsesel.nets.adapter.NetworkAdapter.restore`, without gradients)."""
+    from sparsesel.nets.adapter import get_adapter
+
+    return get_adapter(net).restore(model, batch)

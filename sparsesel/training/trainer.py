@@ -39,6 +39,7 @@ from sparsesel.atomic import write_text_atomic
 from sparsesel.data import metrics
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
+from sparsesel.nets.adapter import BuiltinAdapter, get_adapter
 from sparsesel.training import loop
 from sparsesel.training.loop import StateFile, Trainable
 from sparsesel.training.losses import OPTIMIZERS, SCHEDULES, OptimizerRecipe, predict, training_recipe
@@ -61,7 +62,8 @@ class TrainConfig:
     Attributes
     ----------
     net : str
-        A name of :func:`sparsesel.nets.zoo.net_names`.
+        A name of :func:`sparsesel.nets.zoo.net_names`, or a factory ``"package.module:function"``
+        (its module is imported: naming it is the opt-in to run its code).
     task : str
         One of the network's tasks (``lowlight``, ``haze``, ``blur``, ``specular``, ``harmonize``).
     preset : {"small", "paper"}
@@ -112,10 +114,10 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        entry = zoo.net_entry(self.net)
-        if self.task not in entry.tasks:
-            raise ValueError(f"task {self.task!r} is not one of {self.net}'s tasks {entry.tasks}")
-        defaults = training_recipe(self.net).optimizer
+        adapter = get_adapter(self.net)
+        if self.task not in adapter.tasks:
+            raise ValueError(f"task {self.task!r} is not one of {self.net}'s tasks {adapter.tasks}")
+        defaults = adapter.training_recipe().optimizer
         for name in _OPTIMIZER_FIELDS:
             if getattr(self, name) is None:
                 object.__setattr__(self, name, getattr(defaults, name))
@@ -127,10 +129,11 @@ class TrainConfig:
             raise ValueError(f"preset must be one of {zoo.PRESETS}, got {self.preset!r}")
         if not isinstance(self.net_options, dict):
             raise TypeError(f"net_options must be a dict, got {type(self.net_options).__name__}")
-        config_fields = {f.name for f in dataclasses.fields(entry.classes()[1])}
-        unknown = sorted(set(self.net_options) - config_fields)
-        if unknown:
-            raise ValueError(f"net_options {unknown} are not options of {self.net}; valid: {sorted(config_fields)}")
+        if isinstance(adapter, BuiltinAdapter):
+            config_fields = set(adapter.config_fields())
+            unknown = sorted(set(self.net_options) - config_fields)
+            if unknown:
+                raise ValueError(f"net_options {unknown} are not options of {self.net}; valid: {sorted(config_fields)}")
         for name, low in (("steps", 1), ("batch_size", 1), ("patch_size", 16), ("seed", 0), ("checkpoint_every", 1), ("eval_count", 0), ("eval_size", 16)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:

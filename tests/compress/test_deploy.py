@@ -254,15 +254,33 @@ def test_default_device_is_cuda_only_when_present(monkeypatch):
     assert resolve_device(None) == torch.device("cuda")
 
 
-def test_channel_pruned_upsampling_is_folded_and_equals_its_called_form():
-    """A pruned ``up`` (ScatterOutputConv) declares its scatter as an output split: the network folds the
-    fusion into it and never forms the zero channels; the result equals calling the layer (forced by a hook)."""
-    from sparsesel.compress.channel_pruning import ScatterOutputConv, magnitude_prune_uhdformer
+@pytest.mark.parametrize("form", ["plain", "scatter"])
+def test_channel_pruned_upsampling_is_folded_and_equals_its_called_form(form):
+    """A pruned ``up`` is a smaller plain conv (folded with the fusion as the original is); the form of
+    older files (ScatterOutputConv) declares its scatter as an output split, so the network folds the
+    fusion into it and never forms the zero channels.  Either equals calling the layer (forced by a hook)."""
+    from sparsesel.compress.channel_pruning import EDIT_KIND, ScatterOutputConv, magnitude_prune_uhdformer, replay_channel_pruning
 
     model = _randomized(SMALL, seed=12)
     params = sum(p.numel() for p in model.parameters())
-    pruned, info = magnitude_prune_uhdformer(model, int(0.6 * params))
-    assert isinstance(pruned.up, ScatterOutputConv) and info["groups"]["<net>:upsample"][0] < info["groups"]["<net>:upsample"][1]
+    pruned, info = magnitude_prune_uhdformer(model, int(0.8 * params), kinds=("upsample",))
+    kept, of = info["groups"]["<net>:upsample"]
+    assert kept < of and {"kind": EDIT_KIND, "args": {"kind": "upsample", "module": "", "channels": kept, "form": "plain"}} in pruned.structure
+    assert type(pruned.up) is torch.nn.Conv2d and pruned.widths["upsampled"] == kept
+    if form == "scatter":  # an edit as older files recorded it, with the pruned weights loaded into it
+        old = copy.deepcopy(model)
+        replay_channel_pruning(old, "upsample", "", kept)
+        assert isinstance(old.up, ScatterOutputConv) and old.widths["upsampled"] == of
+        with torch.no_grad():
+            old.up.conv.weight.copy_(pruned.up.weight)
+            old.fusion.conv.weight.copy_(pruned.fusion.weight)
+            old.fusion.conv.bias.copy_(pruned.fusion.bias)
+            old.up.index.copy_(pruned_index(model, pruned, kept))
+            old.fusion.index[:kept].copy_(old.up.index[:: old.up.conv.out_channels // kept] // (old.up.conv.out_channels // kept))
+        x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(13))
+        with torch.no_grad():
+            torch.testing.assert_close(old(x), pruned(x), rtol=1e-4, atol=1e-5)
+        pruned = old
     x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(13))
     pruned.tile_size = 8
     with torch.no_grad():
@@ -273,3 +291,11 @@ def test_channel_pruned_upsampling_is_folded_and_equals_its_called_form():
         finally:
             handle.remove()
     assert (folded - called).abs().max().item() <= 1e-5
+
+
+def pruned_index(model, pruned, kept: int) -> torch.Tensor:
+    """The rows of the original ``up`` that the pruned one kept (found by comparing weights)."""
+    area = model.up.out_channels // model.widths["upsampled"]
+    old_rows = model.up.weight.detach().flatten(1)
+    new_rows = pruned.up.weight.detach().flatten(1)
+    return torch.tensor([int((old_rows == row).all(dim=1).nonzero()[0]) for row in new_rows])

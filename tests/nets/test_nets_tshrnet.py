@@ -327,10 +327,10 @@ def test_official_checkpoint_errors(tmp_path):
 
 def test_files_saved_before_value_spaces_load_in_the_unit_space(tmp_path):
     model = _tiny("unit")
-    path = zoo.save_net(model, tmp_path / "old.pt", net="tshrnet")
-    payload = torch.load(path, weights_only=True)
-    del payload["config"]["value_space"]  # what save_net wrote before
-    torch.save(payload, path)
+    config = {key: value for key, value in model.config.to_dict().items() if key != "value_space"}
+    path = tmp_path / "old.pt"  # the "sparsesel.nets" format save_net wrote before value spaces (and before edits)
+    torch.save({"format": "sparsesel.nets", "version": 1, "net": "tshrnet", "config": config, "meta": {},
+                "params": model.state_dict()}, path)
     loaded, info = zoo.load_net(path)
     assert loaded.config.value_space == "unit" and info["config"]["value_space"] == "unit"
     image = torch.rand(1, 3, 16, 16)

@@ -376,10 +376,11 @@ def test_our_format_errors(tmp_path):
     with pytest.raises(FileExistsError):
         save_checkpoint(UHDformer(config), path)
     obj = torch.load(path, weights_only=True)
-    assert obj["format"] == "sparsesel.uhdformer" and obj["version"] == 1 and obj["config"] == config.to_dict()
+    assert obj["format"] == "sparsesel.network" and obj["version"] == 1 and obj["net"] == "uhdformer"
+    assert obj["config"] == config.to_dict() and obj["edits"] == []
 
     torch.save({**obj, "version": 99}, tmp_path / "future.pt")
-    with pytest.raises(ValueError, match="unsupported sparsesel.uhdformer version 99"):
+    with pytest.raises(ValueError, match="unsupported sparsesel.network version 99"):
         load_uhdformer(tmp_path / "future.pt")
     torch.save({**obj, "format": "sparsesel.csattn"}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="is a 'sparsesel.csattn' checkpoint"):
@@ -387,9 +388,34 @@ def test_our_format_errors(tmp_path):
     torch.save({**obj, "config": {**obj["config"], "width": 16}}, tmp_path / "lying.pt")
     with pytest.raises(ValueError, match=r"lying\.pt does not fit .*wrong shape"):
         load_uhdformer(tmp_path / "lying.pt")
-    torch.save({**obj, "structure": [{"kind": "no_such_edit", "args": {}}]}, tmp_path / "edit.pt")
+    torch.save({**obj, "edits": [{"kind": "no_such_edit", "args": {}}]}, tmp_path / "edit.pt")
     with pytest.raises(ValueError, match="unknown structural edit 'no_such_edit'"):
         load_uhdformer(tmp_path / "edit.pt")
+    torch.save({**obj, "net": "csattn"}, tmp_path / "csattn.pt")
+    with pytest.raises(ValueError, match="bad configuration .*unknown CSAttnConfig options"):
+        load_uhdformer(tmp_path / "csattn.pt")
+
+
+def test_files_of_the_earlier_uhdformer_format_load(tmp_path):
+    """``{"format": "sparsesel.uhdformer", ..., "structure": [...]}``, as written before the one format."""
+    config = UHDformerConfig(width=8, number_block=1, unit_num=1, num_heads=2, match_factor=2, ffn_expansion_factor=2)
+    model = _randomized(config, 1)
+    legacy = {"format": "sparsesel.uhdformer", "version": 1, "config": config.to_dict(), "structure": [], "meta": {},
+              "state_dict": model.state_dict()}
+    torch.save(legacy, tmp_path / "old.pt")
+    loaded = load_uhdformer(tmp_path / "old.pt")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    torch.save({**legacy, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="unsupported sparsesel.uhdformer version 99"):
+        load_uhdformer(tmp_path / "future.pt")
+    torch.save({**legacy, "structure": [{"kind": "no_such_edit", "args": {}}]}, tmp_path / "edit.pt")
+    with pytest.raises(ValueError, match="unknown structural edit 'no_such_edit'"):
+        load_uhdformer(tmp_path / "edit.pt")
+    torch.save({**legacy, "structure": "x"}, tmp_path / "notlist.pt")
+    with pytest.raises(ValueError, match="'structure' must be a list"):
+        load_uhdformer(tmp_path / "notlist.pt")
 
 
 @register_structure_op("test_uhdformer_head_without_bias")

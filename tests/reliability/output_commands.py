@@ -161,7 +161,7 @@ COMMANDS = [
         lambda d: {"checkpoint": _write(d / "inputs" / "model.pt", uhdformer_bytes())},
         lambda i, out: ["prune", str(i["checkpoint"]), "--density", "0.5", "--block", "2x2", "--min-blocks", "1", "--out", str(out)],
         lambda out: [out, out.with_name(out.name + ".prune.json")],
-        ("sparsesel.nets", "load_net"),
+        ("sparsesel.nets.zoo", "load_net"),
     ),
     Command(
         "restore", "file",

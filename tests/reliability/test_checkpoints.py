@@ -1,8 +1,9 @@
 """Reliability: hostile network checkpoints (issue 17, item 3 and its 'unclear' cases).
 
 Every file here is made in the test from a small network saved in one of the layouts that
-``sparsesel.nets`` / ``sparsesel.compress`` read: ``sparsesel.nets`` (CSAttn), ``sparsesel.uhdformer``
-(ours), the official UHDformer release, and ``sparsesel.compress``. Each hostile case must be
+``sparsesel.nets`` / ``sparsesel.compress`` read: the one format ``sparsesel.network`` (CSAttn, UHDformer,
+a compressed CSAttn), the official UHDformer release, and the formats of earlier versions
+(``sparsesel.nets``, ``sparsesel.uhdformer``, ``sparsesel.compress``, written here by hand). Each hostile case must be
 refused by the API with a ``ValueError``/``FileNotFoundError`` that names the file and the problem,
 and by the command line (``restore``, ``prune``, ``compress``) with one ``error:`` line, status 2 and
 no traceback. Configurations that ask for networks far larger than their tensors (``width=2**20``:
@@ -51,6 +52,19 @@ def bases(tmp_path_factory) -> dict[str, Path]:
         "official": save_checkpoint(uhdformer, folder / "net_g.pth", layout="official"),
         "compressed": save_compressed(compressed, folder / "compressed.pt", net="csattn"),
     }
+    # the formats of earlier versions
+    state = lambda model: {k: v.detach().clone() for k, v in model.state_dict().items()}  # noqa: E731
+    legacy = {
+        "legacy_nets": {"format": "sparsesel.nets", "version": 1, "net": "csattn", "config": zoo.config_dict(csattn),
+                        "params": state(csattn), "meta": {}},
+        "legacy_uhdformer": {"format": "sparsesel.uhdformer", "version": 1, "config": SMALL_UHDFORMER.to_dict(), "structure": [],
+                             "meta": {}, "state_dict": state(uhdformer)},
+        "legacy_compressed": {"format": "sparsesel.compress", "version": 1, "net": "csattn", "config": zoo.config_dict(csattn),
+                              "plan": compressed.compress_plan, "meta": {}, "state_dict": state(compressed)},
+    }
+    for key, payload in legacy.items():
+        torch.save(payload, folder / f"{key}.pt")
+        files[key] = folder / f"{key}.pt"
     files["image"] = write_image(folder / "in.png", np.random.default_rng(0).random((16, 16, 3)))
     return files
 
@@ -157,6 +171,19 @@ def _plan_ranks(payload, path):
     _save({**payload, "plan": {**plan, "layers": layers}}, path)
 
 
+def _edit_ranks(payload, path):
+    edits = [dict(edit) for edit in payload["edits"]]
+    target = next(i for i, edit in enumerate(edits) if edit["args"]["factorization"] == "tucker2")
+    edits[target] = {"kind": "factorize", "args": {**edits[target]["args"], "ranks": [10**6, 10**6]}}
+    _save({**payload, "edits": edits}, path)
+
+
+def _edit_layer(payload, path):
+    edits = [dict(edit) for edit in payload["edits"]]
+    edits[0] = {"kind": "factorize", "args": {**edits[0]["args"], "name": "nowhere"}}
+    _save({**payload, "edits": edits}, path)
+
+
 def _official_scalar_stem(payload, path):
     params = dict(payload["params"])
     params["restoration_network.enter.0.weight"] = torch.tensor(1.0)
@@ -179,7 +206,7 @@ CASES = [
     Case("pickled_object", "bytes", _pickled_object, ("could run code",)),
     Case("truncated_legacy_pickle", "bytes", _truncated_legacy, ("corrupt or truncated",)),
     Case("truncated_zip", "csattn", lambda _p, path: None, ("corrupt or truncated",)),  # written in _write
-    # sparsesel.nets (CSAttn): configurations that do not fit the tensors
+    # sparsesel.network (CSAttn): configurations that do not fit the tensors
     Case("csattn_width_4096", "csattn", _config(width=4096), ("width=4096", "checkpoint (8, 3, 3, 3) vs network (4096, 3, 3, 3)")),
     Case("csattn_width_2_20", "csattn", _config(width=2**20), ("width=1048576", "enter.weight")),
     Case("csattn_million_blocks", "csattn", _config(blocks=[10**6, 1, 1]), ("blocks[0]=1000000", "refused before building")),
@@ -190,7 +217,7 @@ CASES = [
     Case("csattn_params_not_tensors", "csattn", _tensors(lambda k, v: "x" if k == "enter.bias" else v), ("not tensors: enter.bias",)),
     Case("csattn_missing_and_extra_keys", "csattn", _drop_and_add, ("missing key(s): enter.weight", "unexpected key(s): extra.weight")),
     Case("csattn_meta_not_dict", "csattn", _with(meta=[1, 2]), ("'meta' must be a dict",)),
-    # sparsesel.nets (CSAttn): weights
+    # sparsesel.network (CSAttn): weights
     Case("csattn_integer_weights", "csattn", _tensors(FLOATS_TO(torch.int64)), ("enter.weight", "integer values")),
     Case("csattn_boolean_weights", "csattn", _tensors(FLOATS_TO(torch.bool)), ("enter.weight", "boolean values")),
     Case("csattn_complex_weights", "csattn", _tensors(FLOATS_TO(torch.complex64)), ("enter.weight", "complex values")),
@@ -199,13 +226,17 @@ CASES = [
     Case("csattn_huge_weight", "csattn", _tensors(_first(_one_value(1e30), "enter.bias")), ("enter.bias", "values up to 1e+30")),
     Case("csattn_float64_overflow", "csattn", _tensors(_first(_one_value(1e300, torch.float64), "enter.bias")),
          ("enter.bias", "overflows")),
-    # sparsesel.uhdformer (ours)
+    # sparsesel.network (UHDformer)
     Case("uhdformer_width_4096", "uhdformer", _config(width=4096), ("width=4096", "stem.weight: checkpoint (8, 3, 3, 3)")),
     Case("uhdformer_million_blocks", "uhdformer", _config(number_block=10**6), ("number_block=1000000", "refused before building")),
     Case("uhdformer_scale_factor", "uhdformer", _config(scale_factor=10**6), ("scale_factor=1000000", "down.weight")),
     Case("uhdformer_bad_heads", "uhdformer", _config(num_heads=3), ("bad config", "num_heads")),
-    Case("uhdformer_unknown_edit", "uhdformer", _with(structure=[{"kind": "no_such_edit", "args": {}}]), ("unknown structural edit",)),
-    Case("uhdformer_structure_not_list", "uhdformer", _with(structure="x"), ("'structure' must be a list",)),
+    Case("uhdformer_unknown_edit", "uhdformer", _with(edits=[{"kind": "no_such_edit", "args": {}}]), ("unknown structural edit",)),
+    Case("uhdformer_edits_not_list", "uhdformer", _with(edits="x"), ("'edits' must be a list",)),
+    Case("uhdformer_edit_bad_args", "uhdformer", _with(edits=[{"kind": "factorize", "args": {"name": "stem"}}]),
+         ("edits[0] (factorize): bad arguments",)),
+    Case("uhdformer_future_version", "uhdformer", _with(version=2), ("unsupported sparsesel.network version 2",)),
+    Case("uhdformer_factory_untrusted", "uhdformer", _with(net="os:system"), ("built by the factory 'os:system'", "--trust-code")),
     Case("uhdformer_nan_weight", "uhdformer", _tensors(_first(_one_value(float("nan")), "stem.weight")), ("stem.weight", "NaN")),
     Case("uhdformer_integer_weights", "uhdformer", _tensors(FLOATS_TO(torch.int32)), ("integer values",)),
     # the official UHDformer release
@@ -214,11 +245,22 @@ CASES = [
     Case("official_huge_weight", "official", _tensors(_first(_one_value(-3e38), "restoration_network.out.2.bias")),
          ("out.2.bias", "values up to 3e+38")),
     Case("official_non_string_key", "official", _official_int_key, ("tensor names must be strings",)),
-    # sparsesel.compress
+    # sparsesel.network (a compressed CSAttn: factorize edits)
     Case("compressed_width_4096", "compressed", _config(width=4096), ("width=4096",)),
-    Case("compressed_plan_ranks", "compressed", _plan_ranks, ("bad configuration",)),
-    Case("compressed_plan_not_plan", "compressed", _with(plan="nothing"), ("'plan' is not a compression plan",)),
+    Case("compressed_edit_ranks", "compressed", _edit_ranks, ("bad configuration", "rank")),
+    Case("compressed_edit_unknown_layer", "compressed", _edit_layer, ("the plan names layer 'nowhere'",)),
     Case("compressed_nan_weight", "compressed", _tensors(_first(_one_value(float("nan")), "enter.bias")), ("enter.bias", "NaN")),
+    # the formats of earlier versions
+    Case("legacy_nets_width_4096", "legacy_nets", _config(width=4096), ("width=4096", "checkpoint (8, 3, 3, 3) vs network (4096, 3, 3, 3)")),
+    Case("legacy_nets_missing_params", "legacy_nets", lambda p, path: _save({k: v for k, v in p.items() if k != "params"}, path),
+         ("lacks the keys ['params']",)),
+    Case("legacy_uhdformer_unknown_edit", "legacy_uhdformer", _with(structure=[{"kind": "no_such_edit", "args": {}}]),
+         ("unknown structural edit",)),
+    Case("legacy_uhdformer_structure_not_list", "legacy_uhdformer", _with(structure="x"), ("'structure' must be a list",)),
+    Case("legacy_compressed_plan_ranks", "legacy_compressed", _plan_ranks, ("bad configuration",)),
+    Case("legacy_compressed_plan_not_plan", "legacy_compressed", _with(plan="nothing"), ("'plan' is not a compression plan",)),
+    Case("legacy_compressed_nan_weight", "legacy_compressed", _tensors(_first(_one_value(float("nan")), "enter.bias")),
+         ("enter.bias", "NaN")),
 ]
 CASE_IDS = [case.id for case in CASES]
 
@@ -248,7 +290,7 @@ def test_api_refuses_hostile_checkpoint(case, bases, tmp_path):
 
 
 @pytest.mark.reliability("clear_error")
-@pytest.mark.parametrize("case", [c for c in CASES if c.base in ("uhdformer", "official")], ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [c for c in CASES if c.base in ("uhdformer", "official", "legacy_uhdformer")], ids=lambda c: c.id)
 def test_load_uhdformer_refuses_hostile_checkpoint(case, bases, tmp_path):
     path = _write(case, bases, tmp_path)
     with pytest.raises(ValueError, match=path.name) as caught:
@@ -294,15 +336,17 @@ def test_compress_refuses_hostile_checkpoint(case_id, bases, tmp_path):
 def test_other_float_dtypes_load_as_the_networks_float32(dtype, bases, tmp_path):
     payload = torch.load(bases["csattn"], weights_only=True)
     path = tmp_path / "cast.pt"
-    torch.save({**payload, "params": {k: v.to(dtype) if v.is_floating_point() else v for k, v in payload["params"].items()}}, path)
+    key = _state_key(payload)
+    torch.save({**payload, key: {k: v.to(dtype) if v.is_floating_point() else v for k, v in payload[key].items()}}, path)
     model, _ = _load_any(path)
-    for key, value in model.state_dict().items():
+    for name, value in model.state_dict().items():
         assert value.dtype == torch.float32
-        torch.testing.assert_close(value, payload["params"][key].to(dtype).to(torch.float32), rtol=0, atol=0)
+        torch.testing.assert_close(value, payload[key][name].to(dtype).to(torch.float32), rtol=0, atol=0)
 
 
 @pytest.mark.reliability("right_result")
-@pytest.mark.parametrize("layout", ["csattn", "uhdformer", "official", "compressed"])
+@pytest.mark.parametrize("layout", ["csattn", "uhdformer", "official", "compressed", "legacy_nets", "legacy_uhdformer",
+                                    "legacy_compressed"])
 def test_every_layout_loads_its_tensors_exactly(layout, bases):
     model, info = _load_any(bases[layout])
     stored = torch.load(bases[layout], weights_only=True)

@@ -62,7 +62,7 @@ def test_saved_network_reproduces_the_trained_outputs(tmp_path):
     model, info = zoo.load_net(out)
     assert info["net"] == "harmonizer" and info["config"]["width"] == 4 and not model.training
     fresh = zoo.build_net("harmonizer", info["config"])
-    fresh.load_state_dict(torch.load(out, weights_only=True)["params"])
+    fresh.load_state_dict(torch.load(out, weights_only=True)["state_dict"])
     fresh.eval()
     x, m = torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16)
     torch.testing.assert_close(model(x, m)["image"], fresh(x, m)["image"])
@@ -113,8 +113,8 @@ def test_unsafe_or_broken_checkpoints_are_refused(tmp_path):
     with pytest.raises(ValueError, match="corrupt or truncated"):
         zoo.load_net(truncated)
     payload = torch.load(good, weights_only=True)
-    payload["params"].pop("enter.weight")
-    payload["params"]["extra.weight"] = torch.zeros(1)
+    payload["state_dict"].pop("enter.weight")
+    payload["state_dict"]["extra.weight"] = torch.zeros(1)
     torch.save(payload, tmp_path / "keys.pt")
     with pytest.raises(ValueError, match=r"keys\.pt does not fit csattn: missing key\(s\): enter.weight; unexpected key\(s\): extra.weight"):
         zoo.load_net(tmp_path / "keys.pt")

@@ -61,7 +61,7 @@ def test_prune_refuses_bad_kernel_options(argv, fragments, network, tmp_path):
 def test_a_corrupt_packed_checkpoint_is_refused_naming_the_file(damage, fragments, tmp_path):
     packed, _ = _packed(tmp_path)
     payload = torch.load(packed, weights_only=True)
-    params = payload["params"]
+    params = payload["state_dict"]
     if damage == "repeated":
         params["down1.index"] = torch.full_like(params["down1.index"], 1)
     elif damage == "out_of_grid":
