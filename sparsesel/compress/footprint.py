@@ -1,7 +1,9 @@
 """Time and peak memory of one large forward pass, each network in a fresh process.
 
-Peak memory is the growth of the process's maximum resident set size (``ru_maxrss``) during one
-forward pass under ``torch.inference_mode`` of a ``(1, 3, H, W)`` random input, in a fresh Python
+Peak memory is the peak resident set size during one forward pass above the resident set just before it
+(Linux: the peak is reset to the current size first, ``/proc/self/clear_refs``, and read as ``VmHWM``; elsewhere
+the growth of ``ru_maxrss``, which misses passes smaller than the loading's own peak), for a pass under
+``torch.inference_mode`` of a ``(1, 3, H, W)`` random input in a fresh Python
 process that has loaded only the network (so the activations of earlier passes or of other networks
 in the calling process cannot hide it). The network travels as a file of the one network format
 (:func:`sparsesel.nets.zoo.save_net`). The time is that of the single pass (no warm-up: at 3840x2160
@@ -36,13 +38,26 @@ torch.set_num_threads(int(sys.argv[2]))
 model, _ = zoo.load_net(sys.argv[1], trust_code=True)
 model.eval()
 x = example_input(model, int(sys.argv[3]), int(sys.argv[4]))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status_kib(field):
+    with open("/proc/self/status") as stream:
+        for line in stream:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(field)
+
+try:  # Linux: reset the peak resident set to the current one, so the peak is the pass's own
+    with open("/proc/self/clear_refs", "w") as stream:
+        stream.write("5")
+    before, how = status_kib("VmRSS"), "VmHWM"
+except OSError:
+    before, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
 start, cpu = time.perf_counter(), time.thread_time()
 with torch.inference_mode():
     network_output(model, x)
 seconds, cpu = time.perf_counter() - start, time.thread_time() - cpu
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_mib": (after - before) / 1024}))
+after = status_kib("VmHWM") if how == "VmHWM" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_mib": max(0, after - before) / 1024, "peak_from": how}))
 """
 
 

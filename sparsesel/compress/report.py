@@ -136,7 +136,7 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(f"Latency: every network side by side in one process, interleaved, best of the runs, {report['latency_threads']} "
                      f"torch thread(s), {report.get('latency_clock', 'wall time')}."
                      + (f" {four_k}: one pass per network in a fresh process, {_parallel(report)} at a time (time of the pass; "
-                        "peak memory = growth of the process's peak resident set during it)." if four_k else ""))
+                        "peak memory = the peak resident set during it above the resident set before it)." if four_k else ""))
     latency = (report.get("plan") or {}).get("latency")
     if latency and latency.get("measured_ms") is not None:
         cap = report["plan"]["budget_cost"] / 1e3
