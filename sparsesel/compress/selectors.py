@@ -41,7 +41,7 @@ from sparsesel.compress.channel_pruning import ChannelGroup, channel_groups
 from sparsesel.compress.network_io import network_input, network_output
 from sparsesel.compress.structured import Selector, magnitude_selector
 
-__all__ = ["DEFAULT_SELECTOR", "SELECTORS", "Selection", "check_selector", "order_selector", "random_selector",
+__all__ = ["DEFAULT_SELECTOR", "SELECTORS", "Selection", "apply_with_selector", "check_selector", "order_selector", "random_selector",
            "select_channels", "taylor_selector"]
 
 #: Selector names and what each needs (see the module docstring).
@@ -205,3 +205,22 @@ def select_channels(name: str, model: nn.Module, counts: dict[tuple[str, str], i
     return Selection(name, result.network, order_selector(result.orders), steps=int(result.info["config"]["steps"]),
                      info={**result.info, "attention": {f"{m or '<net>'}:{k}": a.tolist() for (m, k), a in result.attention.items()}})
 
+
+
+def apply_with_selector(model: nn.Module, plan, name: str = DEFAULT_SELECTOR, *, teacher: nn.Module | None = None,
+                        finetune=None, seed: int = 0, sapp=None) -> tuple[nn.Module, Selection]:
+    """``plan`` (a latency plan: ``plan.structured`` counts, then factorizations) applied to ``model``
+    with the channels chosen by selector ``name`` (:func:`select_channels`; ``sa++`` distils first).
+
+    Returns
+    -------
+    network : nn.Module
+        The planned network (:func:`~sparsesel.compress.latency_plan.apply_latency_plan`); for
+        ``sa++`` shrunk from the distilled copy.
+    selection : Selection
+    """
+    from sparsesel.compress.latency_plan import apply_latency_plan
+
+    counts = {(entry["module"], entry["kind"]): int(entry["channels"]) for entry in plan.structured}
+    selection = select_channels(name, model, counts, teacher=teacher, finetune=finetune, seed=seed, sapp=sapp)
+    return apply_latency_plan(selection.network, plan, selector=selection.selector), selection
