@@ -110,7 +110,9 @@ class SappChannelResult:
     attention : dict
         ``{(module, kind): A per unit}`` (numpy) at the end.
     info : dict
-        Phases, losses, seconds.
+        ``config``, ``phases`` (kind, steps, last loss), ``losses`` and ``kept_per_step`` (phase, channels
+        kept over the selected groups) per step, ``channels`` and ``target`` (their full and planned
+        totals), ``seconds``.
     """
 
     network: nn.Module
@@ -166,7 +168,10 @@ class _Distiller:
 
     def __init__(self, student, teacher, scales, finetune, config: SappChannelConfig) -> None:
         self.student, self.teacher, self.finetune, self.config = student, teacher, finetune, config
+        self.scales = scales
         self.logits = [s.logits for s in scales.values()]
+        self.phase = ""
+        self.kept: list[tuple[str, int]] = []
         self.dataset = PairedPatchDataset(finetune.task, split="train", patch_size=finetune.patch_size,
                                           length=config.steps * finetune.batch_size, seed=finetune.seed + DATA_SEED_OFFSET)
         self.step_count = 0
@@ -195,6 +200,7 @@ class _Distiller:
         self.optimizer.step()
         self.step_count += 1
         self.losses.append(float(loss.detach()))
+        self.kept.append((self.phase, int(sum(int(s.mask.sum()) * s.unit for s in self.scales.values()))))
 
 
 def sapp_channel_selection(model: nn.Module, teacher: nn.Module, counts: dict[tuple[str, str], int], finetune,
@@ -236,6 +242,7 @@ def sapp_channel_selection(model: nn.Module, teacher: nn.Module, counts: dict[tu
     try:
         for (kind, _), steps in zip(phases, lengths):
             trainer.reset()
+            trainer.phase = kind
             if kind == "dense":
                 _release(scales)
                 for _ in range(steps):
@@ -255,7 +262,8 @@ def sapp_channel_selection(model: nn.Module, teacher: nn.Module, counts: dict[tu
         teacher.train(was_training)
     remove_channel_scales(student, scales, fold=True)
     info = {"config": asdict(config), "phases": trace, "losses": trainer.losses, "seconds": time.perf_counter() - began,
-            "groups": len(groups)}
+            "groups": len(groups), "kept_per_step": trainer.kept,
+            "channels": int(sum(g.channels for g in groups.values())), "target": int(sum(counts.values()))}
     return SappChannelResult(student.eval(), orders, attention, info)
 
 
