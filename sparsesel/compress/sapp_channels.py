@@ -75,7 +75,7 @@ class SappChannelConfig:
     warmup_fraction: float = 0.2
     n_cycles: int = 2
     c: float = 4.0
-    logit_lr: float = 0.05
+    logit_lr: float = 0.2
     logit_decay: float = 0.01
     temperature: float = 1.0
     score: str = "effective"
