@@ -213,7 +213,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
     settings = run_folder.run_settings(checkpoint, task=task, budget=budget.value, method=method, exclude=exclude, seed=seed,
                                        finetune_steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
-                                       baselines=bool(baselines))
+                                       baselines=bool(baselines), selector=selector)
     if resume:
         run_folder.check_resume_settings(out, settings)
     stages: dict[str, float] = {}
