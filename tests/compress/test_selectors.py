@@ -240,3 +240,37 @@ def test_sapp_config_is_checked():
         SappChannelConfig(steps=1)
     with pytest.raises(ValueError, match="SappChannelConfig.score must be 'effective' or 'attention'"):
         SappChannelConfig(score="norm")
+
+
+# ---------------------------------------------------------------------------
+# a latency plan applied with each selector
+# ---------------------------------------------------------------------------
+
+
+def _latency_plan(model: UHDformer, counts: dict[tuple[str, str], int]):
+    from sparsesel.compress.plan import Plan
+
+    params = sum(p.numel() for p in model.parameters())
+    groups = {(g.module, g.kind): g.channels for g in cp.channel_groups(model)}
+    return Plan(method="packing", budget=0.5, budget_cost=1000, cost="latency", image_size=[64, 64], params_before=params,
+                params_after=params, cost_before=2000, cost_after=1000, layers=[], skipped=[], solver={},
+                structured=[{"module": m, "kind": k, "channels": c, "of": groups[(m, k)]} for (m, k), c in counts.items()])
+
+
+@pytest.mark.parametrize("name", list(SELECTORS))
+def test_a_latency_plan_keeps_the_channels_its_selector_orders_first(small, name):
+    from sparsesel.compress.selectors import apply_with_selector
+
+    groups = [g for g in cp.channel_groups(small) if g.kind in ("convnext", "gate")]
+    counts = {(g.module, g.kind): g.channels // 2 for g in groups}
+    network, selection = apply_with_selector(small, _latency_plan(small, counts), name, finetune=TINY_TUNE, seed=4,
+                                             sapp=SappChannelConfig(steps=4, n_cycles=1))
+    assert selection.name == name and selection.steps == (4 if name == "sa++" else 0)
+    after = {(g.module, g.kind): g.channels for g in cp.channel_groups(network)}
+    assert all(after[key] == count for key, count in counts.items())
+    source = selection.network  # the input itself, or SA++'s distilled copy
+    for g in cp.channel_groups(source, ("convnext",)):
+        kept = kept_channels(g, selection.selector(source, g), g.channels // 2)
+        torch.testing.assert_close(network.get_submodule(g.module).fc1.weight, source.get_submodule(g.module).fc1.weight[kept])
+    if name != "sa++":
+        assert source is small
