@@ -47,11 +47,22 @@ RESULTS = ROOT / "benchmarks" / "results" / "compress_selectors.json"
 SIZE = (512, 512)
 
 
-def plans(model, calibration, budgets: list[float]) -> dict[str, Any]:
-    """One checked latency plan per budget (the fastest offered plan when a budget is out of reach)."""
+def plans(model, calibration, budgets: list[float], saved: dict[str, Any]) -> dict[str, Any]:
+    """One checked latency plan per budget (the fastest offered plan when a budget is out of reach);
+    ``saved``: plans of earlier runs by budget (``Plan.to_dict()``), reused as they are."""
+    from sparsesel.compress.plan import Plan
+
+    out = {}
+    for budget in [b for b in budgets if f"{b:g}" in saved]:
+        plan = Plan.from_dict(saved[f"{budget:g}"])
+        speedup = plan.latency["dense_ms"] / plan.latency["measured_ms"]
+        out[f"{budget:g}"] = {"plan": plan, "speedup": speedup, "note": plan.latency.get("note")}
+        print(f"budget {budget:g}: saved plan, measured {plan.latency['measured_ms']:.1f} of {plan.latency['dense_ms']:.1f} ms (x{speedup:.2f})")
+    budgets = [b for b in budgets if f"{b:g}" not in saved]
+    if not budgets:
+        return out
     analysis = analyze_latency(model, image_size=SIZE, threads=1, calibration=calibration)
     dense_ms = analysis.bases[max(analysis.bases)]["ms"]
-    out = {}
     for budget in budgets:
         note = None
         try:
@@ -61,6 +72,7 @@ def plans(model, calibration, budgets: list[float]) -> dict[str, Any]:
             note = f"{error}; planned at {reachable} instead"
             plan = plan_latency(model, reachable, image_size=SIZE, threads=1, analysis=analysis, calibration=calibration)
         speedup = plan.latency["dense_ms"] / plan.latency["measured_ms"] if plan.latency.get("measured_ms") else None
+        plan.latency["note"] = note
         out[f"{budget:g}"] = {"plan": plan, "speedup": speedup, "note": note}
         print(f"budget {budget:g}: measured {plan.latency.get('measured_ms'):.1f} of {dense_ms:.1f} ms (x{speedup:.2f})"
               + (f" [{note}]" if note else ""), flush=True)
@@ -122,6 +134,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--score", default="effective", choices=("effective", "attention"))
     parser.add_argument("--budgets", default="0.5,0.25")
     parser.add_argument("--selectors", default=",".join(SELECTORS))
+    parser.add_argument("--plans", type=Path, default=None,
+                        help="JSON {budget: plan} of an earlier run to reuse (default: plan, and save them to <out>.plans.json)")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"result file (default {RESULTS.relative_to(ROOT)}; a .png beside it)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -134,7 +148,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {"checkpoint": CHECKPOINT.name, "size": list(SIZE), "threads": 1, "steps": args.steps, "seeds": seeds,
                                "settings": {k: v for k, v in vars(args).items() if k != "out"}, "load_start": os.getloadavg()[0],
                                "psnr_original": evaluate_quality(model, held_out)["psnr"], "budgets": {}}
-    for budget, planned in plans(model, calibration, [float(b) for b in args.budgets.split(",")]).items():
+    saved = json.loads(args.plans.read_text()) if args.plans is not None else {}
+    planned_all = plans(model, calibration, [float(b) for b in args.budgets.split(",")], saved)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".plans.json").write_text(json.dumps({b: p["plan"].to_dict() for b, p in planned_all.items()}, indent=1) + "\n")
+    for budget, planned in planned_all.items():
         plan = planned["plan"]
         entry = {"speedup": planned["speedup"], "note": planned["note"], "measured_ms": plan.latency.get("measured_ms"),
                  "dense_ms": plan.latency["dense_ms"], "params": plan.params_after, "structured": plan.structured, "runs": {}}
