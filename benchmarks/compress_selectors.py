@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     calibration = PairedPatchDataset("lowlight", split="train", patch_size=64, length=4, seed=7).batch(range(4))["input"]
     held_out = PairedPatchDataset("lowlight", split="test", patch_size=128, length=24, seed=1, augment=False)
     results: dict[str, Any] = {"checkpoint": CHECKPOINT.name, "size": list(SIZE), "threads": 1, "steps": args.steps, "seeds": seeds,
-                               "settings": {k: v for k, v in vars(args).items() if k != "out"}, "load_start": os.getloadavg()[0],
+                               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"}, "load_start": os.getloadavg()[0],
                                "psnr_original": evaluate_quality(model, held_out)["psnr"], "budgets": {}}
     saved = json.loads(args.plans.read_text()) if args.plans is not None else {}
     planned_all = plans(model, calibration, [float(b) for b in args.budgets.split(",")], saved)
