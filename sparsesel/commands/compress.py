@@ -51,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-size", type=int, default=512)
     parser.add_argument("--latency-repeats", type=int, default=3, help="0 skips the latency measurement")
     parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
-    parser.add_argument("--selector", default="magnitude",
-                        help="which channels a latency plan keeps: sa++, magnitude, taylor or random (default magnitude; "
-                             "benchmarks/compress_selectors.py compares them)")
+    parser.add_argument("--selector", default="sa++",
+                        help="which channels a latency plan keeps: sa++ (default: 30 distillation steps of SequentialAttention++ "
+                             "before the fine-tuning), magnitude, taylor or random (benchmarks/compress_selectors.py compares them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resume", action="store_true",
