@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=60, help="distillation steps per run, selection included (default 60)")
     parser.add_argument("--sapp-steps", type=int, default=30, help="of which SA++ spends selecting (default 30)")
-    parser.add_argument("--sapp-cycles", type=int, default=1)
+    parser.add_argument("--sapp-cycles", type=int, default=2)
     parser.add_argument("--logit-lr", type=float, default=0.2)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--score", default="effective", choices=("effective", "attention"))
