@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-4k", dest="four_k", action="store_false",
                         help="skip the 3840x2160 pass of every network (time and peak memory, each in a fresh process)")
     parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
+    parser.add_argument("--selector", default="sa++",
+                        help="which channels a latency plan keeps: sa++ (default: 30 distillation steps of SequentialAttention++ "
+                             "before the fine-tuning), magnitude, taylor or random (benchmarks/compress_selectors.py compares them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads of the run (worker processes share them); default torch's choice")
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
             net=args.net, trust_code=args.trust_code, cost=cost, latency_threads=args.latency_threads,
             footprint_size=(2160, 3840) if args.four_k else None, device=args.device,
-            reach_fastest=args.demo and cost == "latency",
+            reach_fastest=args.demo and cost == "latency", selector=args.selector,
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(args)) from None

@@ -57,6 +57,8 @@ def compress_model(
     threads: int | None = None,
     progress: bool = False,
     reach_fastest: bool = False,
+    selector: str = "magnitude",
+    finetune: FinetuneConfig | None = None,
 ) -> tuple[torch.nn.Module, Plan | None, Any]:
     """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis).
 
@@ -74,8 +76,14 @@ def compress_model(
     latency budget below the fastest plan the measurements offer gives the plan at the smallest fraction
     predicted reachable (``Plan.latency["requested_budget"]`` records the request) instead of a
     ``ValueError`` (the demo: the reachable fraction depends on the machine and its load).
+
+    ``selector`` (:mod:`sparsesel.compress.selectors`) chooses which channels a plan's structured
+    entries (a latency plan's kept channel counts) keep; ``sa++`` distils with ``finetune`` first.
     """
     from sparsesel.compress.plan import COSTS
+    from sparsesel.compress.selectors import apply_with_selector, check_selector
+
+    check_selector(selector)
 
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
@@ -126,12 +134,16 @@ def compress_model(
             if not reach_fastest or "too small" not in str(exc):
                 raise
             p = fastest_plan(model, budget, exc, image_size=image_size, threads=threads, calibration=calibration, analysis=analysis)
+        if p.structured:
+            return apply_with_selector(model, p, selector, finetune=finetune, seed=seed)[0], p, analysis
         return apply_latency_plan(model, p), p, analysis
     if analysis is None:
         analysis = analyze(model, exclude=exclude, calibration=calibration, budget=Budget.coerce(budget, cost), processes=processes,
                            cost=cost, image_size=image_size, progress=progress)
     p = plan(model, Budget.coerce(budget, cost), method=method, analysis=analysis, calibration=calibration, seed=seed, cost=cost,
              image_size=image_size)
+    if p.structured:
+        return apply_with_selector(model, p, selector, finetune=finetune, seed=seed)[0], p, analysis
     return apply(model, p), p, analysis
 
 
@@ -260,6 +272,7 @@ def compress_checkpoint(
     footprint_size: Sequence[int] | None = (2160, 3840),
     device: str | torch.device | None = None,
     reach_fastest: bool = False,
+    selector: str = "magnitude",
 ) -> str | None:
     """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks).
 
@@ -314,6 +327,9 @@ def compress_checkpoint(
     if footprint_size is not None:
         footprint_size = parse_size(footprint_size, "footprint_size")
     device = resolve_device(device)
+    from sparsesel.compress.selectors import check_selector
+
+    check_selector(selector)
     out = Path(out)
     run_folder.prepare(out, checkpoint, force=force, resume=resume)
     if threads is not None:
@@ -324,7 +340,7 @@ def compress_checkpoint(
                    patch_size=patch_size, lr=lr, eval_count=eval_count, eval_size=eval_size, curve=curve, baselines=baselines,
                    latency_size=size, latency_repeats=latency_repeats, exclude=exclude, seed=seed, resume=resume,
                    progress=progress and rank == 0, cost=cost, latency_threads=int(latency_threads), footprint_size=footprint_size,
-                   device=device, reach_fastest=reach_fastest)
+                   device=device, reach_fastest=reach_fastest, selector=selector)
     if rank != 0:  # rank 0 holds the lock and writes every file
         return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
     created = first_missing(out)
@@ -346,7 +362,8 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
               finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
               eval_size: int, curve: Sequence[Budget], baselines: bool, latency_size: tuple[int, int], latency_repeats: int,
               exclude: Sequence[str], seed: int, resume: bool, progress: bool, cost: str, latency_threads: int,
-              footprint_size: tuple[int, int] | None, device: torch.device, reach_fastest: bool = False) -> str | None:
+              footprint_size: tuple[int, int] | None, device: torch.device, reach_fastest: bool = False,
+              selector: str = "magnitude") -> str | None:
     """The work of :func:`compress_checkpoint`, once ``out`` is checked and locked (rank 0)."""
     from sparsesel.compress import run_folder
     from sparsesel.nets import zoo
@@ -359,7 +376,8 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
     settings = run_folder.run_settings(checkpoint, task=task, budget=budget.value, method=method, exclude=exclude, seed=seed,
                                        finetune_steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
-                                       baselines=bool(baselines), cost=cost, latency_size=list(latency_size))
+                                       baselines=bool(baselines), cost=cost, latency_size=list(latency_size),
+                                       selector=selector)
     if resume:
         run_folder.check_resume_settings(out, settings)
     stages: dict[str, float] = {}
@@ -378,7 +396,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
                                                  processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1,
                                                  cost=cost, image_size=plan_size, threads=latency_threads, progress=progress,
-                                                 reach_fastest=reach_fastest)
+                                                 reach_fastest=reach_fastest, selector=selector, finetune=config)
     zoo.check_saveable(student, net=net, config=info["config"])  # a network no file could rebuild fails now, not after the work
     lap("analyze_and_plan")
     if world > 1:
