@@ -44,7 +44,7 @@ def group_regularized(problem: BlockSparsification, *, penalty: str = "group_log
     """
     import torch
 
-    from solvers import _block_training as bt
+    from solvers import block_training as bt
     from sparsesel.blocks import block_norms, expand_block_values, resolve
     from sparsesel.penalties import PENALTIES, make_penalty
     from sparsesel.validation import check_choice

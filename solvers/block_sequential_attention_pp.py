@@ -128,7 +128,7 @@ def sequential_attention_pp(problem: BlockSparsification, *, epochs: int = 20, l
       the drain but costs 5–22 accuracy points on the digits tasks, so the
       paper's form (softmax over all blocks) stays.
     """
-    from solvers import _block_training as bt
+    from solvers import block_training as bt
     from sparsesel.validation import check_int
 
     from sparsesel.validation import check_choice

@@ -189,7 +189,7 @@ def bake_masks(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
     model = copy.deepcopy(model) if copy_model else model
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
-            _own_class(module)
+            own_class(module)
             for attr in list(module.parametrizations.keys()):
                 if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
                     parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
@@ -205,14 +205,14 @@ def unmask(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model)
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
-            _own_class(module)
+            own_class(module)
             for attr in list(module.parametrizations.keys()):
                 if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
                     parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
     return model
 
 
-def _own_class(module: nn.Module) -> None:
+def own_class(module: nn.Module) -> None:
     """Give a parametrized module a class of its own before removing parametrizations.
 
     torch keeps the parametrized properties on a generated class that a deep copy
