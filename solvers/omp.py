@@ -46,7 +46,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from sparsesel.design_matrix import centred_transpose_product, is_sparse, sparse_centred_gram_columns
-from sparsesel.problems.column_scaling import ColumnScaling
+from sparsesel.problems.column_scaling import ColumnScaling, strongest_scaled
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -145,24 +145,6 @@ class _GramColumns:
         self.store[:, self.size : needed] = columns
         self.slot[features] = np.arange(self.size, needed)
         self.size = needed
-
-
-def _strongest(magnitude: np.ndarray, eligible: np.ndarray, scale: np.ndarray, relative_scale: np.ndarray) -> int:
-    """OMP's pick: the eligible ``j`` of largest ``|xᶜⱼᵀ r| = scaleⱼ·magnitudeⱼ`` (common factors dropped); -1 if none.
-
-    ``magnitude`` holds the scaled correlations ``|xₛⱼᵀ rₛ|``; ``relative_scale`` is
-    ``scale / max(scale)`` (exact powers of two). Where that product underflows for every
-    eligible column (scales over 300 orders of magnitude apart), logarithms decide.
-    """
-    if not np.any(eligible):
-        return -1
-    score = np.where(eligible, magnitude * relative_scale, -1.0)
-    pick = int(np.argmax(score))
-    if score[pick] == 0.0:
-        with np.errstate(divide="ignore"):
-            log_score = np.where(eligible, np.log2(magnitude) + np.log2(scale), -np.inf)
-        pick = int(np.argmax(log_score))
-    return pick
 
 
 def _use_full_gram(n: int, d: int, k: int, strategy: str) -> bool:
@@ -298,7 +280,8 @@ class _Pursuit:
         while len(selected) < self.k:
             magnitude = np.abs(self.corr)
             eligible = ~self.blocked & (magnitude > self.corr_floor)
-            pick = _strongest(magnitude, eligible, self.scale, self.relative_scale)
+            # OMP's pick: the largest |xᶜⱼᵀ r| = scaleⱼ·|xₛⱼᵀ rₛ| (common factors dropped)
+            pick = strongest_scaled(magnitude, eligible, self.relative_scale, self.scale)
             if pick < 0:
                 break  # the residual is orthogonal to every remaining column
             if not gram.has(pick):

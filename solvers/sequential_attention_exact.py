@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsesel.problems.column_scaling import power_of_two_scale
+from sparsesel.problems.column_scaling import power_of_two_scale, strongest_scaled
 from sparsesel.problems.feature_selection import FeatureSelection
 
 #: Correlations below this fraction of the largest initial one count as zero: the
@@ -186,14 +186,7 @@ def _strongest(magnitude: np.ndarray, relative: np.ndarray, floor: float) -> int
     (column scales over 300 orders of magnitude apart), logarithms decide.
     """
     eligible = (magnitude > floor) & (magnitude > 0.0)
-    if not np.any(eligible):
-        return -1
-    score = np.where(eligible, magnitude * relative, -1.0)
-    pick = int(np.argmax(score))
-    if score[pick] == 0.0:
-        with np.errstate(divide="ignore"):
-            pick = int(np.argmax(np.where(eligible, np.log2(magnitude) + np.log2(relative), -np.inf)))
-    return pick
+    return strongest_scaled(magnitude, eligible, relative, relative)
 
 
 def _ridge_residual_scaled(
