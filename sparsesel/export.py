@@ -36,7 +36,7 @@ from torch import nn
 from sparsesel.atomic import refuse_existing, write_atomic
 from sparsesel.compress.network_io import example_input, network_output, size_multiple
 
-__all__ = ["EXPORT_FORMATS", "ExportableNetwork", "export_model", "size_multiple"]
+__all__ = ["EXPORT_FORMATS", "DenseFallbackWarning", "ExportableNetwork", "export_model", "size_multiple"]
 
 EXPORT_FORMATS = ("pt2", "onnx")
 ONNX_OPSET = 17
@@ -44,6 +44,10 @@ ONNX_OPSET = 17
 MAX_SIDE = 16384
 #: tolerance of the post-export check, relative to the output's largest magnitude (at least 1)
 VERIFY_TOLERANCE = 1e-4
+
+
+class DenseFallbackWarning(UserWarning):
+    """Block-sparse layers (:mod:`sparsesel.block_layers`) were exported in their dense form (same function)."""
 
 
 class ExportableNetwork(nn.Module):
@@ -112,10 +116,13 @@ def export_model(
     wrapper = ExportableNetwork(network).eval()
     example = example_input(network, height, width)
     meta = _metadata(network, multiple, example.shape[1], dynamic)
-    if format == "pt2":
-        payload = _export_pt2(wrapper, example, multiple, dynamic, meta)
-    else:
-        payload = _export_onnx(wrapper, example, dynamic, meta)
+    try:
+        payload = _export_payload(format, wrapper, example, multiple, dynamic, meta)
+    except Exception as error:  # noqa: BLE001 - retried once in the dense form, else raised as it was
+        if not _densify(network, lambda names: f"the export of the block-sparse layers {names} failed "
+                        f"({_first_line(error)}); they are exported in their dense form"):
+            raise
+        payload = _export_payload(format, wrapper, example, multiple, dynamic, meta)
     if verify:
         sizes = [(height, width)] + ([(height + multiple, width + 2 * multiple)] if dynamic else [])
         _verify(payload, format, wrapper, sizes, device)
@@ -124,14 +131,45 @@ def export_model(
 
 
 def _export_copy(model: nn.Module, device: torch.device) -> nn.Module:
-    """An eval-mode copy on ``device`` whose UHDformer parts run in their single-pass form."""
+    """An eval-mode copy on ``device`` whose UHDformer parts run in their single-pass form; block-sparse
+    layers whose kernel does not export (torch BSR) are in their dense form (with a warning)."""
     network = copy.deepcopy(model).to(device).eval()
     for module in network.modules():
         if hasattr(module, "single_pass"):
             module.single_pass = True
     for parameter in network.parameters():
         parameter.requires_grad_(False)
+    _densify(network, lambda names: f"the block-sparse layers {names} use torch's BSR kernel, which neither torch.export "
+             "nor ONNX can capture; they are exported in their dense form", kernels=("bsr",))
     return network
+
+
+def _export_payload(format: str, wrapper: nn.Module, example: torch.Tensor, multiple: int, dynamic: bool, meta: dict) -> bytes:
+    if format == "pt2":
+        return _export_pt2(wrapper, example, multiple, dynamic, meta)
+    return _export_onnx(wrapper, example, dynamic, meta)
+
+
+def _densify(network: nn.Module, message, kernels: Sequence[str] | None = None) -> bool:
+    """Replace the block-sparse layers of ``network`` (those using ``kernels``, default all) by their dense
+    form in place, warning ``message(names)`` (:class:`DenseFallbackWarning`); whether any was replaced."""
+    import warnings
+
+    from sparsesel.block_layers import PackedBlocks, unpack_layer
+
+    names = [name for name, module in network.named_modules()
+             if isinstance(module, PackedBlocks) and (kernels is None or module.kernel in kernels)]
+    for name in names:
+        unpack_layer(network, name)
+    if names:
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        warnings.warn(message(shown), DenseFallbackWarning, stacklevel=3)
+    return bool(names)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:160]}" if text else type(error).__name__
 
 
 def _example_sides(example_size: Sequence[int], multiple: int) -> tuple[int, int]:

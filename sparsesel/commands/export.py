@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsesel.export import export_model
+    import warnings
+
+    from sparsesel.export import DenseFallbackWarning, export_model
     from sparsesel.outputs import check_output_file
 
     if args.checkpoint.is_dir():
@@ -44,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out, label="--out", inputs={"CHECKPOINT": args.checkpoint}, force=args.force)
     check_network_argument(args.net)
     model, info = load_network(args)
-    path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,
-                        device=args.device, force=args.force)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DenseFallbackWarning)
+        path = export_model(model, args.out, format=args.format, example_size=tuple(args.example_size), dynamic=not args.static,
+                            device=args.device, force=args.force)
+    for warning in caught:
+        if issubclass(warning.category, DenseFallbackWarning):
+            print(f"note: {warning.message}")
     print(f"wrote {path} ({info['net']}, {args.format}, {'static' if args.static else 'dynamic'} size)")
     return 0

@@ -12,6 +12,9 @@ from sparsesel.budget import Budget
 from sparsesel.network_arguments import add_network_arguments, load_network
 from sparsesel.outputs import check_output_file
 
+#: ``--kernel`` values (those of :data:`sparsesel.block_speed.KERNEL_CHOICES`; not imported here: no torch at ``--help``)
+KERNEL_CHOICES = ("auto", "dense", "block")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "The input checkpoint is never modified. Outputs: the new checkpoint (--out, by default "
             "<stem>.pruned-d<DENSITY>-b<B1>x<B2><suffix> beside the input, e.g. model.pruned-d0.25-b8x8.pth) "
             "and a JSON summary <out>.prune.json beside it. Neither may be the input, and an existing "
-            "output is refused unless --force; every output path is checked before anything is written."
+            "output is refused unless --force; every output path is checked before anything is written. "
+            "Each pruned Linear/Conv2d layer is timed at --latency-size in its dense form and in block-sparse "
+            "kernels that run only the kept blocks (stored packed: a smaller checkpoint); --kernel auto keeps "
+            "the block form only where it is measured faster, and the summary lists per layer and in total "
+            "the block and dense times and where dense wins."
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="a network file (sparsesel train, compress, prune) or an official UHDformer checkpoint")
@@ -38,11 +45,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the new checkpoint (a file path, not a folder); default: "
                              "<stem>.pruned-d<DENSITY>-b<B1>x<B2><suffix> in the input's folder, "
                              "e.g. in.pth -> in.pruned-d0.25-b8x8.pth")
+    parser.add_argument("--kernel", choices=KERNEL_CHOICES, default="auto",
+                        help="block-sparse kernels: auto (per layer, where measured faster than dense; default), "
+                             "block (every prunable Linear/Conv2d layer), dense (none: zeros in dense weights)")
+    parser.add_argument("--latency-size", type=int, default=512, metavar="S",
+                        help="time layers and network on an SxS input (default 512)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads while timing (default: torch's choice)")
     parser.add_argument("--force", action="store_true",
                         help="overwrite the outputs (checkpoint and its .prune.json) if they exist; "
                              "the input is never overwritten")
     add_network_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def block_masks_of(result: Any, model: Any, block_shape: tuple[int, int]) -> dict[str, Any]:
+    """``{parameter name: (R, C) block mask}`` of a block-sparsification ``result`` on ``model``."""
+    from sparsesel.blocks import block_grid, block_mask_from_indices
+
+    params = dict(model.named_parameters())
+    return {name: block_mask_from_indices(idx, block_grid(params[name].shape, block_shape, name)) for name, idx in result.selected}
+
+
+def check_timing_options(latency_size: int, threads: int | None) -> None:
+    """``--latency-size`` positive (at most 8192), ``--threads`` within the machine's limit."""
+    from sparsesel.validation import MAX_THREADS_PER_CPU, max_threads
+
+    if not 1 <= latency_size <= 8192:
+        raise ValueError(f"--latency-size must be between 1 and 8192 pixels, got {latency_size}")
+    if threads is not None and not 1 <= threads <= max_threads():
+        raise ValueError(f"--threads must be between 1 and {max_threads()} ({MAX_THREADS_PER_CPU} per CPU), got {threads}")
 
 
 def prune_model(model: Any, density: float, block: str, allocation: str = "per_layer", min_blocks: int = 100) -> tuple[Any, Any]:
@@ -135,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     density = parse_density(args.density)
     block_shape = parse_block_shape(args.block, "--block")
+    check_timing_options(args.latency_size, args.threads)
     out = args.out if args.out is not None else default_output(args.checkpoint, density, block_shape)
     sidecar = sidecar_path(out)
     check_outputs(args.checkpoint, [("--out", out), ("the summary", sidecar)], bool(args.force))
@@ -145,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     pruned, result = prune_model(model, density, args.block, args.allocation, args.min_blocks)
     for parameter, kept in result.selected:  # the zeros, in the network's edit log
         record_edit(pruned, "block_mask", {"parameter": parameter, "block_shape": list(block_shape), "kept": [int(i) for i in kept]})
+    from sparsesel.block_speed import pack_model
+
+    pruned, speed = pack_model(pruned, block_masks_of(result, pruned, block_shape), block_shape, kernel=args.kernel,
+                               example_size=(args.latency_size, args.latency_size), threads=args.threads)
     summary = {
         "input": str(args.checkpoint),
         "net": info["net"],
@@ -156,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         "total_blocks": result.info["total_blocks"],
         "discarded_energy": result.objective,
         "selected": [[name, list(idx)] for name, idx in result.selected],
+        "speed": speed,
     }
     recorded = {key: value for key, value in summary.items() if key != "selected"}  # the kept blocks are in the edits
     save_net(pruned, out, net=info["net"], config=info["config"], meta={**info["meta"], "prune": recorded}, force=bool(args.force))
@@ -165,4 +203,26 @@ def run(args: argparse.Namespace) -> int:
         f"{result.info['total_blocks']} blocks of {args.block} (density {result.info['density']:.4f}), "
         f"discarded energy {result.objective:.4f}; wrote {out} and {sidecar}"
     )
+    print(speed_summary(speed))
     return 0
+
+
+def speed_summary(speed: dict) -> str:
+    """The lines ``prune`` prints about the measured block vs dense times (``speed``: :func:`sparsesel.block_speed.pack_model`'s report)."""
+    total = speed["total"]
+    size = "x".join(str(v) for v in speed["example_size"])
+    lines = [f"kernel {speed['kernel']}: {total['block_layers']} of {len(speed['layers'])} layers in block-sparse form "
+             f"(timed at {size}, {speed['threads']} thread(s), best of {speed['repeats']})"]
+    for entry in speed["layers"]:
+        if entry["ms_dense"] is None:
+            lines.append(f"  {entry['name']}: dense ({entry['note']})")
+            continue
+        lines.append(f"  {entry['name']} ({entry['layer']}, {entry['kept_blocks']}/{entry['total_blocks']} blocks): "
+                     f"dense {entry['ms_dense']:.3f} ms, block {entry['ms_block']:.3f} ms ({entry['block_kernel']}), "
+                     f"x{entry['speedup'] or 0:.2f} -> {entry['form']}" + ("" if (entry["speedup"] or 0) > 1 else "  [dense wins]"))
+    if total["network_ms_dense"] is not None:
+        lines.append(f"network: dense {total['network_ms_dense']:.2f} ms, chosen {total['network_ms_chosen']:.2f} ms"
+                     + ("  [block layers reverted: the network was slower with them]" if total["reverted"] else ""))
+    dense_wins = speed["dense_wins"]
+    lines.append(f"dense wins in {len(dense_wins)} of {sum(e['ms_dense'] is not None for e in speed['layers'])} timed layers")
+    return "\n".join(lines)

@@ -454,7 +454,10 @@ def build_checked(
     """
     meta = check_on_meta(build, state, name=name, settings=settings, show=show, network=network)
     model = _materialize(meta, state) or build()
-    model.load_state_dict(dict(state), strict=True)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except ValueError as exc:  # a layer refused its stored values (e.g. a block-sparse layer's index)
+        raise ValueError(f"{name}: {exc}") from None
     return model
 
 

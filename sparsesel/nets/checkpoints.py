@@ -37,7 +37,7 @@ import torch
 
 from sparsesel.atomic import write_atomic
 from sparsesel.nets import zoo
-from sparsesel.nets.checkpoint_checks import build_checked, read_checkpoint_file
+from sparsesel.nets.checkpoint_checks import build_checked, read_checkpoint_file, short_list
 from sparsesel.nets.edits import checked_edits, register_edit_kind, replay_edits
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
 
@@ -214,7 +214,7 @@ def official_to_ours(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         else:
             out[new] = value
     if unknown:
-        raise ValueError(f"unexpected key(s) for UHDformer (official layout): {_short(unknown)}")
+        raise ValueError(f"unexpected key(s) for UHDformer (official layout): {short_list(sorted(unknown))}")
     return out
 
 
@@ -228,14 +228,8 @@ def ours_to_official(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.
         else:
             out[new] = value
     if unknown:
-        raise ValueError(f"key(s) with no official UHDformer name: {_short(unknown)}")
+        raise ValueError(f"key(s) with no official UHDformer name: {short_list(sorted(unknown))}")
     return out
-
-
-def _short(keys: list[str], limit: int = 12) -> str:
-    keys = sorted(keys)
-    text = ", ".join(keys[:limit])
-    return text + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
 # ---------------------------------------------------------------------------
@@ -375,16 +369,16 @@ def uhdformer_from_checkpoint(obj: Any, name: str = "checkpoint") -> UHDformer:
         raise ValueError(f"{name}: no state dict found")
     not_names = [repr(k) for k in state if not isinstance(k, str)]
     if not_names:
-        raise ValueError(f"{name}: tensor names must be strings, got {_short(not_names)}")
+        raise ValueError(f"{name}: tensor names must be strings, got {short_list(sorted(not_names))}")
     not_tensors = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
-        raise ValueError(f"{name}: entries that are not tensors: {_short(not_tensors)}")
+        raise ValueError(f"{name}: entries that are not tensors: {short_list(sorted(not_tensors))}")
     state = _strip_prefix(_strip_prefix(state, "module."), OFFICIAL_PREFIX)
     official = any(k.startswith("enter.") for k in state) and not any(k.startswith("stem.") for k in state)
     if official:
         state = official_to_ours(state)
     elif not any(k.startswith("stem.") for k in state):
-        raise ValueError(f"{name}: no UHDformer parameters found (neither 'enter.0.weight' nor 'stem.weight'); keys: {_short(list(state))}")
+        raise ValueError(f"{name}: no UHDformer parameters found (neither 'enter.0.weight' nor 'stem.weight'); keys: {short_list(sorted(list(state)))}")
     if config is None:
         try:
             config = infer_uhdformer_config(state, name)

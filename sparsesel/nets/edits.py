@@ -26,6 +26,7 @@ kind               replayed by                                             writt
 ``prune_channels`` :func:`sparsesel.compress.channel_pruning.replay_channel_pruning`  channel pruning
 ``block_mask``     :func:`sparsesel.blocks.replay_block_mask`                ``prune``
 ``shrink_trunk``   :func:`sparsesel.compress.trunk_widths.replay_trunk`      latency plans, channel pruning
+``block_pack``     :func:`sparsesel.block_layers.replay_pack`                ``prune --kernel`` (block-sparse layers)
 =================  ======================================================  ==========================
 
 Logs written by earlier versions name the first two ``sparsesel.compress.factorize`` and
@@ -62,6 +63,7 @@ EDIT_KINDS: Mapping[str, str] = {
     "prune_channels": "sparsesel.compress.channel_pruning:replay_channel_pruning",
     "block_mask": "sparsesel.blocks:replay_block_mask",
     "shrink_trunk": "sparsesel.compress.trunk_widths:replay_trunk",
+    "block_pack": "sparsesel.block_layers:replay_pack",
 }
 #: names of the kinds in files written before the table existed
 LEGACY_KINDS: Mapping[str, str] = {

@@ -15,6 +15,16 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def effective_weights(model):
+    """``{"layer.weight": dense weight}`` of every layer, also of layers prune packed into block-sparse form
+    (whose dense weight, zero outside the kept blocks, is their ``weight`` property)."""
+    weights = dict(model.named_parameters())
+    for name, module in model.named_modules():
+        if type(module).__name__.startswith("PackedBlock"):
+            weights[f"{name}.weight"] = module.weight
+    return weights
+
+
 @pytest.fixture
 def checkpoint(tmp_path):
     nets = pytest.importorskip("sparsesel.nets")
@@ -35,7 +45,7 @@ def test_prune_writes_a_new_checkpoint_and_leaves_the_input(checkpoint, tmp_path
     original, pruned = load_uhdformer(checkpoint), load_uhdformer(out)
     summary = json.loads((tmp_path / "pruned.pth.prune.json").read_text())
     assert summary["selected"]
-    named_orig, named_new = dict(original.named_parameters()), dict(pruned.named_parameters())
+    named_orig, named_new = dict(original.named_parameters()), effective_weights(pruned)
     for name, kept in summary["selected"]:
         w0, w1 = named_orig[name].detach(), named_new[name].detach()
         R, C = w0.shape[0] // 8, w0.shape[1] // 8
@@ -80,7 +90,7 @@ def test_prune_min_blocks_keeps_small_weights_dense(checkpoint, tmp_path):
     blocks = {name: (original[name].shape[0] // 4) * (original[name].shape[1] // 4) for name in pruned_every}
     assert pruned_default == {name for name, n in blocks.items() if n >= 100}
     assert pruned_default < pruned_every
-    untouched = dict(load_uhdformer(default).named_parameters())
+    untouched = effective_weights(load_uhdformer(default))
     for name in pruned_every - pruned_default:
         assert torch.equal(untouched[name], original[name])
 
@@ -106,7 +116,7 @@ def test_prune_issue_command_writes_the_default_output(checkpoint, tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.pth", expected.name, sidecar.name])
     summary = json.loads(sidecar.read_text())
     assert summary["target_density"] == 0.25 and summary["block"] == "8x8"
-    pruned = dict(load_uhdformer(expected).named_parameters())
+    pruned = effective_weights(load_uhdformer(expected))
     for name, kept in summary["selected"]:  # the pruned blocks are zero in the written checkpoint
         w = pruned[name].detach()
         R, C = w.shape[0] // 8, w.shape[1] // 8
@@ -231,7 +241,7 @@ def test_prune_every_network_of_sparsesel_nets(net, tmp_path):
     assert info["net"] == net and info["meta"]["task"] == "test" and info["meta"]["prune"]["net"] == net
     summary = json.loads((tmp_path / f"{net}.pruned-d0.5-b4x4.pt.prune.json").read_text())
     assert summary["selected"]
-    original, new = dict(model.named_parameters()), dict(pruned.named_parameters())
+    original, new = dict(model.named_parameters()), effective_weights(pruned)
     for name, kept in summary["selected"]:
         w0, w1 = original[name].detach(), new[name].detach()
         rows, cols = w0.shape[0] // 4, w0.shape[1] // 4

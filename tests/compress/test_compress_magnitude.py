@@ -19,6 +19,7 @@ from sparsesel.compress import channel_pruning as cp
 from sparsesel.compress.baselines import baseline_model, magnitude_prune
 from sparsesel.nets import zoo
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
+from spread_weights import spread_weights
 
 DEMO = Path(__file__).resolve().parents[2] / "sparsesel" / "assets" / "uhdformer_lowlight.pt"
 
@@ -27,22 +28,10 @@ def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _randomize(model: nn.Module, seed: int) -> nn.Module:
-    """Weights of very different scales (a fresh init has near-tied channel norms)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3 * torch.rand(p.shape[:1] + (1,) * (p.dim() - 1), generator=g))
-        for m in model.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.fill_(0.5)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def small() -> UHDformer:
     config = UHDformerConfig(width=8, number_block=1, unit_num=2, num_heads=2, match_factor=2, ffn_expansion_factor=2, scale_factor=4)
-    return _randomize(UHDformer(config), 1)
+    return spread_weights(UHDformer(config), 1)
 
 
 def _masked(model: UHDformer, pruned: UHDformer) -> UHDformer:
@@ -251,7 +240,7 @@ def test_demo_checkpoint_at_half_and_quarter_budget():
 def test_generic_network_goes_through_torch_pruning():
     pytest.importorskip("torch_pruning")
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 3, 3, padding=1))
-    _randomize(net, 2)
+    spread_weights(net, 2)
     budget = _params(net) // 2
     pruned = magnitude_prune(net, budget, torch.rand(1, 3, 8, 8), iterations=6)
     assert _params(pruned) <= budget and pruned[-1].out_channels == 3

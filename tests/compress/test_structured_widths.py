@@ -20,25 +20,14 @@ from sparsesel.compress.factorized import factorize
 from sparsesel.compress.structured import kept_channels, magnitude_selector, shrink, structured_units
 from sparsesel.nets import zoo
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
+from spread_weights import spread_weights
 
 SMALL = dict(width=8, number_block=1, unit_num=2, num_heads=2, match_factor=2, ffn_expansion_factor=2, scale_factor=4)
 
 
-def _randomized(config: UHDformerConfig, seed: int) -> UHDformer:
-    model = UHDformer(config).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3 * torch.rand(p.shape[:1] + (1,) * (p.dim() - 1), generator=g))
-        for m in model.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.fill_(0.5)
-    return model
-
-
 @pytest.fixture(scope="module")
 def small() -> UHDformer:
-    return _randomized(UHDformerConfig(**SMALL), 3)
+    return spread_weights(UHDformer(UHDformerConfig(**SMALL)), 3)
 
 
 def _x(seed: int, size=(16, 24)) -> torch.Tensor:
@@ -73,7 +62,7 @@ def test_tail_width_equals_the_masked_original(small):
 
 def test_heads_without_matching_equal_the_masked_original():
     config = UHDformerConfig(**{**SMALL, "num_heads": 4, "attention_matching": False})
-    model = _randomized(config, 4)
+    model = spread_weights(UHDformer(config), 4)
     attention = "groups.0.units.1.attn"
     keep = [2, 3, 6, 7]  # heads 1 and 3 (two channels each)
     pruned = cp.prune_channels(model, {(attention, "heads"): keep})

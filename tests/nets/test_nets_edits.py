@@ -51,6 +51,12 @@ def _edited_file(tmp_path: Path) -> Path:
     masked, result = prune_model(small, 0.5, "2x2", min_blocks=1)
     for parameter, kept in result.selected:
         record_edit(masked, "block_mask", {"parameter": parameter, "block_shape": [2, 2], "kept": [int(i) for i in kept]})
+    from sparsesel.block_layers import pack_layer, packable
+    from sparsesel.commands.prune import block_masks_of
+
+    masks = block_masks_of(result, masked, (2, 2))
+    parameter = next(p for p in masks if packable(masked.get_submodule(p.rpartition(".")[0])) is None)
+    pack_layer(masked, parameter.rpartition(".")[0], masks[parameter], (2, 2))  # one layer in its block-sparse form
     assert {edit["kind"] for edit in edit_log(masked)} == set(EDIT_KINDS)
     return zoo.save_net(masked, tmp_path / "edited.pt")
 
