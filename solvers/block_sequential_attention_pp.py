@@ -68,35 +68,7 @@ import functools
 from sparsesel.problems.block_sparsification import BlockSparsification
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
-
-
-def sapp_schedule(warmup_fraction: float, n_cycles: int, final_fraction: float,
-                  sparsification: bool = True) -> list[tuple[str, float]]:
-    """SA++ phases as ``(kind, fraction of the budget)``, built on the ACDC schedule.
-
-    ACDC: dense warm-up, ``n_cycles`` × (sparse, dense), final sparse. SA++
-    turns each (sparse, dense) pair into (sparsification, sparse, dense) — the
-    ACDC sparse half split evenly between a sparsification and a sparse phase —
-    and replaces the last pair by one sparsification phase; the final sparse
-    phase is the fine-tune. ``sparsification=False`` gives Alg. 1's basic form
-    (plain ACDC phases on the attention weights).
-    """
-    middle = 1.0 - warmup_fraction - final_fraction
-    if middle < 0:
-        raise ValueError(f"warmup_fraction + final_fraction must be <= 1, got {warmup_fraction} + {final_fraction}")
-    if n_cycles < 1:
-        raise ValueError(f"n_cycles must be >= 1, got {n_cycles}")
-    cycle = middle / n_cycles
-    phases = [("dense", warmup_fraction)]
-    for i in range(n_cycles):
-        if not sparsification:
-            phases += [("sparse", cycle / 2), ("dense", cycle / 2)]
-        elif i < n_cycles - 1:
-            phases += [("sparsification", cycle / 4), ("sparse", cycle / 4), ("dense", cycle / 2)]
-        else:
-            phases.append(("sparsification", cycle))
-    phases.append(("final", final_fraction))
-    return phases
+from sparsesel.schedules import sapp_schedule  # noqa: F401 - re-exported: the schedule lives with the core
 
 
 @register_solver("sequential_attention_pp", kinds=(BlockSparsification,),

@@ -21,6 +21,7 @@ from torch.nn.utils import parametrize
 
 from sparsesel.blocks import own_class, block_norms, resolve, scale_blocks
 from sparsesel.problems.block_sparsification import BlockSparsification, check_finite_batch
+from sparsesel.schedules import cubic_sparsity, exponential_sparsity, phase_lengths  # noqa: F401 - shared with the channel selectors
 
 
 class BlockGate(nn.Module):
@@ -270,29 +271,6 @@ class Trainer:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def phase_lengths(total: int, fractions: list[float]) -> list[int]:
-    """Split ``total`` steps by ``fractions`` (summing to 1) into integers that add up to ``total``."""
-    bounds = [0]
-    acc = 0.0
-    for f in fractions:
-        acc += f
-        bounds.append(int(round(acc * total)))
-    bounds[-1] = total
-    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def exponential_sparsity(u: float, target: float, c: float = 4.0) -> float:
-    """SA++'s sparsification schedule ``s·(1 − e^{−cu})/(1 − e^{−c})``, ``u ∈ [0, 1]``."""
-    u = min(max(u, 0.0), 1.0)
-    return target * (1.0 - math.exp(-c * u)) / (1.0 - math.exp(-c))
-
-
-def cubic_sparsity(u: float, target: float) -> float:
-    """Gradual magnitude pruning's schedule (Zhu & Gupta 2017): ``s·(1 − (1 − u)³)``."""
-    u = min(max(u, 0.0), 1.0)
-    return target * (1.0 - (1.0 - u) ** 3)
 
 
 def check_budget(epochs: Any, lr: Any, batch_size: Any, weight_decay: Any, seed: Any) -> None:

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-size", type=int, default=512)
     parser.add_argument("--latency-repeats", type=int, default=3, help="0 skips the latency measurement")
     parser.add_argument("--exclude", action="append", default=[], help="layer name or pattern to leave untouched (repeatable)")
+    parser.add_argument("--selector", default="sa++",
+                        help="which channels a latency plan keeps: sa++ (default: 30 distillation steps of SequentialAttention++ "
+                             "before the fine-tuning), magnitude, taylor or random (benchmarks/compress_selectors.py compares them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resume", action="store_true",
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             curve=curve, baselines=not args.no_baselines,
             latency_size=args.latency_size, latency_repeats=args.latency_repeats, exclude=args.exclude, seed=args.seed,
             threads=args.threads, resume=args.resume, force=args.force, progress=not args.no_progress,
-            net=args.net, trust_code=args.trust_code,
+            net=args.net, trust_code=args.trust_code, selector=args.selector,
         )
     except KeyboardInterrupt:
         raise KeyboardInterrupt(_interrupted(args)) from None

@@ -50,6 +50,8 @@ def compress_model(
     calibration_size: int = 64,
     analysis=None,
     processes: int = 1,
+    selector: str = "magnitude",
+    finetune: FinetuneConfig | None = None,
 ) -> tuple[torch.nn.Module, Plan | None, Any]:
     """Plan and apply one compression of ``model`` (not modified); returns (network, plan or None, analysis).
 
@@ -57,7 +59,12 @@ def compress_model(
     (its adapter's; ``lowlight`` for networks without one of their own). The adapter's
     ``compress_exclude`` layers are left untouched besides ``exclude``. ``processes``: worker
     processes for the analysis's calibration passes (:func:`~sparsesel.compress.plan.calibrate_layers`).
+    ``selector`` (:mod:`sparsesel.compress.selectors`) chooses which channels a plan's structured
+    entries (a latency plan's kept channel counts) keep; ``sa++`` distils with ``finetune`` first.
     """
+    from sparsesel.compress.selectors import apply_with_selector, check_selector
+
+    check_selector(selector)
     if method == "magnitude":
         from sparsesel.compress.baselines import magnitude_prune
 
@@ -73,6 +80,8 @@ def compress_model(
     if analysis is None:
         analysis = analyze(model, exclude=exclude, calibration=calibration, budget=budget, processes=processes)
     p = plan(model, budget, method=method, analysis=analysis, calibration=calibration, seed=seed)
+    if p.structured:
+        return apply_with_selector(model, p, selector, finetune=finetune, seed=seed)[0], p, analysis
     return apply(model, p), p, analysis
 
 
@@ -129,6 +138,7 @@ def compress_checkpoint(
     progress: bool = True,
     net: str | None = None,
     trust_code: bool = False,
+    selector: str = "magnitude",
 ) -> str | None:
     """Run the pipeline; returns a one-paragraph summary (rank 0) or None (other ranks).
 
@@ -157,6 +167,9 @@ def compress_checkpoint(
 
     began = time.perf_counter()
     budget, curve = _check_run_arguments(budget, method, curve, task, eval_count, eval_size, latency_size, latency_repeats, threads)
+    from sparsesel.compress.selectors import check_selector
+
+    check_selector(selector)
     out = Path(out)
     run_folder.prepare(out, checkpoint, force=force, resume=resume)
     if threads is not None:
@@ -166,7 +179,7 @@ def compress_checkpoint(
                    batch_size=batch_size,
                    patch_size=patch_size, lr=lr, eval_count=eval_count, eval_size=eval_size, curve=curve, baselines=baselines,
                    latency_size=latency_size, latency_repeats=latency_repeats, exclude=exclude, seed=seed, resume=resume,
-                   progress=progress and rank == 0)
+                   progress=progress and rank == 0, selector=selector)
     if rank != 0:  # rank 0 holds the lock and writes every file
         return _compress(checkpoint, out, rank=rank, world=world, began=began, **options)
     created = first_missing(out)
@@ -187,7 +200,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
               trust_code: bool, budget: Budget, method: str,
               finetune_steps: int, task: str | None, batch_size: int, patch_size: int, lr: float, eval_count: int,
               eval_size: int, curve: Sequence[Budget], baselines: bool, latency_size: int, latency_repeats: int,
-              exclude: Sequence[str], seed: int, resume: bool, progress: bool) -> str | None:
+              exclude: Sequence[str], seed: int, resume: bool, progress: bool, selector: str = "magnitude") -> str | None:
     """The work of :func:`compress_checkpoint`, once ``out`` is checked and locked (rank 0)."""
     from sparsesel.compress import run_folder
     from sparsesel.nets import zoo
@@ -200,7 +213,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     config = FinetuneConfig(task=task, steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr, seed=seed)
     settings = run_folder.run_settings(checkpoint, task=task, budget=budget.value, method=method, exclude=exclude, seed=seed,
                                        finetune_steps=finetune_steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
-                                       baselines=bool(baselines))
+                                       baselines=bool(baselines), selector=selector)
     if resume:
         run_folder.check_resume_settings(out, settings)
     stages: dict[str, float] = {}
@@ -216,7 +229,8 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     # under torch.distributed)
     run_folder.enter_stage("analyze", progress)
     student, the_plan, analysis = compress_model(teacher, budget, method=method, task=task, exclude=exclude, seed=seed,
-                                                 processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1)
+                                                 processes=min(torch.get_num_threads(), MAX_WORKERS) if world == 1 else 1,
+                                                 selector=selector, finetune=config)
     zoo.check_saveable(student, net=net, config=info["config"])  # a network no file could rebuild fails now, not after the work
     lap("analyze_and_plan")
     if world > 1:

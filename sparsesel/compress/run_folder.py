@@ -57,6 +57,7 @@ _RESUME_SETTINGS = (
     ("checkpoint_sha256", "CHECKPOINT (its contents)"), ("task", "--task"), ("budget", "--budget"), ("method", "--method"),
     ("exclude", "--exclude"), ("seed", "--seed"), ("finetune_steps", "--finetune-steps"), ("batch_size", "--batch-size"),
     ("patch_size", "--patch-size"), ("lr", "--lr"), ("baselines", "--no-baselines (baselines fine-tuned)"),
+    ("selector", "--selector"),
 )
 _BASELINES = ("uniform", "energy", "magnitude")
 

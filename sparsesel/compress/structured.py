@@ -9,8 +9,8 @@ candidates, an attention's heads -- with a small menu of kept channel counts.  T
 ``selector(model, group) -> order``: every channel index of ``group``
 (:class:`~sparsesel.compress.channel_pruning.ChannelGroup`), most important first.  The default,
 :func:`magnitude_selector`, orders by the group's L2 importance (Torch-Pruning's
-``MagnitudeImportance``, as the magnitude baseline scores channels); other selectors (SA++, Taylor)
-plug in here.  :func:`kept_channels` turns an order and a count into kept indices that respect
+``MagnitudeImportance``, as the magnitude baseline scores channels); the others (``sa++``, ``taylor``,
+``random``) are in :mod:`sparsesel.compress.selectors`.  :func:`kept_channels` turns an order and a count into kept indices that respect
 the group's units (heads, encoder pairs) and conv groups (kept evenly).
 """
 
