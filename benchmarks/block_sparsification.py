@@ -2,7 +2,7 @@
 
 Three tasks by default and a fourth on request (``--tasks``), every method trained from the same initialisation with the same
 budget (``epochs`` passes, same batches in the same order, same optimizer and
-learning-rate schedule — the shared training loop of ``solvers/_block_training.py``)
+learning-rate schedule — the shared training loop of ``solvers/block_training.py``)
 and its own peak learning rate, chosen on validation with the same effort for
 every method (see "Learning rate per method" below):
 

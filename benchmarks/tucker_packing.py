@@ -54,7 +54,7 @@ from tqdm import tqdm  # noqa: E402
 
 import sparsesel as ss  # noqa: E402
 from solvers.tucker_greedy import TuckerErrorOracle  # noqa: E402
-from sparsesel.result import _jsonable  # noqa: E402
+from sparsesel.result import jsonable  # noqa: E402
 from sparsesel.tensors import mode_spectrum  # noqa: E402
 from sparsesel.tensors.datasets import DATASETS, load_tensor  # noqa: E402
 from sparsesel.tensors.tucker import TUCKER_DEFAULTS  # noqa: E402
@@ -345,7 +345,7 @@ def main() -> None:
         "summaries": summaries,
         "results": results,
     }
-    write_atomic(out_dir / f"{tag}.json", json.dumps(_jsonable(payload), indent=1))
+    write_atomic(out_dir / f"{tag}.json", json.dumps(jsonable(payload), indent=1))
     plot(results, out_dir / f"{tag}.png")
     print(f"\nwrote {out_dir / (tag + '.json')} and {tag}.png ({payload['seconds']:.0f} s)")
 

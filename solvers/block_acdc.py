@@ -30,7 +30,7 @@ def acdc(problem: BlockSparsification, *, epochs: int = 20, lr: float = 3e-3, ba
     pruned blocks keep their values and come back in the next dense phase); the
     optimizer is reset at every phase. ``epochs=0`` prunes by block norm.
     """
-    from solvers import _block_training as bt
+    from solvers import block_training as bt
     from sparsesel.validation import check_int
 
     bt.check_budget(epochs, lr, batch_size, weight_decay, seed)

@@ -26,7 +26,7 @@ def magnitude(problem: BlockSparsification, *, schedule: str = "one_shot", epoch
       ``1 − finetune_fraction``, re-pruning (among the still kept blocks) every
       ``prune_every`` steps (0: 1/20 of the ramp), then fine-tune.
     """
-    from solvers import _block_training as bt
+    from solvers import block_training as bt
     from sparsesel.validation import check_choice
 
     check_choice(schedule, "schedule", SCHEDULES)

@@ -20,7 +20,7 @@ def powerpropagation(problem: BlockSparsification, *, alpha: float = 2.0, epochs
     finetune_fraction`` of the budget the blocks of largest ``‖W_b‖`` are kept
     and the model is fine-tuned with plain weights and the mask.
     """
-    from solvers import _block_training as bt
+    from solvers import block_training as bt
 
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 1:
         raise ValueError(f"alpha must be a number >= 1, got {alpha!r}")

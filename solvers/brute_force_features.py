@@ -96,33 +96,8 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
         from tqdm.auto import tqdm
 
         bar = tqdm(total=count, desc="brute_force subsets", unit="subset")
-    combos = itertools.combinations(range(d), k)
-    scores: list[np.ndarray] = []
-    subsets: list[np.ndarray] = []
     try:
-        if problem.loss == "squared":
-            # scaled columns and response (powers of two, exact): no overflow at any scale
-            scaling = problem.scaling
-            Xc = scaling.scaled_columns(problem.X, np.arange(d))
-            yc = scaling.scaled_response(problem.y)
-            gram, xty, yy = Xc.T @ Xc, Xc.T @ yc, float(yc @ yc)
-            while True:
-                batch = np.array(list(itertools.islice(combos, _BATCH)), dtype=np.intp).reshape(-1, k)
-                if batch.size == 0:
-                    break
-                subsets.append(batch)
-                scores.append(_batched_rss(gram, xty, yy, batch, problem) / problem.n_samples)
-                if bar is not None:
-                    bar.update(len(batch))
-        else:
-            batch = np.array(list(combos), dtype=np.intp).reshape(-1, k)
-            values = np.empty(len(batch))
-            for i, subset in enumerate(batch):
-                values[i] = problem.objective(subset.tolist())
-                if bar is not None:
-                    bar.update(1)
-            subsets.append(batch)
-            scores.append(values)
+        subsets, scores = _score_all_subsets(problem, bar)
     finally:
         if bar is not None:
             bar.close()
@@ -143,3 +118,40 @@ def brute_force_features(problem: FeatureSelection, *, max_subsets: int = 200_00
         tuple(selected), objective=optimum, lower_bound=optimum, upper_bound=optimum, status="optimal",
         n_subsets=count, coef=fit["coef"], intercept=fit["intercept"],
     )
+
+
+def _score_all_subsets(problem: FeatureSelection, bar) -> tuple[list[np.ndarray], list[np.ndarray]]:  # noqa: ANN001
+    """Every ``k``-subset in lexicographic order, in batches ``(m, k)``, with its loss ``(m,)``.
+
+    Squared loss: the residual sum of squares from the Gram matrix of the scaled columns, in
+    batches of :data:`_BATCH` subsets; logistic: ``problem.objective`` of each subset.
+    ``bar`` (a tqdm bar or ``None``) advances by the subsets scored.
+    """
+    d, k = problem.n_features, problem.k
+    combos = itertools.combinations(range(d), k)
+    scores: list[np.ndarray] = []
+    subsets: list[np.ndarray] = []
+    if problem.loss == "squared":
+        # scaled columns and response (powers of two, exact): no overflow at any scale
+        scaling = problem.scaling
+        Xc = scaling.scaled_columns(problem.X, np.arange(d))
+        yc = scaling.scaled_response(problem.y)
+        gram, xty, yy = Xc.T @ Xc, Xc.T @ yc, float(yc @ yc)
+        while True:
+            batch = np.array(list(itertools.islice(combos, _BATCH)), dtype=np.intp).reshape(-1, k)
+            if batch.size == 0:
+                break
+            subsets.append(batch)
+            scores.append(_batched_rss(gram, xty, yy, batch, problem) / problem.n_samples)
+            if bar is not None:
+                bar.update(len(batch))
+    else:
+        batch = np.array(list(combos), dtype=np.intp).reshape(-1, k)
+        values = np.empty(len(batch))
+        for i, subset in enumerate(batch):
+            values[i] = problem.objective(subset.tolist())
+            if bar is not None:
+                bar.update(1)
+        subsets.append(batch)
+        scores.append(values)
+    return subsets, scores

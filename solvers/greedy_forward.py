@@ -215,10 +215,5 @@ def greedy_forward(problem: FeatureSelection, *, progress: bool = False, n_jobs:
     else:
         selected, trace = _greedy_refit(problem, bool(progress), n_jobs)
     fit = problem.refit(selected)
-    return Result(
-        selected=tuple(selected),
-        objective=float(fit["loss"]),
-        status="feasible",
-        trace=tuple(trace),
-        info={"coef": fit["coef"], "intercept": fit["intercept"]},
-    )
+    return problem.result(selected, objective=float(fit["loss"]), trace=trace, coef=fit["coef"],
+                          intercept=fit["intercept"])

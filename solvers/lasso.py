@@ -290,4 +290,4 @@ def lasso(problem: FeatureSelection, *, n_grid: int = 40, seed: int = 0, max_gra
         selected, info = _lasso_logistic(problem, n_grid, seed)
     fit = problem.refit(selected)
     info.update(coef=fit["coef"], intercept=fit["intercept"])
-    return Result(selected=tuple(selected), objective=float(fit["loss"]), status="feasible", info=info)
+    return problem.result(selected, objective=float(fit["loss"]), **info)

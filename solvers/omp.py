@@ -46,7 +46,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from sparsesel.design_matrix import centred_transpose_product, is_sparse, sparse_centred_gram_columns
-from sparsesel.problems.column_scaling import ColumnScaling
+from sparsesel.problems.column_scaling import ColumnScaling, strongest_scaled
 from sparsesel.problems.feature_selection import FeatureSelection
 from sparsesel.registry import register_solver
 from sparsesel.result import Result
@@ -147,24 +147,6 @@ class _GramColumns:
         self.size = needed
 
 
-def _strongest(magnitude: np.ndarray, eligible: np.ndarray, scale: np.ndarray, relative_scale: np.ndarray) -> int:
-    """OMP's pick: the eligible ``j`` of largest ``|xᶜⱼᵀ r| = scaleⱼ·magnitudeⱼ`` (common factors dropped); -1 if none.
-
-    ``magnitude`` holds the scaled correlations ``|xₛⱼᵀ rₛ|``; ``relative_scale`` is
-    ``scale / max(scale)`` (exact powers of two). Where that product underflows for every
-    eligible column (scales over 300 orders of magnitude apart), logarithms decide.
-    """
-    if not np.any(eligible):
-        return -1
-    score = np.where(eligible, magnitude * relative_scale, -1.0)
-    pick = int(np.argmax(score))
-    if score[pick] == 0.0:
-        with np.errstate(divide="ignore"):
-            log_score = np.where(eligible, np.log2(magnitude) + np.log2(scale), -np.inf)
-        pick = int(np.argmax(log_score))
-    return pick
-
-
 def _use_full_gram(n: int, d: int, k: int, strategy: str) -> bool:
     if strategy != "auto":
         return strategy == "gram"
@@ -221,98 +203,112 @@ def omp(problem: FeatureSelection, *, block_size: int = 32, strategy: str = "aut
     block_size = check_int(block_size, "block_size", low=1)
     strategy = check_choice(strategy, "strategy", STRATEGIES)
 
-    X, y, k = problem.X, problem.y, problem.k
+    X, k = problem.X, problem.k
     n, d = X.shape
-    # Everything below runs on the scaled columns Xₛ = (X − mean)/scale and response
-    # yₛ = (y − ȳ)/y_scale (powers of two: exact, no overflow at any column scale).
-    # OMP's pick |xᶜⱼᵀ r| = scaleⱼ·y_scale·|xₛⱼᵀ rₛ| keeps its unscaled meaning.
     scaling = problem.scaling
-    mean, scale = scaling.x_mean, scaling.x_scale
-    relative_scale = scale / np.max(scale)  # powers of two <= 1: exact
-    yc = scaling.scaled_response(y)
     gram = _GramColumns(X, scaling, full=_use_full_gram(n, d, k, strategy))
-    if gram.sparse is not None:
-        xty = centred_transpose_product(*gram.sparse, yc)  # Xₛᵀ yₛ (constant columns exactly 0)
-    else:
-        xty = (X.T @ yc - mean * yc.sum()) / scale  # Xₛᵀ yₛ
-    # constant (or all-zero) columns centre to exactly zero: they never lower the loss, and the
-    # rounding of Xᵀy − μ·Σy for a constant column of 1e200 (~1e184) must not count as a correlation
-    constant = scaling.x_spread == 0
-    xty[constant] = 0.0
-    yy = float(yc @ yc)
-
-    projections = np.empty((d, k), order="F")  # W = G[:, S] L⁻ᵀ
-    chol = np.zeros((k, k))  # lower-triangular Cholesky factor of G[S, S]
-    z = np.zeros(k)  # L⁻¹ Xₛᵀyₛ[S]; the residual sum of squares is ‖yₛ‖² − ‖z‖²
-    selected: list[int] = []
-    trace: list[dict] = []
-    blocked = constant.copy()  # selected, dependent on the selected, or constant
-    corr = xty.copy()  # Xₛᵀ rₛ, rₛ the current (scaled) residual
-    corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))  # per column, in scaled units
-
-    while len(selected) < k:
-        t = len(selected)
-        magnitude = np.abs(corr)
-        eligible = ~blocked & (magnitude > corr_floor)
-        pick = _strongest(magnitude, eligible, scale, relative_scale)
-        if pick < 0:
-            break  # the residual is orthogonal to every remaining column
-        if not gram.has(pick):
-            # the pick and the strongest other candidates without a cached column
-            score = np.where(eligible, magnitude * relative_scale, -1.0)
-            order = np.argsort(-score, kind="stable")[: 4 * block_size]
-            others = [j for j in order if j != pick and not gram.has(j) and eligible[j]]
-            gram.compute(np.array([pick, *others[: block_size - 1]]))
-        column = gram.column(pick)
-        diagonal = float(column[pick])
-        row = projections[pick, :t]  # = L⁻¹ G[S, pick]
-        pivot = diagonal - float(row @ row)
-        if pivot <= DEPENDENCE_TOL * diagonal or pivot <= 0.0:
-            blocked[pick] = True  # linearly dependent on the selected columns: skip it
-            continue
-        root = np.sqrt(pivot)
-        chol[t, :t] = row
-        chol[t, t] = root
-        z[t] = (xty[pick] - row @ z[:t]) / root
-        projections[:, t] = (column - projections[:, :t] @ row) / root
-        corr -= projections[:, t] * z[t]
-        selected.append(pick)
-        blocked[pick] = True
-        rss = max(yy - float(z[: t + 1] @ z[: t + 1]), 0.0)
-        trace.append({"step": t + 1, "feature": pick, "objective": scaling.unscale_squared(rss / n)})
-
+    pursuit = _Pursuit(problem, gram)
+    pursuit.run(block_size)
+    selected, trace = pursuit.selected, pursuit.trace
     n_pursued = len(selected)
     if n_pursued < k:  # no remaining column lowers the loss: complete the selection
-        rss = max(yy - float(z[:n_pursued] @ z[:n_pursued]), 0.0)
-        chosen = set(selected)
-        for j in range(d):
-            if len(selected) == k:
-                break
-            if j not in chosen:
-                selected.append(j)
-                trace.append(
-                    {"step": len(selected), "feature": j, "objective": scaling.unscale_squared(rss / n), "padded": True}
-                )
-
+        rss = max(pursuit.yy - float(pursuit.z[:n_pursued] @ pursuit.z[:n_pursued]), 0.0)
+        _pad(selected, trace, d, k, scaling.unscale_squared(rss / n))
     coef_scaled = np.zeros(k)
     if n_pursued:
         coef_scaled[:n_pursued] = solve_triangular(
-            chol[:n_pursued, :n_pursued], z[:n_pursued], lower=True, trans="T", check_finite=False
+            pursuit.chol[:n_pursued, :n_pursued], pursuit.z[:n_pursued], lower=True, trans="T", check_finite=False
         )
-    residual = yc - scaling.scaled_columns(X, selected) @ coef_scaled
+    residual = pursuit.yc - scaling.scaled_columns(X, selected) @ coef_scaled
     objective = scaling.unscale_squared(float(residual @ residual) / n)
     coef = scaling.unscale_coef(coef_scaled, selected)
-    intercept = float(scaling.y_mean - mean[selected] @ coef) if problem.fit_intercept else 0.0
-    return Result(
-        selected=tuple(selected),
-        objective=objective,
-        status="feasible",
-        trace=tuple(trace),
-        info={
-            "coef": coef,
-            "intercept": intercept,
-            "n_pursued": n_pursued,
-            "n_passes": gram.n_passes,
-            "n_gram_columns": gram.size,
-        },
-    )
+    intercept = float(scaling.y_mean - scaling.x_mean[selected] @ coef) if problem.fit_intercept else 0.0
+    return problem.result(selected, objective=objective, trace=trace, coef=coef, intercept=intercept,
+                          n_pursued=n_pursued, n_passes=gram.n_passes, n_gram_columns=gram.size)
+
+
+def _pad(selected: list[int], trace: list[dict], d: int, k: int, objective: float) -> None:
+    """Complete ``selected`` to ``k`` features with the lowest unselected indices (each at ``objective``)."""
+    chosen = set(selected)
+    for j in range(d):
+        if len(selected) == k:
+            break
+        if j not in chosen:
+            selected.append(j)
+            trace.append({"step": len(selected), "feature": j, "objective": objective, "padded": True})
+
+
+class _Pursuit:
+    """OMP's state on the scaled columns: picks, incremental Cholesky factor and correlations.
+
+    Everything runs on the scaled columns Xₛ = (X − mean)/scale and response yₛ = (y − ȳ)/y_scale
+    (powers of two: exact, no overflow at any column scale). OMP's pick |xᶜⱼᵀ r| =
+    scaleⱼ·y_scale·|xₛⱼᵀ rₛ| keeps its unscaled meaning.
+    """
+
+    def __init__(self, problem: FeatureSelection, gram: _GramColumns) -> None:
+        X, k = problem.X, problem.k
+        d = X.shape[1]
+        scaling = self.scaling = problem.scaling
+        self.n, self.k, self.gram = X.shape[0], k, gram
+        mean, scale = scaling.x_mean, scaling.x_scale
+        self.scale = scale
+        self.relative_scale = scale / np.max(scale)  # powers of two <= 1: exact
+        yc = self.yc = scaling.scaled_response(problem.y)
+        if gram.sparse is not None:
+            xty = centred_transpose_product(*gram.sparse, yc)  # Xₛᵀ yₛ (constant columns exactly 0)
+        else:
+            xty = (X.T @ yc - mean * yc.sum()) / scale  # Xₛᵀ yₛ
+        # constant (or all-zero) columns centre to exactly zero: they never lower the loss, and the
+        # rounding of Xᵀy − μ·Σy for a constant column of 1e200 (~1e184) must not count as a correlation
+        constant = scaling.x_spread == 0
+        xty[constant] = 0.0
+        self.xty = xty
+        self.yy = float(yc @ yc)
+        self.projections = np.empty((d, k), order="F")  # W = G[:, S] L⁻ᵀ
+        self.chol = np.zeros((k, k))  # lower-triangular Cholesky factor of G[S, S]
+        self.z = np.zeros(k)  # L⁻¹ Xₛᵀyₛ[S]; the residual sum of squares is ‖yₛ‖² − ‖z‖²
+        self.selected: list[int] = []
+        self.trace: list[dict] = []
+        self.blocked = constant.copy()  # selected, dependent on the selected, or constant
+        self.corr = xty.copy()  # Xₛᵀ rₛ, rₛ the current (scaled) residual
+        self.corr_floor = CORRELATION_TOL * float(np.max(np.abs(xty)))  # per column, in scaled units
+
+    def run(self, block_size: int) -> None:
+        """Pick until ``k`` features are selected or the residual is orthogonal to every remaining column."""
+        gram, selected = self.gram, self.selected
+        while len(selected) < self.k:
+            magnitude = np.abs(self.corr)
+            eligible = ~self.blocked & (magnitude > self.corr_floor)
+            # OMP's pick: the largest |xᶜⱼᵀ r| = scaleⱼ·|xₛⱼᵀ rₛ| (common factors dropped)
+            pick = strongest_scaled(magnitude, eligible, self.relative_scale, self.scale)
+            if pick < 0:
+                break  # the residual is orthogonal to every remaining column
+            if not gram.has(pick):
+                # the pick and the strongest other candidates without a cached column
+                score = np.where(eligible, magnitude * self.relative_scale, -1.0)
+                order = np.argsort(-score, kind="stable")[: 4 * block_size]
+                others = [j for j in order if j != pick and not gram.has(j) and eligible[j]]
+                gram.compute(np.array([pick, *others[: block_size - 1]]))
+            self._add(pick, gram.column(pick))
+
+    def _add(self, pick: int, column: np.ndarray) -> None:
+        """Extend the Cholesky factor by column ``pick`` of the Gram matrix, or block it if dependent."""
+        t = len(self.selected)
+        diagonal = float(column[pick])
+        row = self.projections[pick, :t]  # = L⁻¹ G[S, pick]
+        pivot = diagonal - float(row @ row)
+        if pivot <= DEPENDENCE_TOL * diagonal or pivot <= 0.0:
+            self.blocked[pick] = True  # linearly dependent on the selected columns: skip it
+            return
+        root = np.sqrt(pivot)
+        z = self.z
+        self.chol[t, :t] = row
+        self.chol[t, t] = root
+        z[t] = (self.xty[pick] - row @ z[:t]) / root
+        self.projections[:, t] = (column - self.projections[:, :t] @ row) / root
+        self.corr -= self.projections[:, t] * z[t]
+        self.selected.append(pick)
+        self.blocked[pick] = True
+        rss = max(self.yy - float(z[: t + 1] @ z[: t + 1]), 0.0)
+        self.trace.append({"step": t + 1, "feature": pick, "objective": self.scaling.unscale_squared(rss / self.n)})

@@ -30,6 +30,49 @@ inner problem solved to optimality, whose picks are OMP's in the limit
 ``ridge → ∞`` (the default). The derivation, the conditions and what happens
 outside them are in :mod:`solvers.sequential_attention_exact`.
 ``inner="adam"`` trains the linear model like the others (one pass of Adam).
+
+The exact linear model
+----------------------
+``inner="exact"`` (linear model only, its default): at each step the attention-weighted
+ridge problem is solved in closed form at the re-initialised, uniform
+attention and the pick is the feature whose logit the exact gradient
+raises most, ``argmax_j |x̃_jᵀ r_ridge|`` (see
+:mod:`solvers.sequential_attention_exact`). With ``ridge=None`` (the limit
+``ridge → ∞``) the picks are exactly those of Orthogonal Matching Pursuit
+on the columns the model sees (standardised unless ``standardize=False``),
+in the same order, with exact ties going to the lowest index; a finite
+``ridge`` is OMP's pick when the gap between the two largest
+``|x̃_jᵀ r_S|`` exceeds ``2σ²/(σ² + n·ridge·m²)·‖A ᵀr_S‖₂`` (``m``
+unselected features, ``A`` their columns projected off the selected ones,
+``σ = ‖A‖₂``) and may differ otherwise. ``epochs``, ``warmup``, ``lr``,
+``batch_size``, ``hidden``, ``weight_decay`` and ``seed`` do not apply
+(the result is deterministic); options set anyway are listed in
+``info["unused_options"]``. ``"adam"`` (the only choice for the logistic and
+MLP models) trains, as above.
+
+With ``inner="exact"``: ``trace`` has ``step``,
+``feature``, ``attention`` and ``correlation`` (``c`` of the pick; and
+``padded: True`` where the residual is orthogonal to every remaining
+column, so the lowest-index unselected feature completes the selection);
+``info`` has ``correlations`` (array ``(k, d)``: ``c = X̃ᵀ r_ridge`` over
+the candidates at each pick, 0 elsewhere), ``attention`` (the rows
+``c²/Σc²``: the logit gradient is ``−(c_j² − mean c²)/(n²·ridge·m²)``,
+an affine function of it), ``inner``, ``ridge`` (``inf`` for the limit),
+``standardize`` and ``unused_options``.
+
+Standardisation
+---------------
+Work on columns scaled to unit variance (centred first when there is an
+intercept; without one, ``inner="exact"`` scales them to unit root mean
+square; constant or all-zero columns are left at 0). The columns are
+first divided by powers of two near their magnitudes (exact), so columns
+of magnitude ``1e±200`` standardise without overflow. The exact linear
+model then picks like OMP run on these standardised columns; with
+``False`` the raw columns are used and the picks are those of
+scikit-learn's ``OrthogonalMatchingPursuit`` on ``X`` itself (at any
+column scale with ``ridge=None``). With ``inner="adam"`` and ``False``, a
+training whose loss ends no lower than it started (Adam's steps cannot
+fit columns of magnitudes far from 1) is refused with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -75,23 +118,11 @@ LOGIT_INIT_STD = 1e-5
     kinds=(FeatureSelection,),
     description="Sequential Attention (ICLR 2023): linear model solved exactly (OMP's picks); logistic/MLP: one training pass, one pick per segment (torch)",
 )
-def sequential_attention(
-    problem: FeatureSelection,
-    *,
-    model: str | None = None,
-    inner: str | None = None,
-    epochs: int | None = None,
-    warmup: float | None = None,
-    hidden: int = 64,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    weight_decay: float = 0.0,
-    ridge: float | None = None,
-    standardize: bool = True,
-    seed: int = 0,
-    num_threads: int | None = 1,
-    progress: bool = False,
-) -> Result:
+def sequential_attention(problem: FeatureSelection, *, model: str | None = None, inner: str | None = None,
+                         epochs: int | None = None, warmup: float | None = None, hidden: int = 64,
+                         lr: float | None = None, batch_size: int | None = None, weight_decay: float = 0.0,
+                         ridge: float | None = None, standardize: bool = True, seed: int = 0,
+                         num_threads: int | None = 1, progress: bool = False) -> Result:
     """Select ``problem.k`` features by Sequential Attention.
 
     Parameters
@@ -99,129 +130,78 @@ def sequential_attention(
     problem : FeatureSelection
         ``X`` of shape ``(n, d)``, ``y`` of shape ``(n,)``, budget ``k`` and loss.
     model : {"linear", "logistic", "mlp"}, optional
-        The predictor trained with the attention logits. ``"linear"`` (squared loss
-        only) and ``"logistic"`` (logistic loss only; multinomial with more than two
-        classes, trained by cross-entropy) are linear predictors; ``"mlp"`` has one
-        hidden ReLU layer of width ``hidden`` and works with both losses. Default:
+        The predictor trained with the attention logits. ``"linear"`` (squared loss only) and ``"logistic"``
+        (logistic loss only; multinomial with more than two classes, trained by cross-entropy) are linear
+        predictors; ``"mlp"`` has one hidden ReLU layer of width ``hidden`` and works with both losses. Default:
         ``"linear"`` for ``loss="squared"``, ``"logistic"`` for ``loss="logistic"``.
     inner : {"exact", "adam"}, optional
-        How the model's weights (the inner problem) are fitted. ``"exact"``
-        (linear model only, its default): at each step the attention-weighted
-        ridge problem is solved in closed form at the re-initialised, uniform
-        attention and the pick is the feature whose logit the exact gradient
-        raises most, ``argmax_j |x̃_jᵀ r_ridge|`` (see
-        :mod:`solvers.sequential_attention_exact`). With ``ridge=None`` (the limit
-        ``ridge → ∞``) the picks are exactly those of Orthogonal Matching Pursuit
-        on the columns the model sees (standardised unless ``standardize=False``),
-        in the same order, with exact ties going to the lowest index; a finite
-        ``ridge`` is OMP's pick when the gap between the two largest
-        ``|x̃_jᵀ r_S|`` exceeds ``2σ²/(σ² + n·ridge·m²)·‖A ᵀr_S‖₂`` (``m``
-        unselected features, ``A`` their columns projected off the selected ones,
-        ``σ = ‖A‖₂``) and may differ otherwise. ``epochs``, ``warmup``, ``lr``,
-        ``batch_size``, ``hidden``, ``weight_decay`` and ``seed`` do not apply
-        (the result is deterministic); options set anyway are listed in
-        ``info["unused_options"]``. ``"adam"``: one training pass of Adam with
-        the logits, as below (the only choice for the logistic and MLP models).
+        How the model's weights are fitted: ``"exact"`` (linear model only, its default) in closed form at each step
+        ("The exact linear model" in this module's docstring; training options set anyway are listed in
+        ``info["unused_options"]``); ``"adam"``: one training pass of Adam with the logits.
     epochs : int, optional
-        Total number of passes over the data, warm-up included. They are cut into
-        a dense warm-up and ``k`` equal segments (counted in optimiser steps); at
-        least one step per segment is required. Default: ``100·k`` for the linear
-        models (full batch: near convergence in every segment), ``15·k`` for the MLP.
+        Total number of passes over the data, warm-up included. They are cut into a dense warm-up and ``k`` equal
+        segments (counted in optimiser steps); at least one step per segment is required. Default: ``100·k`` for the
+        linear models (full batch: near convergence in every segment), ``15·k`` for the MLP.
     warmup : float, optional
-        Fraction in ``[0, 1)`` of the steps trained densely (every attention
-        weight 1, logits frozen) before the first segment. Default 0 for the linear
-        models, 0.1 for the MLP (the official code's ``start_percentage``).
+        Fraction in ``[0, 1)`` of the steps trained densely (every attention weight 1, logits frozen) before the
+        first segment. Default 0 for the linear models, 0.1 for the MLP (the official code's ``start_percentage``).
     hidden : int
         Width of the MLP's hidden layer (ignored by the linear models).
     lr : float, optional
-        Adam learning rate for the model and the logits. Default 0.1 (linear
-        models), 0.03 (MLP).
+        Adam learning rate for the model and the logits. Default 0.1 (linear models), 0.03 (MLP).
     batch_size : int, optional
-        Mini-batch size; a value ``>= n`` trains on the full batch. Default: full
-        batch for the linear models, 512 for the MLP. Batches are reshuffled every
-        epoch by a ``torch.Generator`` seeded by ``seed``.
+        Mini-batch size; a value ``>= n`` trains on the full batch. Default: full batch for the linear models, 512
+        for the MLP. Batches are reshuffled every epoch by a ``torch.Generator`` seeded by ``seed``.
     weight_decay : float
         L2 penalty (Adam's ``weight_decay``) on every model weight (not the logits).
     ridge : float, optional
-        Strength of the penalty ``(ridge/2)·Σ_{i∉S}‖W_i‖²`` on the first-layer
-        weights of the unselected features (selected features are not penalised),
-        added to the mean training loss. ``inner="exact"``: ``None`` (default) is
-        the limit ``ridge → ∞`` (OMP's picks); a finite value must be > 0 (at 0 the
-        attention gets no gradient). ``inner="adam"``: default 1 for the linear
-        models, 0 for the MLP.
+        Strength of the penalty ``(ridge/2)·Σ_{i∉S}‖W_i‖²`` on the first-layer weights of the unselected features
+        (selected features are not penalised), added to the mean training loss. ``inner="exact"``: ``None``
+        (default) is the limit ``ridge → ∞`` (OMP's picks); a finite value must be > 0 (at 0 the attention gets no
+        gradient). ``inner="adam"``: default 1 for the linear models, 0 for the MLP.
     standardize : bool
-        Work on columns scaled to unit variance (centred first when there is an
-        intercept; without one, ``inner="exact"`` scales them to unit root mean
-        square; constant or all-zero columns are left at 0). The columns are
-        first divided by powers of two near their magnitudes (exact), so columns
-        of magnitude ``1e±200`` standardise without overflow. The exact linear
-        model then picks like OMP run on these standardised columns; with
-        ``False`` the raw columns are used and the picks are those of
-        scikit-learn's ``OrthogonalMatchingPursuit`` on ``X`` itself (at any
-        column scale with ``ridge=None``). With ``inner="adam"`` and ``False``, a
-        training whose loss ends no lower than it started (Adam's steps cannot
-        fit columns of magnitudes far from 1) is refused with a ``ValueError``.
+        Work on columns scaled to unit variance (centred first when there is an intercept); ``False`` uses the raw
+        columns (see "Standardisation" in this module's docstring).
     seed : int
-        Seeds the ``torch.Generator`` used for the initial weights, the logits and
-        the batch order. No global random state is read or changed.
+        Seeds the ``torch.Generator`` used for the initial weights, the logits and the batch order. No global random
+        state is read or changed.
     num_threads : int, optional
-        Torch intra-op threads while training (``torch.set_num_threads``; the
-        previous value is restored afterwards). The default 1 is the fastest for the
-        small dense problems this solver targets and avoids thread oversubscription
-        on busy machines; ``None`` keeps torch's current setting.
+        Torch intra-op threads while training (``torch.set_num_threads``; the previous value is restored
+        afterwards). The default 1 is the fastest for the small dense problems this solver targets and avoids thread
+        oversubscription on busy machines; ``None`` keeps torch's current setting.
     progress : bool
         Show a tqdm progress bar over the optimiser steps.
 
     Returns
     -------
     Result
-        ``selected``: the ``k`` features in the order they were picked;
-        ``objective``: ``problem.objective(selected)`` (loss of the refit model);
-        ``status``: ``"feasible"``; ``trace``: one dict per pick (``step``,
-        ``feature``, ``attention`` weight of the pick, ``train_loss`` = training
-        loss of the segment's last optimiser step, without the ridge term,
-        ``epoch`` in which the pick was made); ``info``: ``attention`` (array ``(k, d)``: row ``j`` holds the
-        softmax weights over the features unselected at pick ``j``, 0 for those
-        already selected), ``model``, ``epochs``, ``warmup_steps``,
-        ``steps_per_segment``, ``final_train_loss`` (mean loss of the last epoch)
-        and the resolved options. With ``inner="exact"``: ``trace`` has ``step``,
-        ``feature``, ``attention`` and ``correlation`` (``c`` of the pick; and
-        ``padded: True`` where the residual is orthogonal to every remaining
-        column, so the lowest-index unselected feature completes the selection);
-        ``info`` has ``correlations`` (array ``(k, d)``: ``c = X̃ᵀ r_ridge`` over
-        the candidates at each pick, 0 elsewhere), ``attention`` (the rows
-        ``c²/Σc²``: the logit gradient is ``−(c_j² − mean c²)/(n²·ridge·m²)``,
-        an affine function of it), ``inner``, ``ridge`` (``inf`` for the limit),
-        ``standardize`` and ``unused_options``.
+        ``selected``: the ``k`` features in the order they were picked; ``objective``:
+        ``problem.objective(selected)`` (loss of the refit model); ``status``: ``"feasible"``; ``trace``: one dict
+        per pick (``step``, ``feature``, ``attention`` weight of the pick, ``train_loss`` = training loss of the
+        segment's last optimiser step, without the ridge term, ``epoch`` in which the pick was made); ``info``:
+        ``attention`` (array ``(k, d)``: row ``j`` holds the softmax weights over the features unselected at pick
+        ``j``, 0 for those already selected), ``model``, ``epochs``, ``warmup_steps``, ``steps_per_segment``,
+        ``final_train_loss`` (mean loss of the last epoch) and the resolved options. With ``inner="exact"``, see
+        "The exact linear model" in this module's docstring.
 
     Raises
     ------
     ValueError
-        An unknown ``model`` or ``inner``, a model that does not fit the loss,
-        ``inner="exact"`` with a model other than linear, ``ridge=0`` with
-        ``inner="exact"``, or an option out of range (each message names the option).
+        An unknown ``model`` or ``inner``, a model that does not fit the loss, ``inner="exact"`` with a model other
+        than linear, ``ridge=0`` with ``inner="exact"``, or an option out of range (each message names the option).
     TypeError
-        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``, or a
-        sparse ``X`` (the torch models need it dense).
+        A non-integer ``epochs``, ``hidden``, ``batch_size`` or ``seed``, or a sparse ``X`` (torch needs it dense).
     """
-    options = _resolve_options(
-        problem,
-        model=model,
-        inner=inner,
-        epochs=epochs,
-        warmup=warmup,
-        hidden=hidden,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        ridge=ridge,
-        standardize=standardize,
-        seed=seed,
-        num_threads=num_threads,
-        progress=progress,
-    )
+    options = _resolve_options(problem, model=model, inner=inner, epochs=epochs, warmup=warmup, hidden=hidden,
+                               lr=lr, batch_size=batch_size, weight_decay=weight_decay, ridge=ridge,
+                               standardize=standardize, seed=seed, num_threads=num_threads, progress=progress)
     if options["inner"] == "exact":
         return _exact_result(problem, options)
+    return _trained_result(problem, options)
+
+
+def _trained_result(problem: FeatureSelection, options: dict[str, Any]) -> Result:
+    """One pass of Sequential Attention training (``inner="adam"``) with the resolved ``options``, as a Result."""
     previous_threads = torch.get_num_threads()
     try:
         if options["num_threads"] is not None:
@@ -238,13 +218,7 @@ def sequential_attention(
         "steps_per_segment": trainer.steps_per_segment,
         **{key: value for key, value in options.items() if key != "progress"},
     }
-    return Result(
-        selected=tuple(selected),
-        objective=problem.objective(selected),
-        status="feasible",
-        trace=tuple(trace),
-        info=info,
-    )
+    return problem.result(selected, trace=trace, **info)
 
 
 def _check_training_progress(problem: FeatureSelection, options: dict[str, Any], initial: float, final: float) -> None:
@@ -404,13 +378,7 @@ def _exact_result(problem: FeatureSelection, options: dict[str, Any]) -> Result:
     run = exact_linear_selection(problem, options["ridge"], options["standardize"])
     selected = run["selected"]
     info = {"attention": run["attention"], "correlations": run["correlations"], **options}
-    return Result(
-        selected=tuple(selected),
-        objective=problem.objective(selected),
-        status="feasible",
-        trace=tuple(run["trace"]),
-        info=info,
-    )
+    return problem.result(selected, trace=run["trace"], **info)
 
 
 class _AttentionTrainer:

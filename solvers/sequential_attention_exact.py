@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsesel.problems.column_scaling import power_of_two_scale
+from sparsesel.problems.column_scaling import power_of_two_scale, strongest_scaled
 from sparsesel.problems.feature_selection import FeatureSelection
 
 #: Correlations below this fraction of the largest initial one count as zero: the
@@ -186,14 +186,7 @@ def _strongest(magnitude: np.ndarray, relative: np.ndarray, floor: float) -> int
     (column scales over 300 orders of magnitude apart), logarithms decide.
     """
     eligible = (magnitude > floor) & (magnitude > 0.0)
-    if not np.any(eligible):
-        return -1
-    score = np.where(eligible, magnitude * relative, -1.0)
-    pick = int(np.argmax(score))
-    if score[pick] == 0.0:
-        with np.errstate(divide="ignore"):
-            pick = int(np.argmax(np.where(eligible, np.log2(magnitude) + np.log2(relative), -np.inf)))
-    return pick
+    return strongest_scaled(magnitude, eligible, relative, relative)
 
 
 def _ridge_residual_scaled(
@@ -249,12 +242,7 @@ def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize:
     rows_a = np.zeros((k, d))
     floor = None
     for step in range(k):
-        blocked = np.zeros(d, dtype=bool)
-        blocked[selected] = True
-        orth_norms = np.einsum("ij,ij->j", projected, projected)
-        blocked |= orth_norms <= DEPENDENCE_TOL * norms0  # dependent on the selected columns (or all zero)
-        free = np.flatnonzero(~blocked)
-        unselected = [j for j in range(d) if j not in selected]
+        free, unselected = _candidates(projected, norms0, selected)
         m = len(unselected)  # the softmax runs over every unselected feature
         if free.size:
             strength = _relative_strength(ridge, n, m, sigma)
@@ -272,16 +260,9 @@ def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize:
         else:  # the residual is orthogonal to every remaining column: no pick lowers the loss
             pick = unselected[0]
             padded = True
-        score = magnitude * relative[free]  # |c| / (σ·y_unit): exact
         with np.errstate(over="ignore"):
             rows_c[step, free] = scaled * design.column_unit[free] * design.y_unit
-        top = float(power_of_two_scale(np.array([np.max(score, initial=0.0)]))[0])
-        normalised = score / top  # exact: c²/Σc² is unchanged
-        energy = float(normalised @ normalised)
-        if energy > 0:
-            rows_a[step, free] = normalised**2 / energy
-        else:
-            rows_a[step, unselected] = 1.0 / m
+        _fill_attention_row(rows_a[step], magnitude * relative[free], free, unselected)  # |c| / (σ·y_unit): exact
         entry: dict[str, Any] = {
             "step": step,
             "feature": pick,
@@ -293,11 +274,39 @@ def exact_linear_selection(problem: FeatureSelection, ridge: float, standardize:
         trace.append(entry)
         selected.append(pick)
         if not padded:
-            u = projected[:, pick].copy()
-            for _ in range(2):  # re-orthogonalise against the basis ("twice is enough")
-                u -= basis @ (basis.T @ u)
-            u /= np.linalg.norm(u)
-            basis = np.column_stack([basis, u])
-            residual -= u * float(u @ residual)
-            projected -= np.outer(u, u @ projected)
+            basis = _project_off(basis, residual, projected, pick)
     return {"selected": selected, "trace": trace, "correlations": rows_c, "attention": rows_a}
+
+
+def _candidates(projected: np.ndarray, norms0: np.ndarray, selected: list[int]) -> tuple[np.ndarray, list[int]]:
+    """The columns a step may pick (not selected, not dependent on the selected, not zero), and the unselected."""
+    d = projected.shape[1]
+    blocked = np.zeros(d, dtype=bool)
+    blocked[selected] = True
+    orth_norms = np.einsum("ij,ij->j", projected, projected)
+    blocked |= orth_norms <= DEPENDENCE_TOL * norms0  # dependent on the selected columns (or all zero)
+    return np.flatnonzero(~blocked), [j for j in range(d) if j not in selected]
+
+
+def _fill_attention_row(row: np.ndarray, score: np.ndarray, free: np.ndarray, unselected: list[int]) -> None:
+    """Write ``c²/Σc²`` over the ``free`` columns into ``row`` (``score = |c|`` up to one factor); uniform over
+    the unselected features when every ``c`` is 0."""
+    top = float(power_of_two_scale(np.array([np.max(score, initial=0.0)]))[0])
+    normalised = score / top  # exact: c²/Σc² is unchanged
+    energy = float(normalised @ normalised)
+    if energy > 0:
+        row[free] = normalised**2 / energy
+    else:
+        row[unselected] = 1.0 / len(unselected)
+
+
+def _project_off(basis: np.ndarray, residual: np.ndarray, projected: np.ndarray, pick: int) -> np.ndarray:
+    """Add column ``pick`` to the orthonormal ``basis`` (returned) and project it off ``residual`` and
+    ``projected`` in place (one rank-one step)."""
+    u = projected[:, pick].copy()
+    for _ in range(2):  # re-orthogonalise against the basis ("twice is enough")
+        u -= basis @ (basis.T @ u)
+    u /= np.linalg.norm(u)
+    residual -= u * float(u @ residual)
+    projected -= np.outer(u, u @ projected)
+    return np.column_stack([basis, u])

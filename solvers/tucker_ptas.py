@@ -83,6 +83,59 @@ def _small_rank_best(
     return tuple(int(v) for v in grid[int(np.argmin(obj))]), True
 
 
+def _budget_splits(B: int, epsilon: float) -> list[tuple[float, float]]:
+    """The guessed (core, factor) splits of the budget ``B``: ``(1+ε)^k`` for either part, both ``>= 1``."""
+    K = int(math.floor(math.log(B) / math.log1p(epsilon)))
+    return [
+        (b_core, b_fac)
+        for guess in ((1.0 + epsilon) ** k for k in range(K))
+        for b_core, b_fac in ((guess, B - guess), (B - guess, guess))
+        if b_core >= 1 and b_fac >= 1
+    ]
+
+
+class _RankItems:
+    """The ILP of one budget split: items ``(n, j)`` (mode ``n`` at rank ``j = 1..K_n``), one per mode.
+
+    An item's profit is the energy kept by rank ``j`` of mode ``n``; its weights are ``log j`` against
+    the core budget (the core size is the product of the ranks) and ``I_n·j`` against the factor budget.
+    """
+
+    def __init__(self, problem: CoreShape, max_ranks: list[int]) -> None:
+        N = problem.n_groups
+        # Items, in order (n, j) for j = 1..K_n.
+        self.n_groups = N
+        self.mode_of = np.concatenate([np.full(k, n) for n, k in enumerate(max_ranks)])
+        self.rank_of = np.concatenate([np.arange(1, k + 1) for k in max_ranks])
+        self.profit = np.concatenate([np.cumsum(problem.energies[n][:k]) for n, k in enumerate(max_ranks)])
+        log_w = np.log(self.rank_of.astype(float))
+        fac_w = np.asarray([problem.shape[n] for n in self.mode_of], dtype=float) * self.rank_of
+        choose_one = np.zeros((N, len(self.profit)))
+        choose_one[self.mode_of, np.arange(len(self.profit))] = 1.0
+        self.A = np.vstack([log_w, fac_w, choose_one])
+
+    def best_shape(self, b_core: float, b_fac: float, remaining: float) -> tuple[tuple[int, ...] | None, bool]:
+        """HiGHS's shape for core budget ``b_core`` and factor budget ``b_fac`` within ``remaining`` seconds
+        (``None`` if it found none), and whether it finished (``False``: stopped at the time limit)."""
+        N = self.n_groups
+        upper = np.concatenate([[math.log(b_core) + 1e-12, b_fac], np.ones(N)])
+        lower = np.concatenate([[-np.inf, -np.inf], np.ones(N)])
+        res = milp(
+            -self.profit,
+            constraints=LinearConstraint(self.A, lower, upper),
+            integrality=np.ones(len(self.profit)),
+            bounds=Bounds(0, 1),
+            options={"time_limit": float(min(remaining, MAX_HIGHS_TIME_LIMIT))},
+        )
+        finished = res.status != 1  # HiGHS stopped at the time limit: its answer (if any) need not be optimal
+        if res.x is None:
+            return None, finished
+        shape = [1] * N
+        for i in np.flatnonzero(res.x > 0.5):
+            shape[self.mode_of[i]] = int(self.rank_of[i])
+        return tuple(shape), finished
+
+
 @register_solver("ptas", kinds=(CoreShape,), description="the paper's PTAS: (1+ε) grid over the core/factor split, one ILP per guess")
 def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) -> Result:
     """The paper's approximation scheme (see the module docstring).
@@ -118,52 +171,22 @@ def ptas(problem: CoreShape, *, epsilon: float = 0.5, time_limit: float = 60.0) 
     B = problem.budget
     max_ranks = useful_max_ranks(problem)
     N = problem.n_groups
-    # Items, in order (n, j) for j = 1..K_n.
-    mode_of = np.concatenate([np.full(k, n) for n, k in enumerate(max_ranks)])
-    rank_of = np.concatenate([np.arange(1, k + 1) for k in max_ranks])
-    profit = np.concatenate([np.cumsum(problem.energies[n][:k]) for n, k in enumerate(max_ranks)])
-    log_w = np.log(rank_of.astype(float))
-    fac_w = np.asarray([problem.shape[n] for n in mode_of], dtype=float) * rank_of
-    choose_one = np.zeros((N, len(profit)))
-    choose_one[mode_of, np.arange(len(profit))] = 1.0
-    A = np.vstack([log_w, fac_w, choose_one])
+    items = _RankItems(problem, max_ranks)
     candidates: set[tuple[int, ...]] = set()
     small, complete = _small_rank_best(problem, math.ceil(1.0 / epsilon), max_ranks, time_left())
     if small is not None:
         candidates.add(small)
-    K = int(math.floor(math.log(B) / math.log1p(epsilon)))
-    guesses = [
-        (b_core, b_fac)
-        for guess in ((1.0 + epsilon) ** k for k in range(K))
-        for b_core, b_fac in ((guess, B - guess), (B - guess, guess))
-        if b_core >= 1 and b_fac >= 1
-    ]
+    guesses = _budget_splits(B, epsilon)
     ilps = 0
     for b_core, b_fac in guesses:
         remaining = time_left()
         if remaining <= 0:
             complete = False
             break
-        upper = np.concatenate([[math.log(b_core) + 1e-12, b_fac], np.ones(N)])
-        lower = np.concatenate([[-np.inf, -np.inf], np.ones(N)])
         ilps += 1
-        res = milp(
-            -profit,
-            constraints=LinearConstraint(A, lower, upper),
-            integrality=np.ones(len(profit)),
-            bounds=Bounds(0, 1),
-            options={"time_limit": float(min(remaining, MAX_HIGHS_TIME_LIMIT))},
-        )
-        if res.status == 1:  # HiGHS stopped at the time limit: its answer (if any) need not be optimal
-            complete = False
-        if res.x is None:
-            continue
-        picked = np.flatnonzero(res.x > 0.5)
-        shape = [1] * N
-        for i in picked:
-            shape[mode_of[i]] = int(rank_of[i])
-        shape = tuple(shape)
-        if problem.size_model.size(shape) <= B:
+        shape, finished = items.best_shape(b_core, b_fac, remaining)
+        complete = complete and finished
+        if shape is not None and problem.size_model.size(shape) <= B:
             candidates.add(shape)
     best = min(sorted(candidates), key=problem.objective) if candidates else tuple([1] * N)
     if not complete:

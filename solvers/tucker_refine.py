@@ -41,6 +41,7 @@ import math
 import time
 import warnings
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 
 import numpy as np
 import tensorly as tl
@@ -231,25 +232,11 @@ class _HooiRun:
 
 
 @register_solver("ilp_refine", kinds=(CoreShape,), description="exact surrogate optimum, HOSVD-table + greedy candidates re-ranked by one HOOI run, raced by HOOI sweeps; never worse than the optimum")
-def ilp_refine(
-    problem: CoreShape,
-    *,
-    n_candidates: int = 3,
-    n_fits: int = 0,
-    shortlist: int = 3,
-    sweeps: int = 1,
-    n_final: int = 2,
-    race_sweeps: int = 3,
-    rotated_pad: int = 2,
-    greedy_start: bool = True,
-    global_table_limit: int = 5_000_000,
-    n_iter_max: int = TUCKER_DEFAULTS["n_iter_max"],
-    init: str = TUCKER_DEFAULTS["init"],
-    tol: float = TUCKER_DEFAULTS["tol"],
-    seed: int = 0,
-    fit_cache: MutableMapping | None = None,
-    time_limit: float = 60.0,
-) -> Result:
+def ilp_refine(problem: CoreShape, *, n_candidates: int = 3, n_fits: int = 0, shortlist: int = 3, sweeps: int = 1,
+               n_final: int = 2, race_sweeps: int = 3, rotated_pad: int = 2, greedy_start: bool = True,
+               global_table_limit: int = 5_000_000, n_iter_max: int = TUCKER_DEFAULTS["n_iter_max"],
+               init: str = TUCKER_DEFAULTS["init"], tol: float = TUCKER_DEFAULTS["tol"], seed: int = 0,
+               fit_cache: MutableMapping | None = None, time_limit: float = 60.0) -> Result:
     """Refine the surrogate optimum on the true Tucker error (see the module docstring).
 
     Parameters
@@ -289,17 +276,9 @@ def ilp_refine(
         counts full tensorly fits, legacy mode only).
     """
     X = needs_tensor(problem, "ilp_refine")
-    check_int(n_candidates, "n_candidates", low=1)
-    check_int(n_fits, "n_fits", low=0)
-    check_int(shortlist, "shortlist", low=1)
-    check_int(sweeps, "sweeps", low=0)
-    check_int(n_final, "n_final", low=0)
-    check_int(race_sweeps, "race_sweeps", low=0)
-    check_int(rotated_pad, "rotated_pad")
-    check_int(global_table_limit, "global_table_limit", low=0)
-    if not isinstance(greedy_start, (bool, np.bool_)):
-        raise TypeError(f"greedy_start must be a bool, got {greedy_start!r}")
-    check_hooi_settings(n_iter_max, tol, seed, time_limit)
+    o = _RefineOptions(n_candidates, n_fits, shortlist, sweeps, n_final, race_sweeps, rotated_pad, greedy_start,
+                       global_table_limit, n_iter_max, tol, seed, time_limit)
+    o.check()
     if problem.budget < problem.min_size:
         return infeasible_result(problem)
     start = time.perf_counter()
@@ -313,117 +292,183 @@ def ilp_refine(
     max_ranks = useful_max_ranks(problem)
     # With the whole HOSVD table scanned, climbs from the next-best surrogate shapes add nothing.
     global_scan = math.prod(max_ranks) <= global_table_limit
-    others = [] if global_scan or n_candidates == 1 else top_surrogate_shapes(problem, n_candidates, time_limit=time_limit, seed=seed)
-    starts = [optimum] + [s for s in others if s != optimum][: n_candidates - 1]
+    starts = _surrogate_starts(problem, optimum, 1 if global_scan else n_candidates, time_limit, seed)
     surrogate_seconds = time.perf_counter() - start
-    table = HosvdErrorTable(X, max_ranks)
-    max_ranks = list(table.max_ranks)
-    starts = [tuple(min(r, k) for r, k in zip(s, max_ranks)) for s in starts]
-    score: dict[tuple[int, ...], float] = {}
-
-    def hosvd(shapes):
-        shapes = [s for s in shapes if s not in score]
-        if shapes:
-            for s, e in zip(shapes, table.relative_errors(np.asarray(shapes))):
-                score[s] = float(e)
-
-    hosvd(starts)
-    greedy_end = _greedy_hosvd(problem, table) if greedy_start else None
-    if greedy_end is not None:
-        hosvd([greedy_end])
-    if global_scan:
-        hosvd(_global_hosvd_best(problem, table, max(n_fits, shortlist, 1)))
-    else:
-        for s in starts + ([greedy_end] if greedy_end is not None else []):
-            _hill_climb(problem, s, max_ranks, score, hosvd)
-    ranked = sorted(score, key=lambda t: (score[t], t))
+    scores = _HosvdScores(HosvdErrorTable(X, max_ranks))
+    starts = [tuple(min(r, k) for r, k in zip(s, scores.table.max_ranks)) for s in starts]
+    greedy_end = _explore_hosvd(problem, scores, starts, o, global_scan)
     oracle = TuckerErrorOracle(X, n_iter_max=n_iter_max, init=init, tol=tol, seed=seed, cache=fit_cache)
-    sweep_scores: dict[tuple[int, ...], float] = {}
-    fitted: dict[tuple[int, ...], float | None] = {}
-    upper: dict[tuple[int, ...], float] = dict(score)
-    hooi_sweeps = 0
-    if n_fits == 0:
-        if sweeps > 0:
-            optimum = starts[0]
-            reduced = _reduce_tall_modes(X)
-            pool = ranked[:shortlist]
-            cover = pool + ([greedy_end] if greedy_end is not None else [])
-            big = tuple(min(k, max(r[n] for r in cover) + max(rotated_pad, 0)) for n, k in enumerate(max_ranks))
-            if rotated_pad >= 0 and math.prod(big) <= global_table_limit:
-                # Re-rank every shape below R = (largest ranks of the pool) + pad by the error
-                # table in the bases of `sweeps` HOOI sweeps at R (one run instead of one per shape).
-                wide = _HooiRun(table, big, n_iter_max, tol, seed, reduced)
-                for _ in range(sweeps):
-                    wide.step()
-                hooi_sweeps += len(wide.errors)
-                pool = _global_hosvd_best(problem, _RotatedErrorTable(wide), shortlist)
-                hosvd(pool)
-            pool = list(dict.fromkeys(pool + ([greedy_end] if greedy_end is not None else [])))
-            runs = {s: _HooiRun(table, s, n_iter_max, tol, seed, reduced) for s in pool}
-            for _ in range(sweeps):
-                for run in runs.values():
-                    run.step()
-            lower = _tail_lower_bound(problem, optimum, table.norm2)
-            others = sorted(run.error for s, run in runs.items() if s != optimum)
-            if optimum not in runs:
-                runs[optimum] = _HooiRun(table, optimum, n_iter_max, tol, seed, reduced)
-                # its sweep error is >= its lower bound: skip it when that cannot make the race
-                if n_final < 1 or len(others) < n_final or lower < others[n_final - 1]:
-                    for _ in range(sweeps):
-                        runs[optimum].step()
-            sweep_scores = {s: run.error for s, run in runs.items() if run.errors}
-            upper.update(sweep_scores)
-            by_sweep = sorted(sweep_scores, key=lambda t: (sweep_scores[t], t))
-            if n_final > 0:
-                # Race the best n_final shapes to `race_sweeps` sweeps and pick the lowest
-                # extrapolated converged error (geometric tail of the last decreases).
-                finalists = by_sweep[:n_final]
-                for s in finalists:
-                    for _ in range(race_sweeps - len(runs[s].errors)):
-                        runs[s].step()
-                best = min(finalists, key=lambda t: (runs[t].extrapolated(), t))
-                # Never worse than the surrogate optimum on the converged HOOI error (the
-                # benchmark's settings): the leader's current error bounds its converged error
-                # from above (tensorly runs >= 3 sweeps, HOOI never raises the error); every Tucker
-                # decomposition at the optimum's shape has error >= its largest single-mode tail.
-                if best != optimum:
-                    leader = runs[best]
-                    bound = leader.error if leader.done or len(leader.errors) <= min(3, n_iter_max) else leader.finish()
-                    if bound > lower * (1 - 1e-9):
-                        fitted[optimum] = runs[optimum].finish()
-                        if bound > fitted[optimum] * (1 - 1e-9):
-                            fitted[best] = leader.finish()
-                            if (fitted[optimum], optimum) < (fitted[best], best):
-                                best = optimum
-                for s, run in runs.items():
-                    if run.done:
-                        fitted[s] = run.error
-            else:
-                best = by_sweep[0]
-            hooi_sweeps += sum(len(run.errors) for run in runs.values())
-        else:
-            best = ranked[0]
+    best, sweep_scores, fitted, hooi_sweeps, upper = _choose(problem, X, scores, starts, greedy_end, o, oracle)
+    return ranks_result(
+        problem, best, status="feasible", true_relative_error=fitted.get(best), true_error_upper_bound=upper[best],
+        hosvd_relative_error=scores.score[best], sweep_relative_error=sweep_scores.get(best),
+        surrogate_optimum=starts[0], surrogate_optimum_true_error=fitted.get(starts[0]), greedy_hosvd_shape=greedy_end,
+        hooi_sweeps=hooi_sweeps, surrogate_status=status, surrogate_seconds=surrogate_seconds,
+        shapes_scored=len(scores.score), **oracle.info(),
+    )
+
+
+def _choose(problem: CoreShape, X: np.ndarray, scores: _HosvdScores, starts: list[tuple[int, ...]],
+            greedy_end: tuple[int, ...] | None, o: _RefineOptions, oracle: TuckerErrorOracle):
+    """The chosen shape among the candidates scored: ``(best, sweep errors, converged errors, HOOI sweeps,
+    error upper bounds)``, by the sweep race (``n_fits=0``), the HOSVD error (``sweeps=0``) or full fits."""
+    ranked = sorted(scores.score, key=lambda t: (scores.score[t], t))
+    upper: dict[tuple[int, ...], float] = dict(scores.score)
+    if o.n_fits == 0 and o.sweeps > 0:
+        best, sweep_scores, fitted, hooi_sweeps = _sweep_race(problem, X, scores, ranked, starts[0], greedy_end, o)
+        upper.update(sweep_scores)
         for s, e in fitted.items():
             upper[s] = min(upper.get(s, e), e)
+    elif o.n_fits == 0:
+        best, sweep_scores, fitted, hooi_sweeps = ranked[0], {}, {}, 0
     else:
-        to_fit = [starts[0]] + [s for s in ranked if s != starts[0]][: n_fits - 1]
-        fitted = {s: oracle(s) for s in to_fit}
+        to_fit = [starts[0]] + [s for s in ranked if s != starts[0]][: o.n_fits - 1]
+        fitted, sweep_scores, hooi_sweeps = {s: oracle(s) for s in to_fit}, {}, 0
         best = min(fitted, key=lambda t: (fitted[t], t))
         upper.update(fitted)
-    return ranks_result(
-        problem,
-        best,
-        status="feasible",
-        true_relative_error=fitted.get(best),
-        true_error_upper_bound=upper[best],
-        hosvd_relative_error=score[best],
-        sweep_relative_error=sweep_scores.get(best),
-        surrogate_optimum=starts[0],
-        surrogate_optimum_true_error=fitted.get(starts[0]),
-        greedy_hosvd_shape=greedy_end,
-        hooi_sweeps=hooi_sweeps,
-        surrogate_status=status,
-        surrogate_seconds=surrogate_seconds,
-        shapes_scored=len(score),
-        **oracle.info(),
-    )
+    return best, sweep_scores, fitted, hooi_sweeps, upper
+
+
+def _surrogate_starts(problem: CoreShape, optimum: tuple[int, ...], n_candidates: int, time_limit: float,
+                      seed: int) -> list[tuple[int, ...]]:
+    """The surrogate optimum, then up to ``n_candidates − 1`` next-best surrogate shapes."""
+    others = [] if n_candidates == 1 else top_surrogate_shapes(problem, n_candidates, time_limit=time_limit, seed=seed)
+    return [optimum] + [s for s in others if s != optimum][: n_candidates - 1]
+
+
+@dataclass(frozen=True)
+class _RefineOptions:
+    """:func:`ilp_refine`'s search options (documented there)."""
+
+    n_candidates: int
+    n_fits: int
+    shortlist: int
+    sweeps: int
+    n_final: int
+    race_sweeps: int
+    rotated_pad: int
+    greedy_start: bool
+    global_table_limit: int
+    n_iter_max: int
+    tol: float
+    seed: int
+    time_limit: float
+
+    def check(self) -> None:
+        """Refuse a bad option, naming it."""
+        check_int(self.n_candidates, "n_candidates", low=1)
+        check_int(self.n_fits, "n_fits", low=0)
+        check_int(self.shortlist, "shortlist", low=1)
+        check_int(self.sweeps, "sweeps", low=0)
+        check_int(self.n_final, "n_final", low=0)
+        check_int(self.race_sweeps, "race_sweeps", low=0)
+        check_int(self.rotated_pad, "rotated_pad")
+        check_int(self.global_table_limit, "global_table_limit", low=0)
+        if not isinstance(self.greedy_start, (bool, np.bool_)):
+            raise TypeError(f"greedy_start must be a bool, got {self.greedy_start!r}")
+        check_hooi_settings(self.n_iter_max, self.tol, self.seed, self.time_limit)
+
+
+class _HosvdScores:
+    """The HOSVD relative error of every shape scored so far, looked up in ``table`` on first use."""
+
+    def __init__(self, table: HosvdErrorTable) -> None:
+        self.table = table
+        self.score: dict[tuple[int, ...], float] = {}
+
+    def __call__(self, shapes) -> None:
+        shapes = [s for s in shapes if s not in self.score]
+        if shapes:
+            for s, e in zip(shapes, self.table.relative_errors(np.asarray(shapes))):
+                self.score[s] = float(e)
+
+
+def _explore_hosvd(problem: CoreShape, scores: _HosvdScores, starts: list[tuple[int, ...]], o: _RefineOptions,
+                   global_scan: bool) -> tuple[int, ...] | None:
+    """Score the cheap candidates on the HOSVD table (steps 1–2 of the module docstring); the greedy end."""
+    max_ranks = list(scores.table.max_ranks)
+    scores(starts)
+    greedy_end = _greedy_hosvd(problem, scores.table) if o.greedy_start else None
+    if greedy_end is not None:
+        scores([greedy_end])
+    if global_scan:
+        scores(_global_hosvd_best(problem, scores.table, max(o.n_fits, o.shortlist, 1)))
+    else:
+        for s in starts + ([greedy_end] if greedy_end is not None else []):
+            _hill_climb(problem, s, max_ranks, scores.score, scores)
+    return greedy_end
+
+
+def _rotated_pool(problem: CoreShape, scores: _HosvdScores, pool: list[tuple[int, ...]],
+                  greedy: list[tuple[int, ...]], o: _RefineOptions, reduced) -> tuple[list[tuple[int, ...]], int]:
+    """Re-rank every shape below R = (largest ranks of the pool) + pad by the error table in the bases of
+    ``sweeps`` HOOI sweeps at R (step 3; one run instead of one per shape); the pool and the sweeps run."""
+    max_ranks = list(scores.table.max_ranks)
+    cover = pool + greedy
+    big = tuple(min(k, max(r[n] for r in cover) + max(o.rotated_pad, 0)) for n, k in enumerate(max_ranks))
+    if o.rotated_pad < 0 or math.prod(big) > o.global_table_limit:
+        return pool, 0
+    wide = _HooiRun(scores.table, big, o.n_iter_max, o.tol, o.seed, reduced)
+    for _ in range(o.sweeps):
+        wide.step()
+    pool = _global_hosvd_best(problem, _RotatedErrorTable(wide), o.shortlist)
+    scores(pool)
+    return pool, len(wide.errors)
+
+
+def _sweep_race(problem: CoreShape, X: np.ndarray, scores: _HosvdScores, ranked: list[tuple[int, ...]],
+                optimum: tuple[int, ...], greedy_end: tuple[int, ...] | None, o: _RefineOptions):
+    """Steps 3–5 of the module docstring: ``(best, sweep errors, converged errors, HOOI sweeps run)``."""
+    table = scores.table
+    reduced = _reduce_tall_modes(X)
+    greedy = [greedy_end] if greedy_end is not None else []
+    pool, hooi_sweeps = _rotated_pool(problem, scores, ranked[:o.shortlist], greedy, o, reduced)
+    pool = list(dict.fromkeys(pool + greedy))
+    runs = {s: _HooiRun(table, s, o.n_iter_max, o.tol, o.seed, reduced) for s in pool}
+    for _ in range(o.sweeps):
+        for run in runs.values():
+            run.step()
+    lower = _tail_lower_bound(problem, optimum, table.norm2)
+    others = sorted(run.error for s, run in runs.items() if s != optimum)
+    if optimum not in runs:
+        runs[optimum] = _HooiRun(table, optimum, o.n_iter_max, o.tol, o.seed, reduced)
+        # its sweep error is >= its lower bound: skip it when that cannot make the race
+        if o.n_final < 1 or len(others) < o.n_final or lower < others[o.n_final - 1]:
+            for _ in range(o.sweeps):
+                runs[optimum].step()
+    sweep_scores = {s: run.error for s, run in runs.items() if run.errors}
+    by_sweep = sorted(sweep_scores, key=lambda t: (sweep_scores[t], t))
+    fitted: dict[tuple[int, ...], float | None] = {}
+    if o.n_final > 0:
+        best = _race(runs, by_sweep[:o.n_final], optimum, lower, fitted, o)
+        for s, run in runs.items():
+            if run.done:
+                fitted[s] = run.error
+    else:
+        best = by_sweep[0]
+    hooi_sweeps += sum(len(run.errors) for run in runs.values())
+    return best, sweep_scores, fitted, hooi_sweeps
+
+
+def _race(runs: dict, finalists: list[tuple[int, ...]], optimum: tuple[int, ...], lower: float, fitted: dict,
+          o: _RefineOptions) -> tuple[int, ...]:
+    """Race ``finalists`` to ``race_sweeps`` sweeps, pick the lowest extrapolated converged error (geometric
+    tail of the last decreases), never worse than ``optimum`` (step 5); converged errors go to ``fitted``."""
+    for s in finalists:
+        for _ in range(o.race_sweeps - len(runs[s].errors)):
+            runs[s].step()
+    best = min(finalists, key=lambda t: (runs[t].extrapolated(), t))
+    # Never worse than the surrogate optimum on the converged HOOI error (the
+    # benchmark's settings): the leader's current error bounds its converged error
+    # from above (tensorly runs >= 3 sweeps, HOOI never raises the error); every Tucker
+    # decomposition at the optimum's shape has error >= its largest single-mode tail.
+    if best != optimum:
+        leader = runs[best]
+        bound = leader.error if leader.done or len(leader.errors) <= min(3, o.n_iter_max) else leader.finish()
+        if bound > lower * (1 - 1e-9):
+            fitted[optimum] = runs[optimum].finish()
+            if bound > fitted[optimum] * (1 - 1e-9):
+                fitted[best] = leader.finish()
+                if (fitted[optimum], optimum) < (fitted[best], best):
+                    best = optimum
+    return best

@@ -92,17 +92,7 @@ def pack_model(
     from sparsesel.compress.deploy import recorded_inputs, time_calls
 
     dense_model = copy.deepcopy(model).eval()
-    layers, entries = {}, []
-    for parameter, mask in block_masks.items():
-        name = parameter.rpartition(".")[0]
-        module = dense_model.get_submodule(name)
-        reason = packable(module)
-        entry = _entry(name, module, mask)
-        if reason is None and parameter.endswith(".weight"):
-            layers[name] = (module, torch.as_tensor(mask, dtype=torch.bool))
-        else:
-            entry["note"] = reason or f"{parameter} is not a layer weight"
-        entries.append(entry)
+    layers, entries = _packable_layers(dense_model, block_masks)
     with _Threads(threads), torch.no_grad():
         inputs = recorded_inputs(dense_model, {n: m for n, (m, _) in layers.items()}, example_size) if layers else {}
         for entry in entries:
@@ -118,18 +108,41 @@ def pack_model(
         if packed:
             total["network_ms_dense"], total["network_ms_chosen"] = time_networks([dense_model, new], example_size, repeats)
             if kernel == "auto" and total["network_ms_chosen"] > total["network_ms_dense"]:
-                for name in packed:
-                    unpack_layer(new, name)
-                for entry in entries:
-                    if entry["form"] == "block":
-                        entry["form"], entry["note"] = "dense", "block form faster alone, but the whole network was slower with it"
-                total["reverted"] = True
-                total["network_ms_chosen"] = total["network_ms_dense"]
+                _revert_to_dense(new, entries, total)
     total["block_layers"] = sum(e["form"] == "block" for e in entries)
     report = {"kernel": kernel, "example_size": [int(v) for v in example_size], "threads": threads or torch.get_num_threads(),
               "repeats": repeats, "layers": entries, "dense_wins": [e["name"] for e in entries if e["speedup"] is not None and e["speedup"] <= 1.0],
               "total": total}
     return new.eval(), report
+
+
+def _packable_layers(dense_model: nn.Module, block_masks: Mapping[str, torch.Tensor]):  # noqa: ANN202
+    """The layers of ``dense_model`` that a block form can replace (name -> (module, bool block mask)), and
+    one report entry per masked parameter (with a ``note`` saying why one cannot be packed)."""
+    layers, entries = {}, []
+    for parameter, mask in block_masks.items():
+        name = parameter.rpartition(".")[0]
+        module = dense_model.get_submodule(name)
+        reason = packable(module)
+        entry = _entry(name, module, mask)
+        if reason is None and parameter.endswith(".weight"):
+            layers[name] = (module, torch.as_tensor(mask, dtype=torch.bool))
+        else:
+            entry["note"] = reason or f"{parameter} is not a layer weight"
+        entries.append(entry)
+    return layers, entries
+
+
+def _revert_to_dense(new: nn.Module, entries: list[dict[str, Any]], total: dict[str, Any]) -> None:
+    """Put every packed layer of ``new`` back in its dense form (the whole network was slower with them)."""
+    for entry in entries:
+        if entry["form"] == "block":
+            unpack_layer(new, entry["name"])
+    for entry in entries:
+        if entry["form"] == "block":
+            entry["form"], entry["note"] = "dense", "block form faster alone, but the whole network was slower with it"
+    total["reverted"] = True
+    total["network_ms_chosen"] = total["network_ms_dense"]
 
 
 def _entry(name: str, module: nn.Module, mask: Any) -> dict[str, Any]:

@@ -187,12 +187,7 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], *, copy_mod
 def bake_masks(model: nn.Module, *, copy_model: bool = True) -> nn.Module:
     """Remove every :class:`BlockMask`, leaving the masked values (zeros) in plain parameters."""
     model = copy.deepcopy(model) if copy_model else model
-    for module in list(model.modules()):
-        if parametrize.is_parametrized(module):
-            _own_class(module)
-            for attr in list(module.parametrizations.keys()):
-                if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
-                    parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+    _remove_block_masks(model, leave_parametrized=True)
     return model
 
 
@@ -203,16 +198,22 @@ def unmask(model: nn.Module) -> nn.Module:
     to (a model without masks is returned as a plain copy).
     """
     model = copy.deepcopy(model)
-    for module in list(model.modules()):
-        if parametrize.is_parametrized(module):
-            _own_class(module)
-            for attr in list(module.parametrizations.keys()):
-                if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
-                    parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+    _remove_block_masks(model, leave_parametrized=False)
     return model
 
 
-def _own_class(module: nn.Module) -> None:
+def _remove_block_masks(model: nn.Module, *, leave_parametrized: bool) -> None:
+    """Remove every :class:`BlockMask` parametrization of ``model`` in place, keeping the masked values
+    (``leave_parametrized=True``) or the values the masks were applied to."""
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module):
+            own_class(module)
+            for attr in list(module.parametrizations.keys()):
+                if any(isinstance(p, BlockMask) for p in module.parametrizations[attr]):
+                    parametrize.remove_parametrizations(module, attr, leave_parametrized=leave_parametrized)
+
+
+def own_class(module: nn.Module) -> None:
     """Give a parametrized module a class of its own before removing parametrizations.
 
     torch keeps the parametrized properties on a generated class that a deep copy

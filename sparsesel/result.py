@@ -131,7 +131,7 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (numpy scalars and arrays become Python values)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {f.name: jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def __repr__(self) -> str:
         shown = self.selected if len(self.selected) <= 12 else (*self.selected[:12], "...")
@@ -147,22 +147,22 @@ class Result:
         )
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Convert numpy and container values to plain JSON types."""
     if isinstance(value, Guarantee):
         return value.to_dict()
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "tolist"):  # torch tensors
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     return repr(value)

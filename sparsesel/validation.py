@@ -233,22 +233,24 @@ def check_inference_mode(model: Any, when: str) -> None:
         from torch import nn
     except ImportError:  # no torch, so no torch module
         return
-    from torch.nn.modules.batchnorm import _NormBase
-    from torch.nn.modules.dropout import _DropoutNd
-    from torch.nn.modules.instancenorm import _InstanceNorm
+    batch_norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+                   nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+    instance_norms = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+                      nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
+    dropouts = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
     if not isinstance(model, nn.Module):
         return
     for name, module in model.named_modules():
         if not module.training:
             continue
-        if isinstance(module, _InstanceNorm) and not module.track_running_stats:
+        if isinstance(module, instance_norms) and not module.track_running_stats:
             continue
-        if isinstance(module, (_NormBase, _DropoutNd)):
+        if isinstance(module, batch_norms + instance_norms + dropouts):
             where = f"submodule {name!r}" if name else "the model itself"
             effect = (
-                "updates its running statistics on every call and normalises by batch statistics"
-                if isinstance(module, _NormBase) else "zeroes random units, so the outputs are random"
+                "zeroes random units, so the outputs are random" if isinstance(module, dropouts)
+                else "updates its running statistics on every call and normalises by batch statistics"
             )
             raise ValueError(f"model is in training mode: {where} ({type(module).__name__}) {effect}; "
                              f"call model.eval() {when}")

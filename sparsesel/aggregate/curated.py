@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsesel.aggregate import _torch as T
+from sparsesel.aggregate import torch_networks as T
 from sparsesel.aggregate.bags import as_bags, check_aggregates
 from sparsesel.validation import as_finite_array, check_choice
 

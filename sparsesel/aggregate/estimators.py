@@ -193,7 +193,7 @@ class _RegressorBase(RegressorMixin, BaseEstimator):
             return
         import torch
 
-        from sparsesel.aggregate import _torch as T
+        from sparsesel.aggregate import torch_networks as T
 
         x_mean, x_std = X.mean(axis=0), X.std(axis=0)
         x_std = np.where(x_std > 0, x_std, 1.0)
@@ -231,7 +231,7 @@ class _RegressorBase(RegressorMixin, BaseEstimator):
             return X @ self.coef_ + self.intercept_
         import torch
 
-        from sparsesel.aggregate import _torch as T
+        from sparsesel.aggregate import torch_networks as T
 
         x_mean, x_std = self._x_scale_
         with torch.no_grad():
@@ -464,7 +464,7 @@ class _ClassifierBase(ClassifierMixin, BaseEstimator):
     def _fit_rho(self, X: np.ndarray, props: np.ndarray, b: Bags, rho: float) -> None:
         import torch
 
-        from sparsesel.aggregate import _torch as T
+        from sparsesel.aggregate import torch_networks as T
 
         x_mean, x_std = X.mean(axis=0), X.std(axis=0)
         x_std = np.where(x_std > 0, x_std, 1.0)
@@ -499,7 +499,7 @@ class _ClassifierBase(ClassifierMixin, BaseEstimator):
     def _raw_proba(self, X: np.ndarray) -> np.ndarray:
         import torch
 
-        from sparsesel.aggregate import _torch as T
+        from sparsesel.aggregate import torch_networks as T
 
         x_mean, x_std = self._x_scale_
         with torch.no_grad():
@@ -635,7 +635,7 @@ class MeanMapClassifier(_FixedRhoClassifier):
             raise ValueError("MeanMapClassifier supports model='linear' only")
         import torch
 
-        from sparsesel.aggregate import _torch as T
+        from sparsesel.aggregate import torch_networks as T
 
         x_mean, x_std = X.mean(axis=0), X.std(axis=0)
         x_std = np.where(x_std > 0, x_std, 1.0)

@@ -415,10 +415,3 @@ def tabular_mlp(name: str = "breast_cancer", seed: int = 0) -> TrainedModel:
 
 
 BUILTIN = {"digits-cnn": digits_cnn, "crops-cnn": crops_cnn}
-
-
-def builtin_model(name: str) -> TrainedModel:
-    """A built-in image model by CLI name: ``digits-cnn`` or ``crops-cnn``."""
-    if name not in BUILTIN:
-        raise ValueError(f"unknown built-in model {name!r}; choose from {sorted(BUILTIN)}")
-    return BUILTIN[name]()

@@ -68,4 +68,4 @@ def ranking_result(
         objective = float(values.sum())
     elif objective is None:
         objective = problem.objective(list(selected))
-    return Result(selected=selected, objective=objective, status=status, trace=trace, info=info)
+    return problem.result(selected, objective=objective, status=status, trace=trace, **info)

@@ -169,6 +169,24 @@ def masked_score(
     columns = check_index_set(selected, "selected", d)
     fill_values = _check_fill(fill, d)
 
+    outputs = _masked_outputs(model, X_test, X_np, columns, fill_values)
+    if task == "classification":
+        if outputs.ndim != 2:
+            raise ValueError(f"classification needs outputs of shape (n, classes), got {tuple(outputs.shape)}")
+        labels = _integer_labels(y_np)
+        predicted = outputs.argmax(1).numpy()
+        return int(np.count_nonzero(predicted == labels)) / n
+    return _r_squared(outputs, y_np)
+
+
+def _masked_outputs(model: Callable[[torch.Tensor], torch.Tensor], X_test: np.ndarray | torch.Tensor,
+                    X_np: np.ndarray, columns: Sequence[int], fill_values: np.ndarray) -> torch.Tensor:
+    """``model`` on ``X_test`` ``(n, d)`` with the columns outside ``columns`` set to ``fill_values``, on the CPU.
+
+    Called once under :func:`torch.no_grad`, in the dtype and on the device of the model's first parameter;
+    outputs that are not a tensor with ``n`` rows are refused.
+    """
+    n, d = X_np.shape
     dtype, device = _model_dtype_device(model)
     x = X_test.detach() if isinstance(X_test, torch.Tensor) else torch.as_tensor(X_np)
     x = x.to(dtype=dtype, device=device)
@@ -182,13 +200,12 @@ def masked_score(
     outputs = outputs.detach().cpu()
     if outputs.ndim == 0 or outputs.shape[0] != n:
         raise ValueError(f"model returned outputs of shape {tuple(outputs.shape)} for {n} rows; expected ({n}, ...)")
+    return outputs
 
-    if task == "classification":
-        if outputs.ndim != 2:
-            raise ValueError(f"classification needs outputs of shape (n, classes), got {tuple(outputs.shape)}")
-        labels = _integer_labels(y_np)
-        predicted = outputs.argmax(1).numpy()
-        return int(np.count_nonzero(predicted == labels)) / n
+
+def _r_squared(outputs: torch.Tensor, y_np: np.ndarray) -> float:
+    """``R² = 1 − SSE/SST`` of the first output column against ``y_np`` ``(n,)``, in float64."""
+    n = y_np.shape[0]
     prediction = (outputs if outputs.ndim == 1 else outputs.reshape(n, -1)[:, 0]).double().numpy()
     target = y_np.astype(np.float64)
     total = float(np.sum((target - target.mean()) ** 2))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -85,18 +86,44 @@ def _parse_clip(text: str | None, epsilon: float | None) -> tuple[float, float] 
 
 
 def run(args: argparse.Namespace) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import torch
-    from sklearn.model_selection import train_test_split
 
-    from sparsesel import aggregate as agg
-    from sparsesel.atomic import write_atomic, write_text_atomic
-    from sparsesel.outputs import check_output_file, same_file
-    from sparsesel.tabular import load_table
+    from sparsesel.atomic import write_text_atomic
 
+    _check_arguments(args)
+    rho = _parse_rho(args.rho)
+    clip = _parse_clip(args.clip, args.epsilon)
+    out = _check_outputs(args)
+    torch.set_num_threads(1)
+    data = _bagged_data(args, clip)
+    classification = data.classification
+    estimators = _estimators(classification, rho, args.alpha, args.model, args.seed)
+    results = {}
+    for key, model in estimators.items():
+        model.fit(data.X_tr, data.y_agg, data.bags)
+        results[key] = data.risk(model) | {"rho": float(model.rho_)}
+    metric = "accuracy" if classification else "mse"
+    print(f"data {args.data}: {data.X_tr.shape[0]} training rows in {data.bags.max() + 1} bags of ~{args.bag_size}, "
+          f"{data.X_te.shape[0]} test rows; {data.privacy}")
+    print(f"{'estimator':<15}{'rho':>8}{metric:>14}" + (f"{'cross-ent.':>14}" if classification else ""))
+    for key, row in results.items():
+        mark = "  <- chosen" if key == args.estimator else ""
+        extra = f"{row['cross_entropy']:>14.4f}" if classification else ""
+        print(f"{key:<15}{row['rho']:>8.3f}{row[metric]:>14.4f}{extra}{mark}")
+    grid, curve = _rho_curve(data, _alpha(args.alpha, classification), args.model, args.seed, metric)
+    _write_plot(out, args, grid, curve, results[args.estimator], metric)
+    print(f"plot written to {out}")
+    if args.json:
+        payload = {"data": args.data, "task": "classification" if classification else "regression",
+                   "bag_size": args.bag_size, "epsilon": args.epsilon, "privacy": data.privacy,
+                   "results": results, "rho_grid": grid.tolist(), "rho_curve": curve}
+        write_text_atomic(args.json, json.dumps(payload, indent=2), force=args.force)
+        print(f"risks written to {args.json}")
+    return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse an out-of-range numeric option, naming it."""
     if args.bag_size < 1:
         raise ValueError(f"--bag-size must be >= 1, got {args.bag_size}")
     if args.epsilon is not None and not args.epsilon > 0:
@@ -107,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be a finite number >= 0, got {args.alpha}")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    rho = _parse_rho(args.rho)
-    clip = _parse_clip(args.clip, args.epsilon)
+
+
+def _check_outputs(args: argparse.Namespace) -> Path:
+    """The plot's path; refuse outputs that exist (without --force), clash with each other or with --data."""
+    from sparsesel.outputs import check_output_file, same_file
+
     name = args.data.removeprefix("builtin:").replace("/", "_").replace(".", "_")
     out = Path(args.out or f"aggregate_{name}_k{args.bag_size}.png")
     data_file = None if args.data.startswith("builtin:") else args.data
@@ -117,7 +148,41 @@ def run(args: argparse.Namespace) -> int:
         if same_file(args.json, out):
             raise ValueError(f"--json and the plot (--out) name the same file {out}; give them different paths")
         check_output_file(args.json, label="--json", inputs={"--data": data_file}, force=args.force)
-    torch.set_num_threads(1)
+    return out
+
+
+@dataclass
+class _BaggedData:
+    """The standardised train/test split, the bags and the released aggregates of the training responses.
+
+    ``codes_te`` are the test labels as class indices (classification), ``privacy`` describes the release.
+    """
+
+    classification: bool
+    X_tr: np.ndarray
+    X_te: np.ndarray
+    y_te: np.ndarray
+    codes_te: np.ndarray | None
+    bags: np.ndarray
+    y_agg: np.ndarray
+    privacy: str
+
+    def risk(self, model) -> dict[str, float]:  # noqa: ANN001
+        """Test risks of a fitted estimator: accuracy and cross-entropy, or mean squared error."""
+        if self.classification:
+            codes_te = self.codes_te
+            proba = model.predict_proba(self.X_te)
+            ce = float(-np.mean(np.log(np.clip(proba[np.arange(len(codes_te)), codes_te], 1e-300, None))))
+            return {"accuracy": float(np.mean(model.predict(self.X_te) == codes_te)), "cross_entropy": ce}
+        return {"mse": float(np.mean((model.predict(self.X_te) - self.y_te) ** 2))}
+
+
+def _bagged_data(args: argparse.Namespace, clip: tuple[float, float] | None) -> _BaggedData:
+    """Load ``--data``, split and standardise it, draw the bags and release the aggregates (``--epsilon``: DP)."""
+    from sklearn.model_selection import train_test_split
+
+    from sparsesel import aggregate as agg
+    from sparsesel.tabular import load_table
 
     table = load_table(args.data, args.target)
     X, y = table.X, table.y
@@ -138,73 +203,93 @@ def run(args: argparse.Namespace) -> int:
     if args.bag_size > X_tr.shape[0]:
         raise ValueError(f"--bag-size {args.bag_size} exceeds the {X_tr.shape[0]} training rows")
     bags = agg.random_bags(X_tr.shape[0], args.bag_size, args.seed)
-    privacy = "exact aggregates (no DP)"
+    codes_te = None
     if classification:
         classes = np.unique(y_tr)
-        codes_tr = np.searchsorted(classes, y_tr)
         codes_te = np.searchsorted(classes, y_te)
-        if args.epsilon is None:
-            y_agg = agg.label_proportions(codes_tr, bags, np.arange(classes.size))
-        else:
-            release = agg.private_label_proportions(codes_tr, bags, epsilon=args.epsilon, classes=np.arange(classes.size), seed=args.seed)
-            y_agg, privacy = release.values, release.guarantee()
+        y_agg, privacy = _released_proportions(np.searchsorted(classes, y_tr), bags, classes.size, args)
     else:
-        if args.epsilon is None:
-            y_agg = agg.aggregate_responses(y_tr, bags)
-        else:
-            derived = clip is None
-            if derived:
-                clip = (float(y_tr.min()), float(y_tr.max()))
-            release = agg.private_aggregates(y_tr, bags, epsilon=args.epsilon, clip=clip, seed=args.seed)
-            y_agg, privacy = release.values, release.guarantee()
-            if derived:
-                privacy += " (clip range taken from the training responses: not itself private; pass --clip)"
+        y_agg, privacy = _released_means(y_tr, bags, clip, args)
+    return _BaggedData(classification, X_tr, X_te, y_te, codes_te, bags, y_agg, privacy)
 
-    alpha = args.alpha if args.alpha is not None else (1e-4 if classification else 0.0)
-    common = {"alpha": alpha, "model": args.model, "seed": args.seed}
+
+def _released_proportions(codes_tr: np.ndarray, bags: np.ndarray, n_classes: int,
+                          args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """Each bag's label proportions, exact or label-DP (``--epsilon``), and a description of the release."""
+    from sparsesel import aggregate as agg
+
+    if args.epsilon is None:
+        return agg.label_proportions(codes_tr, bags, np.arange(n_classes)), "exact aggregates (no DP)"
+    release = agg.private_label_proportions(codes_tr, bags, epsilon=args.epsilon, classes=np.arange(n_classes),
+                                            seed=args.seed)
+    return release.values, release.guarantee()
+
+
+def _released_means(y_tr: np.ndarray, bags: np.ndarray, clip: tuple[float, float] | None,
+                    args: argparse.Namespace) -> tuple[np.ndarray, str]:
+    """Each bag's mean response, exact or label-DP (``--epsilon``, clipped to ``clip`` or the training range)."""
+    from sparsesel import aggregate as agg
+
+    if args.epsilon is None:
+        return agg.aggregate_responses(y_tr, bags), "exact aggregates (no DP)"
+    derived = clip is None
+    if derived:
+        clip = (float(y_tr.min()), float(y_tr.max()))
+    release = agg.private_aggregates(y_tr, bags, epsilon=args.epsilon, clip=clip, seed=args.seed)
+    privacy = release.guarantee()
+    if derived:
+        privacy += " (clip range taken from the training responses: not itself private; pass --clip)"
+    return release.values, privacy
+
+
+def _alpha(alpha: float | None, classification: bool) -> float:
+    """``--alpha``, or its default: 1e-4 for classification, 0 for regression."""
+    return alpha if alpha is not None else (1e-4 if classification else 0.0)
+
+
+def _estimators(classification: bool, rho: float | str, alpha: float | None, model: str, seed: int) -> dict:
+    """The bag-level, instance-level and interpolating estimators of the task, unfitted."""
+    from sparsesel import aggregate as agg
+
+    common = {"alpha": _alpha(alpha, classification), "model": model, "seed": seed}
     if classification:
         if rho == "auto":
             raise ValueError("--rho auto uses the linear-regression risk formula; use a number or cv for classification")
-        estimators = {
+        return {
             "bag": agg.BagLevelClassifier(**common),
             "instance": agg.InstanceLevelClassifier(**common),
             "interpolating": agg.InterpolatingClassifier(rho=rho, **common),
         }
-    else:
-        estimators = {
-            "bag": agg.BagLevelRegressor(**common),
-            "instance": agg.InstanceLevelRegressor(**common),
-            "interpolating": agg.InterpolatingRegressor(rho=rho, **common),
-        }
+    return {
+        "bag": agg.BagLevelRegressor(**common),
+        "instance": agg.InstanceLevelRegressor(**common),
+        "interpolating": agg.InterpolatingRegressor(rho=rho, **common),
+    }
 
-    def risk(model) -> dict[str, float]:
-        if classification:
-            proba = model.predict_proba(X_te)
-            ce = float(-np.mean(np.log(np.clip(proba[np.arange(len(codes_te)), codes_te], 1e-300, None))))
-            return {"accuracy": float(np.mean(model.predict(X_te) == codes_te)), "cross_entropy": ce}
-        return {"mse": float(np.mean((model.predict(X_te) - y_te) ** 2))}
 
-    results = {}
-    for key, model in estimators.items():
-        model.fit(X_tr, y_agg, bags)
-        results[key] = risk(model) | {"rho": float(model.rho_)}
-    metric = "accuracy" if classification else "mse"
-    print(f"data {args.data}: {X_tr.shape[0]} training rows in {bags.max() + 1} bags of ~{args.bag_size}, "
-          f"{X_te.shape[0]} test rows; {privacy}")
-    print(f"{'estimator':<15}{'rho':>8}{metric:>14}" + (f"{'cross-ent.':>14}" if classification else ""))
-    for key, row in results.items():
-        mark = "  <- chosen" if key == args.estimator else ""
-        extra = f"{row['cross_entropy']:>14.4f}" if classification else ""
-        print(f"{key:<15}{row['rho']:>8.3f}{row[metric]:>14.4f}{extra}{mark}")
+def _rho_curve(data: _BaggedData, alpha: float, model: str, seed: int, metric: str) -> tuple[np.ndarray, list[float]]:
+    """The test ``metric`` of the interpolating estimator at fixed rho = 0, 0.1, ..., 1."""
+    from sparsesel import aggregate as agg
 
+    cls = agg.InterpolatingClassifier if data.classification else agg.InterpolatingRegressor
     grid = np.linspace(0.0, 1.0, 11)
-    curve = []
-    for value in grid:
-        cls = agg.InterpolatingClassifier if classification else agg.InterpolatingRegressor
-        curve.append(risk(cls(rho=float(value), **common).fit(X_tr, y_agg, bags))[metric])
+    common = {"alpha": alpha, "model": model, "seed": seed}
+    curve = [data.risk(cls(rho=float(value), **common).fit(data.X_tr, data.y_agg, data.bags))[metric] for value in grid]
+    return grid, curve
+
+
+def _write_plot(out: Path, args: argparse.Namespace, grid: np.ndarray, curve: list[float], chosen: dict,
+                metric: str) -> None:
+    """Plot the rho curve and the chosen estimator's risk to ``out`` (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sparsesel.atomic import write_atomic
+
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.plot(grid, curve, "o-", label="interpolating, fixed rho")
-    chosen = results[args.estimator]
     ax.axhline(chosen[metric], color="C3", ls="--", label=f"{args.estimator} (rho={chosen['rho']:.2f})")
     ax.set_xlabel("rho (0 = bag-level, 1 = instance-level)")
     ax.set_ylabel(f"test {metric}")
@@ -215,14 +300,6 @@ def run(args: argparse.Namespace) -> int:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     write_atomic(out, lambda stream: stream.write(buffer.getvalue()), force=args.force)
-    print(f"plot written to {out}")
-    if args.json:
-        payload = {"data": args.data, "task": "classification" if classification else "regression",
-                   "bag_size": args.bag_size, "epsilon": args.epsilon, "privacy": privacy,
-                   "results": results, "rho_grid": grid.tolist(), "rho_curve": curve}
-        write_text_atomic(args.json, json.dumps(payload, indent=2), force=args.force)
-        print(f"risks written to {args.json}")
-    return 0
 
 
 def _check_class_labels(y: np.ndarray, name: str) -> None:

@@ -31,7 +31,6 @@ GREEDY_DEFAULTS = {"rounds": None, "schedule": "uniform", "ranked": None, "path"
 BUILTIN_SIZE = (32, 32)
 #: Channels of the built-in architectures.
 BUILTIN_CHANNELS = {"digits-cnn": 1, "crops-cnn": 3}
-FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 #: Gradient evaluations a solver spends by default (Greedy PIG: split over its rounds).
 DEFAULT_BUDGET = 50
 #: Default of --max-pixels (kept literal: building the parser imports no sparsesel.data).
@@ -284,7 +283,9 @@ def parse_model_spec(text: str) -> ModelSpec:
         raise ValueError(f"model checkpoint {text!r} is a directory, not a checkpoint file")
     if path.is_file():
         return ModelSpec("file", text)
-    if FACTORY.match(text):
+    from sparsesel.nets.adapter import is_factory_spec
+
+    if is_factory_spec(text):
         return ModelSpec("factory", text)
     raise FileNotFoundError(f"model checkpoint {text!r} not found (or use builtin:digits-cnn, or "
                             "package.module:factory for a function that returns an nn.Module)")
@@ -466,26 +467,16 @@ def _checkpoint_model(spec: str, trust_code: bool = False) -> tuple[object, int,
 
 
 def _factory_model(spec: str, weights: str | None):
-    """Import ``package.module``, call ``factory()``; load ``weights`` (a state dict, weights only) if given."""
-    import importlib
-
+    """The module ``package.module:factory`` builds (:class:`sparsesel.nets.adapter.FactoryAdapter`, which
+    imports the module and calls ``factory()``); load ``weights`` (a state dict, weights only) if given."""
     import torch
-    from torch import nn
 
-    module_name, function_name = spec.split(":")
+    from sparsesel.nets.adapter import FactoryAdapter
+
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"--model {spec!r}: cannot import module {module_name!r} ({exc})") from None
-    factory = getattr(module, function_name, None)
-    if not callable(factory):
-        raise ValueError(f"--model {spec!r}: module {module_name!r} has no callable {function_name!r}")
-    try:
-        model = factory()
-    except Exception as exc:  # the user's factory failed: say which
-        raise ValueError(f"--model {spec!r}: calling {function_name}() failed: {exc}") from exc
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"--model {spec!r}: {function_name}() returned {type(model).__name__}, not a torch nn.Module")
+        model = FactoryAdapter(spec).build()
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"--model: {exc}") from None
     if weights is not None:
         from sparsesel.nets.zoo import load_checkpoint_file
 

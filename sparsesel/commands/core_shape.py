@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             from sparsesel.tensors.tree_networks import tree_relative_error
 
             report["true_relative_error"] = tree_relative_error(problem.tensor, problem.tree, problem.edges, result.selected)
-    text = json.dumps(sparsesel.result._jsonable(report), indent=2)
+    text = json.dumps(sparsesel.result.jsonable(report), indent=2)
     if args.output:
         write_text_atomic(args.output, text + "\n", force=args.force)
     if args.json:

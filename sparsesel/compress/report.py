@@ -262,8 +262,8 @@ def _save_fig(fig, path: Path, force: bool) -> None:
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike, *, force: bool = False) -> list[str]:
     """Write ``report.json``, ``report.md`` and the PNG plots into ``out_dir``; returns the file names."""
     out_dir = Path(out_dir)
-    from sparsesel.result import _jsonable
+    from sparsesel.result import jsonable
 
-    write_text_atomic(out_dir / "report.json", json.dumps(_jsonable(report), indent=1) + "\n", force=force)
+    write_text_atomic(out_dir / "report.json", json.dumps(jsonable(report), indent=1) + "\n", force=force)
     write_text_atomic(out_dir / "report.md", _markdown(report), force=force)
     return ["report.json", "report.md", *_plots(report, out_dir, force)]

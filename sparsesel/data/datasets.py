@@ -29,7 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sparsesel.data import degradations
-from sparsesel.data.images import IMAGE_SPLITS, _load_cached, bundled_image_path
+from sparsesel.data.images import IMAGE_SPLITS, load_cached, bundled_image_path
 
 __all__ = ["TASKS", "PairedPatchDataset", "collate"]
 
@@ -124,7 +124,7 @@ class PairedPatchDataset(Dataset):
             index = int(rng.integers(len(self._images)))
         image = self._images[index]
         if isinstance(image, str):
-            image = _load_cached(image)  # read-only, shared; the crop below copies
+            image = load_cached(image)  # read-only, shared; the crop below copies
         p = self.patch_size
         top = int(rng.integers(image.shape[0] - p + 1))
         left = int(rng.integers(image.shape[1] - p + 1))

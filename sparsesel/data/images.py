@@ -94,7 +94,8 @@ def bundled_image_path(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=32)
-def _load_cached(name: str) -> np.ndarray:
+def load_cached(name: str) -> np.ndarray:
+    """The bundled image ``name`` as a read-only array, shared between calls (copy before writing)."""
     image = read_image(bundled_image_path(name))
     image.setflags(write=False)
     return image
@@ -108,7 +109,7 @@ def load_bundled_image(name: str) -> np.ndarray:
     numpy.ndarray
         Shape ``(H, W, 3)``, float32 in ``[0, 1]``; a fresh, writable copy.
     """
-    return _load_cached(name).copy()
+    return load_cached(name).copy()
 
 
 def load_split(split: str) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch")
 
 
-def _lib(x: Any) -> Any:
+def array_module(x: Any) -> Any:
     """The array module of ``x``: ``torch`` for tensors, else ``numpy``."""
     if _is_torch(x):
         import torch

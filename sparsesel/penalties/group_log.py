@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsesel.penalties.base import GroupPenalty, _lib, check_positive
+from sparsesel.penalties.base import GroupPenalty, array_module, check_positive
 
 
 class GroupLog(GroupPenalty):
@@ -33,7 +33,7 @@ class GroupLog(GroupPenalty):
         self.tau = check_positive(tau, "tau")
 
     def scalar(self, r: Any) -> Any:
-        return self.lam * _lib(r).log1p(r / self.tau)
+        return self.lam * array_module(r).log1p(r / self.tau)
 
     def derivative(self, r: np.ndarray) -> np.ndarray:
         return self.lam / (self.tau + np.asarray(r, dtype=float))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsesel.penalties.base import GroupPenalty, _lib, check_positive
+from sparsesel.penalties.base import GroupPenalty, array_module, check_positive
 
 
 class GroupMCP(GroupPenalty):
@@ -33,7 +33,7 @@ class GroupMCP(GroupPenalty):
         self.gamma = check_positive(gamma, "gamma", low=1.0)
 
     def scalar(self, r: Any) -> Any:
-        lib = _lib(r)
+        lib = array_module(r)
         lam, gamma = self.lam, self.gamma
         inner = lam * r - r * r / (2 * gamma)
         flat = 0.5 * gamma * lam * lam + 0 * r

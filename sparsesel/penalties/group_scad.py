@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from sparsesel.penalties.base import GroupPenalty, _lib, check_positive
+from sparsesel.penalties.base import GroupPenalty, array_module, check_positive
 
 
 class GroupSCAD(GroupPenalty):
@@ -37,7 +37,7 @@ class GroupSCAD(GroupPenalty):
         self.a = check_positive(a, "a", low=2.0)
 
     def scalar(self, r: Any) -> Any:
-        lib = _lib(r)
+        lib = array_module(r)
         lam, a = self.lam, self.a
         middle = (2 * a * lam * r - r * r - lam * lam) / (2 * (a - 1))
         flat = 0.5 * lam * lam * (a + 1) + 0 * r

@@ -139,7 +139,7 @@ class BlockSparsification(Problem):
         import torch
         from torch import nn
 
-        from sparsesel.blocks import block_grid, parse_block_shape, tiles
+        from sparsesel.blocks import block_grid, parse_block_shape
         from sparsesel.validation import check_int
 
         if not isinstance(self.model, nn.Module):
@@ -152,48 +152,14 @@ class BlockSparsification(Problem):
             raise ValueError(f"density must be in (0, 1], got {self.density!r}")
         allocation = check_choice(self.allocation, "allocation", ALLOCATIONS)
         min_blocks = check_int(self.min_blocks, "min_blocks", low=1)
-        dense_params: list[str] = []
         if not callable(self.loss):
             check_choice(self.loss, "loss", LOSSES)
         model = _copy_model(self.model)
         named = dict(model.named_parameters())
         if self.params is None:
-            # A weight that is not a registered parameter (computed by weight_norm or a
-            # parametrization) is skipped; a tied weight is listed once, under the first name
-            # named_parameters() gives it.
-            canonical = {id(p): n for n, p in named.items()}
-            names = []
-            for module_name, module in model.named_modules():
-                if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-                    weight = module.weight
-                    name = canonical.get(id(weight)) if isinstance(weight, nn.Parameter) else None
-                    if name is not None and name not in names and tiles(weight.shape, block_shape):
-                        names.append(name)
-            if not names:
-                raise ValueError(
-                    f"model has no Linear/Conv weight whose (out, in) dimensions the block shape "
-                    f"{block_shape[0]}x{block_shape[1]} tiles; pass params=[...] or another block_shape"
-                )
-            sizes = {n: math.prod(block_grid(named[n].shape, block_shape)) for n in names}
-            dense_params = [n for n in names if sizes[n] < min_blocks]
-            names = [n for n in names if sizes[n] >= min_blocks]
-            if not names:
-                raise ValueError(
-                    f"every candidate weight has fewer than min_blocks={min_blocks} blocks of "
-                    f"{block_shape[0]}x{block_shape[1]} ({sizes}); they all stay dense (the paper's rule): "
-                    f"pass min_blocks=1, a smaller block_shape or params=[...] to prune them"
-                )
+            names, dense_params = _default_params(model, named, block_shape, min_blocks)
         else:
-            if isinstance(self.params, str) or not isinstance(self.params, Sequence):
-                raise TypeError(f"params must be a sequence of parameter names, got {self.params!r}")
-            names = list(self.params)
-            if not names:
-                raise ValueError("params is empty: name at least one weight to prune")
-            unknown = [n for n in names if n not in named]
-            if unknown:
-                _explain_unknown_params(model, unknown, named)
-            if len(set(names)) != len(names):
-                raise ValueError(f"params has repeated names: {names}")
+            names, dense_params = _check_params(self.params, model, named), []
         grids = {}
         for name in names:
             grids[name] = block_grid(named[name].shape, block_shape, name=f"parameter {name!r}")
@@ -706,6 +672,59 @@ def _check_class_labels(output: Any, targets: Any, *, whole_data: bool) -> None:
         label = int(labels[(labels < 0) | (labels >= n_classes)][0])
         raise ValueError(f"{where} has class label {label} in row {row}, but the model outputs {n_classes} "
                          f"classes; cross_entropy needs labels in [0, {n_classes})")
+
+
+def _default_params(model: nn.Module, named: dict, block_shape: tuple[int, int],
+                    min_blocks: int) -> tuple[list[str], list[str]]:
+    """The prunable weights when ``params`` is not given, and those left dense for having too few blocks.
+
+    Every Linear/Conv weight the block shape tiles, each once; a weight that is not a registered
+    parameter (computed by weight_norm or a parametrization) is skipped; a tied weight is listed once,
+    under the first name ``named_parameters()`` gives it. Weights of fewer than ``min_blocks`` blocks
+    stay dense (the paper's rule).
+    """
+    from torch import nn
+
+    from sparsesel.blocks import block_grid, tiles
+
+    canonical = {id(p): n for n, p in named.items()}
+    names = []
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            weight = module.weight
+            name = canonical.get(id(weight)) if isinstance(weight, nn.Parameter) else None
+            if name is not None and name not in names and tiles(weight.shape, block_shape):
+                names.append(name)
+    if not names:
+        raise ValueError(
+            f"model has no Linear/Conv weight whose (out, in) dimensions the block shape "
+            f"{block_shape[0]}x{block_shape[1]} tiles; pass params=[...] or another block_shape"
+        )
+    sizes = {n: math.prod(block_grid(named[n].shape, block_shape)) for n in names}
+    dense_params = [n for n in names if sizes[n] < min_blocks]
+    names = [n for n in names if sizes[n] >= min_blocks]
+    if not names:
+        raise ValueError(
+            f"every candidate weight has fewer than min_blocks={min_blocks} blocks of "
+            f"{block_shape[0]}x{block_shape[1]} ({sizes}); they all stay dense (the paper's rule): "
+            f"pass min_blocks=1, a smaller block_shape or params=[...] to prune them"
+        )
+    return names, dense_params
+
+
+def _check_params(params: Any, model: nn.Module, named: dict) -> list[str]:
+    """The weights named by ``params``: a non-empty sequence of distinct parameter names of ``model``."""
+    if isinstance(params, str) or not isinstance(params, Sequence):
+        raise TypeError(f"params must be a sequence of parameter names, got {params!r}")
+    names = list(params)
+    if not names:
+        raise ValueError("params is empty: name at least one weight to prune")
+    unknown = [n for n in names if n not in named]
+    if unknown:
+        _explain_unknown_params(model, unknown, named)
+    if len(set(names)) != len(names):
+        raise ValueError(f"params has repeated names: {names}")
+    return names
 
 
 def _explain_unknown_params(model: Any, unknown: Sequence[str], named: Mapping[str, Any]) -> None:

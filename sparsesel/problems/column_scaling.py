@@ -41,6 +41,25 @@ def power_of_two_scale(spread: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, exponent)
 
 
+def strongest_scaled(magnitude: np.ndarray, eligible: np.ndarray, relative: np.ndarray,
+                     log_scale: np.ndarray) -> int:
+    """The eligible ``j`` of largest ``magnitudeⱼ·relativeⱼ`` (first on exact ties); -1 if none is eligible.
+
+    ``magnitude`` holds each column's correlation in its own scaled units and ``relative`` the columns'
+    scales over the largest (exact powers of two, ``<= 1``). Where that product underflows for every
+    eligible column (scales over 300 orders of magnitude apart), ``log2(magnitude) + log2(log_scale)``
+    decides, ``log_scale`` being the scales or ``relative`` (they differ by a constant factor).
+    """
+    if not np.any(eligible):
+        return -1
+    score = np.where(eligible, magnitude * relative, -1.0)
+    pick = int(np.argmax(score))
+    if score[pick] == 0.0:
+        with np.errstate(divide="ignore"):
+            pick = int(np.argmax(np.where(eligible, np.log2(magnitude) + np.log2(log_scale), -np.inf)))
+    return pick
+
+
 @dataclass(frozen=True)
 class ColumnScaling:
     """How ``X`` and ``y`` are centred and scaled: ``Xₛ = (X − x_mean) / x_scale``, ``yₛ = (y − y_mean) / y_scale``.

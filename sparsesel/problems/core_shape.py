@@ -46,6 +46,17 @@ def check_spectrum(values: Any, name: str, max_length: int) -> np.ndarray:
     return s
 
 
+def checked_tensor(tensor: Any, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The optional ``tensor`` as a read-only finite real array of exactly ``shape`` (``None`` stays ``None``)."""
+    if tensor is None:
+        return None
+    tensor = as_real_tensor(tensor)
+    if tensor.shape != shape:
+        raise ValueError(f"tensor has shape {tensor.shape} but shape is {shape}")
+    tensor.setflags(write=False)
+    return tensor
+
+
 @dataclass(frozen=True, eq=False)
 class SpectralRankProblem(Problem):
     """Shared machinery of :class:`CoreShape` and ``TreeNetworkRanks``: one rank per *group*
@@ -202,12 +213,7 @@ class CoreShape(SpectralRankProblem):
         spectra = tuple(
             check_spectrum(s, f"singular_values[{n}]", min(shape[n], full // shape[n])) for n, s in enumerate(spectra_in)
         )
-        tensor = self.tensor
-        if tensor is not None:
-            tensor = as_real_tensor(tensor)
-            if tensor.shape != shape:
-                raise ValueError(f"tensor has shape {tensor.shape} but shape is {shape}")
-            tensor.setflags(write=False)
+        tensor = checked_tensor(self.tensor, shape)
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "singular_values", spectra)
         object.__setattr__(self, "tensor", tensor)

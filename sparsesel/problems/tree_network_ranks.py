@@ -17,7 +17,7 @@ import networkx as nx
 import numpy as np
 
 from sparsesel.budget import Budget
-from sparsesel.problems.core_shape import SpectralRankProblem, budget_entries, check_spectrum
+from sparsesel.problems.core_shape import SpectralRankProblem, budget_entries, check_spectrum, checked_tensor
 from sparsesel.tensors.spectra import as_real_tensor
 from sparsesel.tensors.tree_networks import (
     check_tree,
@@ -85,12 +85,7 @@ class TreeNetworkRanks(SpectralRankProblem):
                 raise ValueError(f"edge_singular_values has {len(spectra_in)} spectra but the tree has {len(edges)} edges")
         caps = edge_max_ranks(tree, edges, shape)
         spectra = tuple(check_spectrum(s, f"edge_singular_values[{e}]", caps[i]) for i, (e, s) in enumerate(zip(edges, spectra_in)))
-        tensor = self.tensor
-        if tensor is not None:
-            tensor = as_real_tensor(tensor)
-            if tensor.shape != shape:
-                raise ValueError(f"tensor has shape {tensor.shape} but shape is {shape}")
-            tensor.setflags(write=False)
+        tensor = checked_tensor(self.tensor, shape)
         object.__setattr__(self, "tree", tree)
         object.__setattr__(self, "edges", edges)
         object.__setattr__(self, "shape", shape)

@@ -21,7 +21,12 @@ import tensorly as tl
 METHODS = ("auto", "gram", "svd", "randomized")
 
 
-def _check_tensor(X: np.ndarray) -> np.ndarray:
+def check_tensor(X: np.ndarray) -> np.ndarray:
+    """``X`` as a float64 array with at least 2 modes, non-empty and finite.
+
+    Booleans become 0/1; complex or non-numeric arrays raise ``TypeError``, and too
+    few modes, an empty tensor or NaN/inf raise ``ValueError``.
+    """
     X = np.asarray(X)
     if X.dtype == np.bool_:
         X = X.astype(np.float64)
@@ -69,7 +74,7 @@ def as_real_tensor(X: Any) -> np.ndarray:
             arr = np.array(arr, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"tensor must be numeric ({exc})") from None
-    return np.array(_check_tensor(arr), dtype=np.float64, copy=True)
+    return np.array(check_tensor(arr), dtype=np.float64, copy=True)
 
 
 def matricize(X: np.ndarray, row_modes: Sequence[int]) -> np.ndarray:
@@ -151,7 +156,7 @@ def matricization_spectrum(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    X = _check_tensor(X)
+    X = check_tensor(X)
     for m in row_modes:
         if not (0 <= int(m) < X.ndim):
             raise ValueError(f"row_modes must be modes of a {X.ndim}-way tensor, got {list(row_modes)}")
@@ -189,7 +194,7 @@ def mode_spectra(
     list of ndarray
         Entry ``n`` has shape ``(min(I_n, prod_{m != n} I_m, max_ranks[n]),)``.
     """
-    X = _check_tensor(X)
+    X = check_tensor(X)
     if max_ranks is None:
         max_ranks = [None] * X.ndim
     if len(max_ranks) != X.ndim:

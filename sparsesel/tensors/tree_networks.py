@@ -24,7 +24,7 @@ import tensorly as tl
 from tensorly.decomposition import tensor_train
 
 from sparsesel.tensors.size_model import SizeModel
-from sparsesel.tensors.spectra import _check_tensor, matricization_spectrum, matricize
+from sparsesel.tensors.spectra import check_tensor, matricization_spectrum, matricize
 from sparsesel.tensors.tucker import leading_left_singular_vectors
 
 CORE_NODE = "core"
@@ -130,7 +130,7 @@ def edge_spectra(
     X: np.ndarray, tree: nx.Graph, edges: Sequence[tuple], *, max_ranks: Sequence[int | None] | None = None, **options
 ) -> list[np.ndarray]:
     """Singular values of the matricization across each edge's cut (see :mod:`~sparsesel.tensors.spectra`)."""
-    X = _check_tensor(X)
+    X = check_tensor(X)
     if max_ranks is None:
         max_ranks = [None] * len(edges)
     out = []
@@ -165,7 +165,7 @@ def tree_truncation(X: np.ndarray, tree: nx.Graph, edges: Sequence[tuple], ranks
     -------
     ndarray, same shape as ``X``
     """
-    X = _check_tensor(X)
+    X = check_tensor(X)
     ranks = [int(r) for r in ranks]
     if is_mode_ordered_path(tree):
         ends = [v for v in tree.nodes if tree.degree[v] == 1]
@@ -196,7 +196,7 @@ def tree_truncation(X: np.ndarray, tree: nx.Graph, edges: Sequence[tuple], ranks
 
 def tree_relative_error(X: np.ndarray, tree: nx.Graph, edges: Sequence[tuple], ranks: Sequence[int]) -> float:
     """Squared relative error of :func:`tree_truncation`."""
-    X = _check_tensor(X)
+    X = check_tensor(X)
     norm2 = float(np.vdot(X, X))
     if norm2 == 0.0:
         return 0.0

@@ -13,7 +13,7 @@ import numpy as np
 import tensorly as tl
 from tensorly.decomposition import tucker
 
-from sparsesel.tensors.spectra import _check_tensor
+from sparsesel.tensors.spectra import check_tensor
 
 #: HOOI settings used by every true-error evaluation in the package (greedy_tucker,
 #: ilp_refine, the benchmark): SVD initialisation (deterministic), at most 20 sweeps, stop when
@@ -47,7 +47,7 @@ def tucker_fit(
     TuckerTensor
         ``(core, factors)`` with core shape ``ranks`` and factors ``(I_n, r_n)``.
     """
-    X = _check_tensor(X)
+    X = check_tensor(X)
     ranks = _check_ranks(X, ranks)
     with warnings.catch_warnings():
         # A rank above the product of the others is degenerate; tensorly lowers it and warns.
@@ -61,7 +61,7 @@ def tucker_relative_error(X: np.ndarray, ranks: Sequence[int], **options) -> flo
     ``options`` are those of :func:`tucker_fit`. The reconstruction is formed explicitly
     (no ``‖X‖² − ‖core‖²`` shortcut), so small errors keep their accuracy.
     """
-    X = _check_tensor(X)
+    X = check_tensor(X)
     _check_ranks(X, ranks)
     norm2 = float(np.vdot(X, X))
     if norm2 == 0.0:  # the zero tensor: every shape is exact (and HOOI would divide by 0)
@@ -110,7 +110,7 @@ class HosvdErrorTable:
     max_ranks: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        X = _check_tensor(self.X)
+        X = check_tensor(self.X)
         max_ranks = tuple(_check_ranks(X, self.max_ranks))
         factors = [leading_left_singular_vectors(tl.unfold(X, n), k) for n, k in enumerate(max_ranks)]
         rotated = tl.tenalg.multi_mode_dot(X, factors, transpose=True)

@@ -302,9 +302,9 @@ def test_every_option_is_checked_before_any_work(extra, message, tmp_path, digit
         ("h21c_factories:enhancer", ["--target", "1"], r"--target 1 picks a class, but the model returns an image"),
         ("h21c_factories:enhancer", ["--target-region", "0,0,100,4"], r"does not fit the network's output of 21x18 pixels"),
         ("h21c_factories:enhancer", ["--target-channel", "5"], r"target channel\(s\) \[5\] out of range: the output has 3"),
-        ("h21c_factories:not_a_module", [], r"not_a_module\(\) returned str, not a torch nn.Module"),
-        ("h21c_factories:missing", [], r"module 'h21c_factories' has no callable 'missing'"),
-        ("no_such_module_h21c:make", [], r"cannot import module 'no_such_module_h21c'"),
+        ("h21c_factories:not_a_module", [], r"--model: network factory 'h21c_factories:not_a_module' returned a str, not a torch nn.Module"),
+        ("h21c_factories:missing", [], r"--model: network factory 'h21c_factories:missing': module 'h21c_factories' has no 'missing'"),
+        ("no_such_module_h21c:make", [], r"--model: network factory 'no_such_module_h21c:make': cannot import module 'no_such_module_h21c'"),
     ],
 )
 def test_model_dependent_checks_come_before_the_attribution(model, extra, message, tmp_path, odd_png, factories,

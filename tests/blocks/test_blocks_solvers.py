@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import sparsesel as ss
-from solvers import _block_training as bt
+from solvers import block_training as bt
 from solvers.block_sequential_attention_pp import sapp_schedule
 
 torch.set_num_threads(1)

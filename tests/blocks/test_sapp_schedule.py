@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 import sparsesel as ss
-from solvers import _block_training as bt
+from solvers import block_training as bt
 
 torch.set_num_threads(1)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from sparsesel.blocks import _own_class, block_norms, resolve, scale_blocks
+from sparsesel.blocks import own_class, block_norms, resolve, scale_blocks
 from sparsesel.problems.block_sparsification import BlockSparsification, check_finite_batch
 from sparsesel.schedules import cubic_sparsity, exponential_sparsity, phase_lengths  # noqa: F401 - shared with the channel selectors
 
@@ -104,7 +104,7 @@ def remove_gates(problem: BlockSparsification, model: nn.Module, *, keep_mask: b
         gate: BlockGate = module.parametrizations[attr][0]
         if keep_mask:
             gate.block_mask.fill_(1.0)
-        _own_class(module)
+        own_class(module)
         parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
 
 
