@@ -249,6 +249,34 @@ def _encoder_coupled(model: nn.Module, units: Sequence[StructuredUnit]) -> set[i
     return {i for i, u in enumerate(units) if u.group.kind == "candidates" or u.family == "convnext:encoder"}
 
 
+def _checked_sizes(image_size: Sequence[int], threads: int, measure_size: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(image_size, measure_size)`` as int tuples (the measure size at most the image size), checked."""
+    image_size = tuple(int(s) for s in image_size)
+    if len(image_size) != 2 or min(image_size) < 1:
+        raise ValueError(f"cost='latency' needs image_size=(H, W) with positive sides, got {image_size!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    return image_size, tuple(int(min(m, s)) for m, s in zip(measure_size, image_size))
+
+
+def _saving_factorizations(timer: _Timer, model: nn.Module, exclude: Sequence[str], measure_size: Sequence[int],
+                           base_ms: float) -> tuple[list, list[np.ndarray]]:
+    """The layers with a factorization measured to save at least ``MIN_SAVING`` of ``base_ms``, restricted to
+    the dense option (0) and those, and the measured deltas (ms) of the kept options."""
+    from sparsesel.compress.plan import analyze
+
+    analysed, _ = analyze(model, exclude=exclude, cost="macs", image_size=measure_size)
+    analysed = [_restricted(layer, np.array([j for j, (f, _) in enumerate(layer.options) if f != "blocks"])) for layer in analysed]
+    layers, layer_deltas = [], []
+    for layer, deltas in zip(analysed, _layer_deltas(timer, model, analysed)):
+        keep = np.flatnonzero((deltas < -MIN_SAVING * base_ms) & np.array([f != "blocks" for f, _ in layer.options]))
+        if len(keep):
+            keep = np.concatenate([[0], keep])
+            layers.append(_restricted(layer, keep))
+            layer_deltas.append(deltas[keep])
+    return layers, layer_deltas
+
+
 def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int = 1, calibration: torch.Tensor | None = None,
                     selector: Selector = magnitude_selector, exclude: Sequence[str] = (), measure_size: Sequence[int] = (256, 256),
                     repeats: int = 4, cache: bool | LatencyCache = True, factorizations: bool = True,
@@ -286,15 +314,8 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
     """
     from tqdm.auto import tqdm
 
-    from sparsesel.compress.plan import analyze
-
     began = time.perf_counter()
-    image_size = tuple(int(s) for s in image_size)
-    if len(image_size) != 2 or min(image_size) < 1:
-        raise ValueError(f"cost='latency' needs image_size=(H, W) with positive sides, got {image_size!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
-    measure_size = tuple(int(min(m, s)) for m, s in zip(measure_size, image_size))
+    image_size, measure_size = _checked_sizes(image_size, threads, measure_size)
     if not isinstance(cache, LatencyCache):
         cache = LatencyCache(cache_file(threads, measure_size, clock) if cache else None)
     previous = torch.get_num_threads()
@@ -311,17 +332,7 @@ def analyze_latency(model: nn.Module, *, image_size: Sequence[int], threads: int
         unit_deltas = _structured_deltas(timer, model, units, selector)
         bar.update(1)
         bar.set_postfix_str("timing factorizations")
-        layers, layer_deltas = [], []
-        if factorizations:
-            analysed, _ = analyze(model, exclude=exclude, cost="macs", image_size=measure_size)
-            analysed = [_restricted(layer, np.array([j for j, (f, _) in enumerate(layer.options) if f != "blocks"])) for layer in analysed]
-            all_deltas = _layer_deltas(timer, model, analysed)
-            for layer, deltas in zip(analysed, all_deltas):
-                keep = np.flatnonzero((deltas < -MIN_SAVING * base_ms) & np.array([f != "blocks" for f, _ in layer.options]))
-                if len(keep):
-                    keep = np.concatenate([[0], keep])
-                    layers.append(_restricted(layer, keep))
-                    layer_deltas.append(deltas[keep])
+        layers, layer_deltas = _saving_factorizations(timer, model, exclude, measure_size, base_ms) if factorizations else ([], [])
         bar.update(1)
         bar.set_postfix_str("calibration errors")
         unit_errors, encoder_errors, layer_errors = _option_errors(model, units, encoder, layers, calibration, selector)

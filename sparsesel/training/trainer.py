@@ -267,6 +267,16 @@ def _write_outputs(config: TrainConfig, model: torch.nn.Module, out: Path, *, ev
     write_text_atomic(_json_path(out), json.dumps({"net": config.net, "file": out.name, **meta}, indent=2) + "\n", force=True)
 
 
+def _evaluate_held_out(config: TrainConfig, model: torch.nn.Module) -> dict[str, float]:
+    """The network's scores on ``config.eval_count`` held-out patches of its task (``{}`` when none)."""
+    if not config.eval_count:
+        return {}
+    held_out = PairedPatchDataset(
+        config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
+    )
+    return evaluate(config.net, model, held_out)
+
+
 def train(
     config: TrainConfig,
     out: str | os.PathLike,
@@ -329,12 +339,7 @@ def train(
         start = outcome.resumed_from or 0
         train_time = outcome.wall_time
 
-        evaluation: dict[str, float] = {}
-        if config.eval_count:
-            held_out = PairedPatchDataset(
-                config.task, split="test", patch_size=config.eval_size, length=config.eval_count, seed=config.seed + 1, augment=False
-            )
-            evaluation = evaluate(config.net, model, held_out)
+        evaluation = _evaluate_held_out(config, model)
         model.cpu()
         _write_outputs(config, model, out, evaluation=evaluation, train_time=train_time, steps_done=config.steps - start, force=force)
         if state_file.exists():
