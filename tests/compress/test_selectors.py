@@ -23,26 +23,15 @@ from sparsesel.compress.sapp_channels import SappChannelConfig, sapp_channel_sel
 from sparsesel.compress.selectors import SELECTORS, check_selector, order_selector, select_channels
 from sparsesel.compress.structured import kept_channels, shrink
 from sparsesel.nets.uhdformer import UHDformer, UHDformerConfig
+from spread_weights import spread_weights
 
 SMALL = dict(width=8, number_block=1, unit_num=2, num_heads=2, match_factor=2, ffn_expansion_factor=2, scale_factor=4)
 TINY_TUNE = FinetuneConfig(task="lowlight", steps=8, batch_size=2, patch_size=32, lr=2e-4, seed=0)
 
 
-def _randomized(seed: int) -> UHDformer:
-    model = UHDformer(UHDformerConfig(**SMALL)).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3 * torch.rand(p.shape[:1] + (1,) * (p.dim() - 1), generator=g))
-        for m in model.modules():
-            if hasattr(m, "gamma"):
-                m.gamma.fill_(0.5)
-    return model
-
-
 @pytest.fixture(scope="module")
 def small() -> UHDformer:
-    return _randomized(3)
+    return spread_weights(UHDformer(UHDformerConfig(**SMALL)), 3)
 
 
 def _x(seed: int = 0) -> torch.Tensor:
@@ -148,7 +137,7 @@ def _plant(model: UHDformer) -> dict[tuple[str, str], list[int]]:
 
 @pytest.fixture(scope="module")
 def planted_model():
-    model = _randomized(8)
+    model = spread_weights(UHDformer(UHDformerConfig(**SMALL)), 8)
     return model, _plant(model)
 
 
