@@ -28,6 +28,7 @@ import collections
 import copy
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +41,9 @@ from sparsesel.compress.structured import shrink
 from sparsesel.data.datasets import PairedPatchDataset
 from sparsesel.nets import zoo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compressed_kernels import stages  # noqa: E402  (the same stage timing, on the thread's CPU clock here)
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "sparsesel" / "assets" / "uhdformer_lowlight.pt"
 RESULTS = ROOT / "benchmarks" / "results" / "latency_budget.json"
@@ -48,36 +52,6 @@ SIZE = (512, 512)
 
 def load() -> float:
     return os.getloadavg()[0]
-
-
-def stages(nets: dict[str, torch.nn.Module], size, repeats: int) -> dict[str, dict[str, float]]:
-    """Best-of wall ms of UHDformer's stages: encoder + perception (``_front``), CMT groups, tail."""
-    x = torch.rand(1, 3, *size)
-    best = {name: {"front": float("inf"), "groups": float("inf"), "tail": float("inf")} for name in nets}
-    for _ in range(repeats):
-        for name, net in nets.items():
-            spent = {}
-
-            def timed(stage, function):
-                def wrapper(*args):
-                    start = time.thread_time()
-                    out = function(*args)
-                    spent[stage] = time.thread_time() - start
-                    return out
-                return wrapper
-
-            net._front, net._tail = timed("front", type(net)._front.__get__(net)), timed("tail", type(net)._tail.__get__(net))
-            try:
-                start = time.thread_time()
-                with torch.inference_mode():
-                    net(x)
-                total = time.thread_time() - start
-            finally:
-                del net._front, net._tail
-            spent["groups"] = total - spent["front"] - spent["tail"]
-            for stage, seconds in spent.items():
-                best[name][stage] = min(best[name][stage], seconds * 1e3)
-    return best
 
 
 def scaling(model, repeats: int) -> dict[str, dict[str, float]]:
@@ -167,7 +141,7 @@ def run_threads(model, calibration, threads: int, args) -> dict[str, object]:
     result = {"threads": threads, "clock": clock, "analysis_seconds": build_s, "analysis": analysis.info, "load_before_timing": load_before,
               "load_after_timing": load(), "rows": rows}
     if threads == 1:
-        result["stages_ms"] = stages(nets, SIZE, 3)
+        result["stages_ms"] = stages(nets, torch.rand(1, 3, *SIZE), 3, clock=time.thread_time)
         result["scaling"] = scaling(model, 3)
     for name, row in timed:
         print(f"  {name:14s} params {row['params']:>7d}  GMAC {row['macs'] / 1e9:6.2f}  predicted {row['predicted_ms']:7.1f} ms  "
