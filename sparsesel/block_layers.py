@@ -225,6 +225,12 @@ class PackedBlocks(nn.Module):
         """The kept blocks with the parts of cut edge blocks outside the weight zeroed."""
         return self.blocks if self.valid is None else self.blocks * self.valid
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The module's state without the cached kernel weights (a BSR tensor has no storage to copy or pickle)."""
+        state = dict(super().__getstate__())
+        state["_cache"] = {}
+        return state
+
     def _cached(self, key: str, build: Any) -> torch.Tensor:
         """``build()``, reused while the parameters are unchanged and no gradient or tracer needs it fresh."""
         if _tracing() or (torch.is_grad_enabled() and self.blocks.requires_grad):

@@ -168,6 +168,28 @@ def test_bsr_layers_train_through_the_gather_kernel():
         _close(layer.blocks.grad[k], weight.grad[r * 4:(r + 1) * 4, c * 4:(c + 1) * 4])
 
 
+@pytest.mark.parametrize("kernel", ["bsr", "grouped", "rows"])
+def test_a_used_packed_layer_deep_copies_and_pickles(kernel):
+    """After a forward pass (kernel weights cached; a BSR tensor has no storage to copy), deepcopy and
+    torch.save/torch.load give a layer computing the masked dense layer."""
+    import copy
+    import io
+
+    torch.manual_seed(8)
+    linear = nn.Linear(16, 8)
+    mask = random_mask((2, 4), 0.5, seed=4)
+    layer = packed_from_dense(linear, mask, (4, 4), kernel).eval()
+    x = torch.randn(5, 16)
+    expected = F.linear(x, masked_weight(linear.weight.detach(), mask, (4, 4)), linear.bias.detach())
+    with torch.no_grad():
+        _close(layer(x), expected)
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)
+        buffer.seek(0)
+        for twin in (copy.deepcopy(layer), torch.load(buffer, weights_only=False)):
+            _close(twin(x), expected)
+
+
 def test_dense_layer_and_unpack_restore_a_plain_layer():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1))
