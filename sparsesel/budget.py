@@ -38,6 +38,11 @@ __all__ = ["UNITS", "Budget"]
 
 #: The units a budget can count (``latency``: milliseconds).
 UNITS = ("params", "macs", "entries", "blocks", "features", "latency")
+
+
+def counted(unit: str) -> str:
+    """What a whole count of ``unit`` counts, for messages (``latency`` is counted in milliseconds)."""
+    return "milliseconds" if unit == "latency" else unit
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
@@ -109,7 +114,7 @@ class Budget:
                 fraction = Fraction(text)
             except (ValueError, ZeroDivisionError):
                 raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} (e.g. 0.5) or a whole count of "
-                                 f"{unit} (e.g. 5000), got {value!r}") from None
+                                 f"{counted(unit)} (e.g. 5000), got {value!r}") from None
             return cls._fraction(fraction, unit, name, text)
         return cls.coerce(value, unit, name=name)
 
@@ -135,17 +140,17 @@ class Budget:
             return value
         if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
             hint = f" (read text with sparsesel.budget.Budget.parse({value!r}, {unit!r}))" if isinstance(value, str) else ""
-            raise TypeError(f"{name} must be a fraction in (0, 1] of the {unit} (a float) or a whole count of {unit} "
+            raise TypeError(f"{name} must be a fraction in (0, 1] of the {unit} (a float) or a whole count of {counted(unit)} "
                             f"(an int), got {type(value).__name__}{hint}")
         if isinstance(value, numbers.Integral):
             return cls._count(int(value), unit, name, str(int(value)))
         if isinstance(value, (Fraction, Decimal)):
             if isinstance(value, Decimal) and not value.is_finite():
-                raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit}, got {value}")
+                raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {counted(unit)}, got {value}")
             return cls._fraction(Fraction(value), unit, name, str(value))
         text = str(value)  # the shortest decimal that round-trips in the value's own precision
         if not math.isfinite(float(value)):
-            raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit}, got {text}")
+            raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {counted(unit)}, got {text}")
         try:
             fraction = Fraction(text)
         except ValueError:  # a Real whose str is not a decimal
@@ -156,7 +161,7 @@ class Budget:
     def _count(cls, count: int, unit: str, name: str, text: str) -> Budget:
         _check_unit(unit)
         if count < 1:
-            raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit} >= 1, got {text}")
+            raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {counted(unit)} >= 1, got {text}")
         return cls(count, unit, text, name)
 
     @classmethod
@@ -167,7 +172,7 @@ class Budget:
         hint = ""
         if fraction > 1 and fraction.denominator == 1:
             hint = f"; a number written with a decimal point or exponent is a fraction: write the count as {fraction.numerator}"
-        raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {unit} >= 1, got {text}{hint}")
+        raise ValueError(f"{name} must be a fraction in (0, 1] of the {unit} or a whole count of {counted(unit)} >= 1, got {text}{hint}")
 
     def resolve(self, total: int, *, name: str | None = None, at_least_one: bool = False) -> int:
         """The budget in units, for a whole of ``total`` units: the count, or ``floor(fraction · total)``.

@@ -370,6 +370,9 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
 
     teacher, info = zoo.load_net(checkpoint, trust_code=trust_code, net=net)
     net = info["net"]
+    if cost == "latency" and net != "uhdformer":
+        raise ValueError(f"{checkpoint}: --cost latency plans UHDformer networks only (its options are UHDformer's channel "
+                         f"groups), got {net!r}; use --cost params or --cost macs")
     adapter = adapter_for(teacher)
     task = task or adapter.tasks[0]
     exclude = [exclude] if isinstance(exclude, str) else list(exclude)

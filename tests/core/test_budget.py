@@ -86,19 +86,20 @@ def test_one_means_one_unit_and_one_point_zero_the_whole():
 
 @pytest.mark.parametrize("unit", UNITS)
 @pytest.mark.parametrize(("value", "error", "message"), [
-    ("0", ValueError, r"--budget must be a fraction in \(0, 1\] of the {u} or a whole count of {u} >= 1, got 0$"),
-    ("-5", ValueError, r"whole count of {u} >= 1, got -5$"),
-    ("1.5", ValueError, r"fraction in \(0, 1\] of the {u} or a whole count of {u} >= 1, got 1.5$"),
+    ("0", ValueError, r"--budget must be a fraction in \(0, 1\] of the {u} or a whole count of {c} >= 1, got 0$"),
+    ("-5", ValueError, r"whole count of {c} >= 1, got -5$"),
+    ("1.5", ValueError, r"fraction in \(0, 1\] of the {u} or a whole count of {c} >= 1, got 1.5$"),
     ("2e6", ValueError, r"got 2e6; a number written with a decimal point or exponent is a fraction: write the count as 2000000"),
-    ("nan", ValueError, r"--budget must be a fraction in \(0, 1\] of the {u} \(e.g. 0.5\) or a whole count of {u} \(e.g. 5000\), got 'nan'"),
-    ("abc", ValueError, r"of the {u} \(e.g. 0.5\) or a whole count of {u} \(e.g. 5000\), got 'abc'"),
+    ("nan", ValueError, r"--budget must be a fraction in \(0, 1\] of the {u} \(e.g. 0.5\) or a whole count of {c} \(e.g. 5000\), got 'nan'"),
+    ("abc", ValueError, r"of the {u} \(e.g. 0.5\) or a whole count of {c} \(e.g. 5000\), got 'abc'"),
     ("", ValueError, r"got ''"),
-    (True, TypeError, r"--budget must be a fraction in \(0, 1\] of the {u} \(a float\) or a whole count of {u} \(an int\), got bool"),
-    (float("inf"), ValueError, r"of the {u} or a whole count of {u}, got inf"),
+    (True, TypeError, r"--budget must be a fraction in \(0, 1\] of the {u} \(a float\) or a whole count of {c} \(an int\), got bool"),
+    (float("inf"), ValueError, r"of the {u} or a whole count of {c}, got inf"),
     ([0.5], TypeError, r"got list"),
 ])
 def test_messages_name_the_unit(unit, value, error, message):
-    with pytest.raises(error, match=message.format(u=unit)):
+    counted = "milliseconds" if unit == "latency" else unit  # a latency budget counts milliseconds
+    with pytest.raises(error, match=message.format(u=unit, c=counted)):
         Budget.parse(value, unit, name="--budget")
 
 

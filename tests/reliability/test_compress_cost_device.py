@@ -95,3 +95,18 @@ def test_training_on_an_explicit_cpu_device_writes_a_network(tmp_path):
     assert run.status == 0, run.err
     model, info = zoo.load_net(tmp_path / "t.pt")
     assert info["net"] == "uhdformer" and all(p.device.type == "cpu" for p in model.parameters())
+
+
+@pytest.mark.reliability("clear_error")
+@pytest.mark.parametrize("budget", ["0.5", "300", "nan"])
+def test_a_latency_budget_on_a_network_other_than_uhdformer_is_refused(budget, tmp_path):
+    """Latency plans are made of UHDformer's channel groups: another network gets one line naming the way out
+    (an unreadable budget is refused first, naming the unit the count is in)."""
+    from sparsesel.nets.csattn import CSAttn, CSAttnConfig
+
+    torch.manual_seed(0)
+    path = zoo.save_net(CSAttn(CSAttnConfig.small()).eval(), tmp_path / "cs.pt", net="csattn")
+    out = tmp_path / "out"
+    fragments = ["milliseconds", "nan"] if budget == "nan" else ["cs.pt", "UHDformer networks only", "--cost params"]
+    expect_clear_error(["compress", path, "--cost", "latency", "--budget", budget, "--out", out, "--no-progress"], *fragments)
+    assert not out.exists()
