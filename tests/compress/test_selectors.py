@@ -263,3 +263,35 @@ def test_a_latency_plan_keeps_the_channels_its_selector_orders_first(small, name
         torch.testing.assert_close(network.get_submodule(g.module).fc1.weight, source.get_submodule(g.module).fc1.weight[kept])
     if name != "sa++":
         assert source is small
+
+
+def test_taylor_orders_convnext_channels_by_summed_weight_times_gradient(small):
+    """The Taylor selector against a direct computation: per hidden channel of each ConvNeXt block,
+    ``Σ|w·∂L/∂w|`` over its row of ``fc1`` and its column of ``fc2`` (``L``: the distillation loss)."""
+    from sparsesel.compress.selectors import taylor_selector
+    from sparsesel.training.losses import l1_fft_loss
+
+    teacher = spread_weights(UHDformer(UHDformerConfig(**SMALL)), 11)
+    g = torch.Generator().manual_seed(12)
+    batch = {"input": torch.rand(2, 3, 32, 32, generator=g), "target": torch.rand(2, 3, 32, 32, generator=g)}
+    student = copy.deepcopy(small).train()
+    with torch.no_grad():
+        taught = teacher.eval()(batch["input"])
+    out = student(batch["input"])
+    loss = l1_fft_loss(out, taught) + l1_fft_loss(out, batch["target"])
+    parameters = dict(student.named_parameters())
+    grads = dict(zip(parameters, torch.autograd.grad(loss, list(parameters.values()), allow_unused=True)))
+    select = taylor_selector(teacher, batch)
+    groups = [group for group in cp.channel_groups(small) if group.kind == "convnext"]
+    assert groups
+    for group in groups:
+        prefix = f"{group.module}." if group.module else ""
+        w1, w2 = parameters[prefix + "fc1.weight"], parameters[prefix + "fc2.weight"]
+        g1, g2 = grads[prefix + "fc1.weight"], grads[prefix + "fc2.weight"]
+        rows = (w1 * g1).abs().flatten(1).sum(1)  # fc1's row of each hidden channel
+        columns = (w2 * g2).abs().transpose(0, 1).flatten(1).sum(1)  # fc2's column of it
+        taylor = (rows + columns).detach().double().numpy()
+        order = select(small, group)
+        assert sorted(order.tolist()) == list(range(group.channels))
+        ranked = taylor[order]
+        assert np.all(np.diff(ranked) <= 1e-9 * taylor.max()), (group.module, ranked)  # non-increasing
