@@ -242,6 +242,20 @@ def _check_run_arguments(budget: Any, method: Any, curve: Sequence[Any], task: A
     return budget, points, size
 
 
+def unpack_block_layers(model: torch.nn.Module) -> list[str]:
+    """Replace (in place) every block-sparse packed layer of ``model`` (``prune --kernel``) by the plain layer it
+    computes, so that compression plans it like any other layer; returns their names.
+
+    Each layer's ``block_pack`` edit leaves the log; its ``block_mask`` edit (the zeros) stays.
+    """
+    from sparsesel.block_layers import PackedBlocks, unpack_layer
+
+    names = [name for name, module in model.named_modules() if isinstance(module, PackedBlocks)]
+    for name in names:
+        unpack_layer(model, name)
+    return names
+
+
 def compress_checkpoint(
     checkpoint: str | os.PathLike,
     out: str | os.PathLike,
@@ -369,6 +383,7 @@ def _compress(checkpoint: str | os.PathLike, out: Path, *, rank: int, world: int
     from sparsesel.nets import zoo
 
     teacher, info = zoo.load_net(checkpoint, trust_code=trust_code, net=net)
+    unpack_block_layers(teacher)
     net = info["net"]
     if cost == "latency" and net != "uhdformer":
         raise ValueError(f"{checkpoint}: --cost latency plans UHDformer networks only (its options are UHDformer's channel "

@@ -82,6 +82,19 @@ def _restored(model: torch.nn.Module, net: str, folder: Path) -> np.ndarray:
     return np.round(out * 255) / 255
 
 
+def _dense_parameter_count(model: torch.nn.Module) -> int:
+    """Parameters of ``model`` with each packed block-sparse layer counted as its dense weight and bias."""
+    from sparsesel.block_layers import PackedBlocks
+
+    total = 0
+    for module in model.modules():
+        if isinstance(module, PackedBlocks):
+            total += module.weight.numel() + (0 if module.bias is None else module.bias.numel())
+        else:
+            total += sum(p.numel() for p in module.parameters(recurse=False))
+    return total
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("net", [*SMALL, USER_FACTORY])
 def test_compress_restore_prune_restore_compress_export(net, tmp_path):
@@ -108,15 +121,16 @@ def test_compress_restore_prune_restore_compress_export(net, tmp_path):
         assert not (tmp_path / "refused.png").exists()
 
     side = 1 if user else 2  # the user's factorized layers have odd ranks
+    kernel = ["--kernel", "block"] if user else []  # the user's network in packed block layers; the others as timed (auto)
     _sparsesel("prune", first, "--density", "0.5", "--block", f"{side}x{side}", "--min-blocks", "1", "--out", "pruned.pt",
-               *named, cwd=tmp_path)
+               *kernel, *named, cwd=tmp_path)
     trust = ["--trust-code"] if user else []  # from here on the other opt-in
     pruned, _ = load_compressed(tmp_path / "pruned.pt", trust_code=user)
     summary = json.loads((tmp_path / "pruned.pt.prune.json").read_text())
-    parameters = dict(pruned.named_parameters())
     assert summary["selected"]
     for name, kept in summary["selected"]:
-        weight = parameters[name].detach()
+        module, _, attribute = name.rpartition(".")  # a layer --kernel auto packed has no weight parameter, but its dense weight
+        weight = getattr(pruned.get_submodule(module), attribute).detach()
         rows, cols = weight.shape[0] // side, weight.shape[1] // side
         blocks = weight.reshape(rows, side, cols, side, -1).abs().sum(dim=(1, 3, 4)).reshape(-1)
         outside = np.setdiff1d(np.arange(rows * cols), kept)
@@ -128,7 +142,7 @@ def test_compress_restore_prune_restore_compress_export(net, tmp_path):
     second, _ = load_compressed(tmp_path / "second" / "compressed.pt", trust_code=user)
     report = json.loads((tmp_path / "second" / "report.json").read_text())
     assert report["params_after"] <= 0.9 * report["params_before"]
-    assert report["params_before"] == sum(p.numel() for p in pruned.parameters())
+    assert report["params_before"] == _dense_parameter_count(pruned)  # compress plans packed block layers in dense form
     stored = torch.load(tmp_path / "second" / "compressed.pt", weights_only=True)
     first_edits = torch.load(first, weights_only=True)["edits"]
     assert stored["edits"][: len(first_edits)] == first_edits  # the edits accumulate, in order
